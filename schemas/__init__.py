@@ -1,0 +1,1 @@
+"""Versioned definitions shared by the records job and the trainer."""
