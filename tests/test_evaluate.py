@@ -1,0 +1,137 @@
+"""trainer.evaluate: metrics against hand-computed values, eval.json and the PNG."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import evaluate
+
+LABELS = ["a", "b", "c", "d"]
+Y_TRUE = [0, 0, 1, 1, 2, 3]
+# Scores per clip (each row sums to 100); argmax = [0, 1, 1, 1, 0, 3].
+SCORES = [
+    [50, 30, 15, 5],   # true a, predicted a
+    [30, 50, 15, 5],   # true a, predicted b (a is 2nd: top-3 hit)
+    [10, 60, 20, 10],  # true b, predicted b
+    [5, 70, 20, 5],    # true b, predicted b
+    [60, 25, 5, 10],   # true c, predicted a (c is last: top-3 miss)
+    [10, 20, 30, 40],  # true d, predicted d
+]
+# By hand. Confusion (rows true, cols predicted):
+EXPECTED_CONFUSION = [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+EXPECTED_PRECISION = [1 / 2, 2 / 3, 0.0, 1.0]
+EXPECTED_RECALL = [1 / 2, 1.0, 0.0, 1.0]
+EXPECTED_F1 = [1 / 2, 0.8, 0.0, 1.0]
+EXPECTED_SUPPORT = [2, 2, 1, 1]
+
+
+def _probabilities():
+    return np.asarray(SCORES, np.float64) / 100.0
+
+
+def test_metrics_match_hand_computed_values():
+    report = evaluate.classification_metrics(Y_TRUE, _probabilities(), LABELS, top_k=(1, 3, 4, 5))
+    assert report["num_examples"] == 6
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["top_1"] == pytest.approx(4 / 6)
+    assert report["top_3"] == pytest.approx(5 / 6)
+    assert "top_4" not in report and "top_5" not in report  # k >= number of classes
+    assert report["confusion_matrix"] == EXPECTED_CONFUSION
+    for i, name in enumerate(LABELS):
+        row = report["per_class"][name]
+        assert row["precision"] == pytest.approx(EXPECTED_PRECISION[i])
+        assert row["recall"] == pytest.approx(EXPECTED_RECALL[i])
+        assert row["f1"] == pytest.approx(EXPECTED_F1[i])
+        assert row["support"] == EXPECTED_SUPPORT[i]
+    assert report["macro_avg"]["precision"] == pytest.approx((0.5 + 2 / 3 + 0 + 1) / 4)
+    assert report["macro_avg"]["recall"] == pytest.approx(2.5 / 4)
+    assert report["macro_avg"]["f1"] == pytest.approx(2.3 / 4)
+    assert report["weighted_avg"]["precision"] == pytest.approx((1 + 4 / 3 + 0 + 1) / 6)
+    assert report["weighted_avg"]["recall"] == pytest.approx(4 / 6)
+    assert report["weighted_avg"]["f1"] == pytest.approx(3.6 / 6)
+    assert report["labels"] == LABELS
+
+
+def test_confusion_matrix_and_top_k_primitives():
+    matrix = evaluate.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1], 3)
+    np.testing.assert_array_equal(matrix, [[1, 0, 0], [0, 0, 1], [0, 1, 1]])
+    probs = np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2]])
+    assert evaluate.top_k_accuracy([0, 0], probs, 1) == pytest.approx(0.5)
+    assert evaluate.top_k_accuracy([0, 0], probs, 2) == pytest.approx(0.5)
+    assert evaluate.top_k_accuracy([0, 0], probs, 3) == pytest.approx(1.0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"\[N, 4\]"):
+        evaluate.classification_metrics([0, 1], np.ones((2, 3)) / 3, LABELS)
+    with pytest.raises(ValueError, match="2 labels but 3 predictions"):
+        evaluate.classification_metrics([0, 1], np.ones((3, 4)) / 4, LABELS)
+    with pytest.raises(ValueError, match="out of range"):
+        evaluate.confusion_matrix([0, 5], [0, 1], 4)
+
+
+def _score_model(num_classes):
+    """A real Keras model whose output is the normalized first row of frame 0, channel 0."""
+    clips = keras.Input((None, 8, 8, 3), dtype="uint8")
+    scores = keras.layers.Lambda(
+        lambda x: tf.cast(x[:, 0, 0, :num_classes, 0], tf.float32),
+        output_shape=(num_classes,))(clips)
+    probs = keras.layers.Lambda(lambda s: s / tf.reduce_sum(s, axis=-1, keepdims=True),
+                                output_shape=(num_classes,))(scores)
+    return keras.Model(clips, probs)
+
+
+def _dataset(batch_size):
+    clips = np.zeros((len(SCORES), 2, 8, 8, 3), np.uint8)
+    clips[:, 0, 0, :len(LABELS), 0] = np.asarray(SCORES, np.uint8)
+    labels = np.asarray(Y_TRUE, np.int32)
+    return tf.data.Dataset.from_tensor_slices((clips, labels)).batch(batch_size)
+
+
+def test_evaluate_model_writes_json_and_png(tmp_path):
+    out_dir = str(tmp_path / "job")
+    # Batch 4 over 6 clips: the last batch is partial.
+    report = evaluate.evaluate_model(_score_model(len(LABELS)), _dataset(4), LABELS, out_dir,
+                                     top_k=(1, 3))
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["top_3"] == pytest.approx(5 / 6)
+    assert report["confusion_matrix"] == EXPECTED_CONFUSION
+    with open(os.path.join(out_dir, evaluate.EVAL_JSON)) as f:
+        assert json.load(f) == json.loads(json.dumps(report))
+    with open(os.path.join(out_dir, evaluate.CONFUSION_PNG), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_model_with_a_mirrored_model(tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        clips = keras.Input((None, 8, 8, 3), dtype="uint8")
+        x = keras.layers.Rescaling(1 / 255.0)(clips)
+        x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(x)
+        x = keras.layers.GlobalAveragePooling1D()(x)
+        model = keras.Model(clips, keras.layers.Dense(len(LABELS), activation="softmax")(x))
+    report = evaluate.evaluate_model(model, _dataset(4), LABELS, str(tmp_path))
+    assert report["num_examples"] == len(Y_TRUE)
+    matrix = np.asarray(report["confusion_matrix"])
+    np.testing.assert_array_equal(matrix.sum(axis=1), EXPECTED_SUPPORT)
+
+
+def test_plot_readable_for_eleven_classes(tmp_path):
+    names = [f"play_type_{i}" for i in range(11)]
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 20, (11, 11))
+    matrix[3] = 0  # a class with no examples must not divide by zero
+    path = str(tmp_path / "cm.png")
+    evaluate.plot_confusion_matrix(matrix, names, path)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_empty_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        evaluate.evaluate_model(_score_model(len(LABELS)), _dataset(4).take(0), LABELS,
+                                str(tmp_path))
