@@ -1,0 +1,177 @@
+"""Export: `JOB_DIR/model.keras` and a SavedModel that serves raw JPEG clips.
+
+The SavedModel's `serving_default` signature takes
+
+  clips: tf.string [batch, frames], the JPEG (or PNG) bytes of each frame
+
+and does the eval-time preprocessing itself (`data.select_frames` picks
+`num_frames` evenly spaced frames, `data.decode_frames` decodes them at
+`image_size`), then runs the model. It returns
+
+  probabilities   float32 [batch, C]
+  labels          string  [batch, C]  the label vocabulary (same for every row)
+  top_label       string  [batch]
+  top_probability float32 [batch]
+
+Serving therefore needs no Python preprocessing. `saved_model/assets.extra/`
+holds `playclips_export.json` (labels, image size, frame counts, resize mode,
+schema version) so that clients (`trainer.predict`) sample frames from a video
+the way the records job did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import keras
+import tensorflow as tf
+
+from schemas import play_record
+from trainer import data
+
+MODEL_FILENAME = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+METADATA_DIR = "assets.extra"  # TF Serving's folder for files beside the SavedModel
+METADATA_FILENAME = "playclips_export.json"
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "clips"
+
+
+def metadata_path(saved_model_dir: str) -> str:
+    """Where `export_model` writes the metadata JSON inside a SavedModel folder."""
+    return os.path.join(saved_model_dir, METADATA_DIR, METADATA_FILENAME)
+
+
+def resolve_saved_model_dir(model_dir: str) -> str:
+    """Accepts a JOB_DIR or its saved_model/ folder; returns the SavedModel folder.
+
+    Raises FileNotFoundError with what was looked for.
+    """
+    candidates = [model_dir, os.path.join(model_dir, SAVED_MODEL_DIR)]
+    for candidate in candidates:
+        if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    if not tf.io.gfile.exists(model_dir):
+        raise FileNotFoundError(f"model directory {model_dir!r} does not exist")
+    raise FileNotFoundError(
+        f"no saved_model.pb in {model_dir!r} or {os.path.join(model_dir, SAVED_MODEL_DIR)!r}: "
+        f"pass the training job's JOB_DIR or its {SAVED_MODEL_DIR}/ folder")
+
+
+def load_metadata(model_dir: str) -> Dict[str, Any]:
+    """Reads the export metadata of a JOB_DIR or saved_model/ folder."""
+    path = metadata_path(resolve_saved_model_dir(model_dir))
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"{path!r} is missing: the SavedModel was not written by trainer.export")
+    with tf.io.gfile.GFile(path, "r") as f:
+        meta = json.load(f)
+    version = meta.get("schema_version")
+    if version != play_record.SCHEMA_VERSION:
+        raise play_record.SchemaError(
+            f"model exported for record schema version {version}, this code reads version "
+            f"{play_record.SCHEMA_VERSION}")
+    return meta
+
+
+def make_serving_fn(model: keras.Model, labels: Sequence[str], image_size: Tuple[int, int],
+                    num_frames: int):
+    """The serving function: string [batch, frames] JPEG bytes -> dict of outputs (not traced)."""
+    height, width = (int(v) for v in image_size)
+    num_frames = int(num_frames)
+    labels = [str(label) for label in labels]
+
+    def serve(clips: tf.Tensor) -> Dict[str, tf.Tensor]:
+        def one_clip(jpegs):
+            chosen = data.select_frames(jpegs, num_frames, training=False)
+            return data.decode_frames(chosen, height, width)
+
+        frames = tf.map_fn(
+            one_clip, clips,
+            fn_output_signature=tf.TensorSpec([num_frames, height, width, 3], tf.uint8))
+        probabilities = tf.cast(model(frames, training=False), tf.float32)
+        vocabulary = tf.constant(labels, tf.string)
+        batch = tf.shape(probabilities)[0]
+        top_index = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": probabilities,
+            "labels": tf.tile(vocabulary[tf.newaxis, :], [batch, 1]),
+            "top_label": tf.gather(vocabulary, top_index),
+            "top_probability": tf.reduce_max(probabilities, axis=-1),
+        }
+
+    return serve
+
+
+def _save_keras(model: keras.Model, path: str) -> None:
+    """model.save to a local temp file, then copy (works for gs:// on any Keras)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, MODEL_FILENAME)
+        model.save(local)
+        tf.io.gfile.copy(local, path, overwrite=True)
+
+
+def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
+                 image_size: Union[int, Tuple[int, int]], num_frames: int,
+                 record_num_frames: Optional[int] = None,
+                 resize_mode: str = "crop", pad_short: str = "",
+                 jpeg_quality: int = 90,
+                 frame_rate: Optional[float] = None) -> Dict[str, Any]:
+    """Writes JOB_DIR/model.keras and JOB_DIR/saved_model/ (raw-JPEG serving signature).
+
+    Args:
+      model: uint8 clips [B, T, H, W, 3] -> probabilities [B, C].
+      job_dir: a local path or gs:// (tf.io.gfile).
+      labels: the C label names, index order.
+      image_size: (height, width) the model takes (an int means square).
+      num_frames: frames the model sees; the signature picks them from the given frames.
+      record_num_frames: frames per play in the records (what clients should
+        send; defaults to num_frames).
+      resize_mode, pad_short, jpeg_quality, frame_rate: the records job's frame
+        sampling settings (dataset.json), stored for clients such as predict.
+
+    Returns:
+      The metadata dict, plus `model_path` and `saved_model_dir`.
+    """
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    height, width = (int(v) for v in image_size)
+    labels = [str(label) for label in labels]
+    num_classes = int(model.output_shape[-1])
+    if num_classes != len(labels):
+        raise ValueError(f"the model has {num_classes} outputs but {len(labels)} labels were given")
+    if int(num_frames) < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    metadata = {
+        "labels": labels,
+        "image_size": [height, width],
+        "num_frames": int(num_frames),
+        "record_num_frames": int(record_num_frames or num_frames),
+        "resize_mode": resize_mode,
+        "pad_short": pad_short,
+        "jpeg_quality": int(jpeg_quality),
+        "frame_rate": float(frame_rate) if frame_rate else None,
+        "schema_version": play_record.SCHEMA_VERSION,
+        "signature": SIGNATURE_NAME,
+        "input": INPUT_NAME,
+    }
+
+    tf.io.gfile.makedirs(job_dir)
+    model_path = os.path.join(job_dir, MODEL_FILENAME)
+    _save_keras(model, model_path)
+
+    saved_model_dir = os.path.join(job_dir, SAVED_MODEL_DIR)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=SIGNATURE_NAME,
+        fn=make_serving_fn(model, labels, (height, width), num_frames),
+        input_signature=[tf.TensorSpec([None, None], tf.string, name=INPUT_NAME)])
+    archive.write_out(saved_model_dir, verbose=False)
+    tf.io.gfile.makedirs(os.path.dirname(metadata_path(saved_model_dir)))
+    with tf.io.gfile.GFile(metadata_path(saved_model_dir), "w") as f:
+        f.write(json.dumps(metadata, indent=2, sort_keys=True))
+    return dict(metadata, model_path=model_path, saved_model_dir=saved_model_dir)
