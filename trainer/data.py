@@ -1,0 +1,387 @@
+"""The trainer's tf.data input pipeline: play-record shards -> (clips, labels).
+
+    files -> shard per input pipeline -> shuffle files -> parallel interleave of
+    TFRecordDatasets -> shuffle records -> parse (schemas.play_record) -> choose
+    frames -> decode only those JPEGs -> augment the whole clip with one draw ->
+    batch (per-replica size) -> prefetch
+
+Clips stay uint8 until the model: the dataset yields
+`(clips uint8 [B, T, H, W, 3], labels int32 [B])`; the cast and the VGG16
+preprocessing live inside the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import tensorflow as tf
+
+from schemas import dataset_card, play_record
+from trainer import filesystems
+
+AUTOTUNE = tf.data.AUTOTUNE
+DEFAULT_SHUFFLE_BUFFER = 256
+# dataset.json's "compression" -> TFRecordDataset's compression_type.
+_COMPRESSION = {"": "", "none": "", "gzip": "GZIP", "zlib": "ZLIB"}
+
+
+def compression_type(compression: Optional[str]) -> str:
+    """Maps a card's compression ("none", "gzip", "zlib") to TFRecordDataset's argument."""
+    key = (compression or "").lower()
+    if key not in _COMPRESSION:
+        raise ValueError(f"unknown compression {compression!r}: use one of 'none', 'gzip', 'zlib'")
+    return _COMPRESSION[key]
+
+
+# ---------------------------------------------------------------- files
+
+
+def load_card(data_dir: str) -> dataset_card.DatasetCard:
+    """Reads `dataset.json` from a records-job output folder."""
+    filesystems.ensure_filesystem(data_dir)
+    path = os.path.join(data_dir, dataset_card.CARD_NAME)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"no {dataset_card.CARD_NAME} in {data_dir!r}: --data_dir must be the records job's "
+            f"--output_dir (or pass --train_files/--eval_files globs)")
+    with tf.io.gfile.GFile(path, "r") as f:
+        return dataset_card.DatasetCard.from_json(f.read())
+
+
+def match_files(patterns: Union[str, Sequence[str]]) -> List[str]:
+    """Expands comma-separated (or listed) globs into a sorted, de-duplicated file list."""
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",")]
+    patterns = [p for p in patterns if p]
+    if not patterns:
+        raise ValueError("no file pattern given")
+    files = set()
+    for pattern in patterns:
+        filesystems.ensure_filesystem(pattern)
+        matched = tf.io.gfile.glob(pattern)
+        if not matched:
+            raise ValueError(f"no file matches {pattern!r}")
+        files.update(matched)
+    return sorted(files)
+
+
+def split_files(data_dir: str, split: str,
+                card: Optional[dataset_card.DatasetCard] = None) -> List[str]:
+    """The shards of one split of a records-job output folder."""
+    card = card or load_card(data_dir)
+    pattern = os.path.join(data_dir, card.shard_glob(split))
+    filesystems.ensure_filesystem(pattern)
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(
+            f"no shard of split {split!r} matches {pattern!r} (dataset.json counts: {card.counts})")
+    return files
+
+
+def check_files(files: Sequence[str], compression: Optional[str],
+                max_files: Optional[int] = None) -> None:
+    """Reads the first record of each file eagerly and checks it is a play record.
+
+    Run before training so that a wrong file (a text file, another compression,
+    a tf.train.Example of another layout, another schema version) fails with
+    a message naming the file instead of an error deep in a tf.data iterator.
+    Empty shards are allowed. Raises ValueError, FileNotFoundError or
+    schemas.play_record.SchemaError.
+    """
+    files = list(files)
+    if not files:
+        raise ValueError("no input files to check")
+    ctype = compression_type(compression)
+    for path in files[:max_files]:
+        filesystems.ensure_filesystem(path)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"input file {path!r} does not exist")
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path, compression_type=ctype).take(1)), None)
+        except tf.errors.OpError as err:
+            raise ValueError(
+                f"{path!r} is not a TFRecord file readable with compression={compression or 'none'!r} "
+                f"({type(err).__name__}: {err.message.strip()}). Pass the compression the records "
+                f"were written with (dataset.json 'compression') and only the records job's shards"
+            ) from None
+        if first is None:
+            continue
+        try:
+            record = play_record.decode_play(first.numpy())
+        except play_record.SchemaError as err:
+            raise play_record.SchemaError(
+                f"{path!r}: {err} — not a playclips play record of schema version "
+                f"{play_record.SCHEMA_VERSION} (a tf.train.Example of another layout, or written by "
+                f"another version of the records job: re-run it)") from None
+        except Exception as err:  # google.protobuf DecodeError and friends
+            raise play_record.SchemaError(
+                f"{path!r}: the first record is not a tf.train.SequenceExample ({err})") from None
+        if not record.frames:
+            raise play_record.SchemaError(
+                f"{path!r}: the first record has no '{play_record.IMAGE_ENCODED}' frames: not a "
+                f"playclips play record")
+
+
+def _pipeline_of(input_context: Optional[tf.distribute.InputContext]) -> Tuple[int, int]:
+    if input_context is None:
+        return 1, 0
+    return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def shard_files(files: Sequence[str],
+                input_context: Optional[tf.distribute.InputContext]) -> List[str]:
+    """The files that this input pipeline reads (every num_pipelines-th file)."""
+    files = list(files)
+    num_pipelines, pipeline_id = _pipeline_of(input_context)
+    if not files:
+        raise ValueError("no input files")
+    if len(files) < num_pipelines:
+        raise ValueError(
+            f"{len(files)} shard(s) for {num_pipelines} input pipelines: every pipeline (worker) "
+            f"needs at least one shard of its own. Re-run the records job with --num_shards of at "
+            f"least {num_pipelines} (a multiple of it balances the workers), or use fewer workers")
+    return files[pipeline_id::num_pipelines]
+
+
+# ---------------------------------------------------------------- per clip
+
+
+def _uniform_int(maxval, seed) -> tf.Tensor:
+    """A random int32 in [0, maxval) (stateless when `seed` is given)."""
+    if seed is None:
+        return tf.random.uniform([], 0, maxval, dtype=tf.int32)
+    return tf.random.stateless_uniform([], seed, 0, maxval, dtype=tf.int32)
+
+
+def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = False,
+                  seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Chooses `num_frames` of the T stored frames (string [T] -> string [num_frames]).
+
+    Eval: evenly spaced with stride max(T // num_frames, 1), centred in the
+    clip. Training: a random stride in [1, max(T // num_frames, 1)] and a
+    random offset so that the chosen frames lie inside the clip. A clip shorter
+    than `num_frames` repeats its last frame. `num_frames=None` keeps all T.
+    `seed` is an optional stateless seed (int [2]); without it training draws
+    from TensorFlow's global generator.
+    """
+    jpegs = tf.convert_to_tensor(jpegs, tf.string)
+    if num_frames is None:
+        return jpegs
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    total = tf.shape(jpegs, out_type=tf.int32)[0]
+    check = tf.debugging.assert_positive(total, message="play record has no frames")
+    with tf.control_dependencies([check]):
+        max_stride = tf.maximum(total // num_frames, 1)
+    if training:
+        if seed is not None:
+            stride_seed, offset_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        else:
+            stride_seed = offset_seed = None
+        stride = 1 + _uniform_int(max_stride, stride_seed)
+        room = tf.maximum(total - ((num_frames - 1) * stride + 1), 0)
+        offset = _uniform_int(room + 1, offset_seed)
+    else:
+        stride = max_stride
+        offset = tf.maximum(total - ((num_frames - 1) * stride + 1), 0) // 2
+    indices = tf.minimum(offset + tf.range(num_frames, dtype=tf.int32) * stride, total - 1)
+    selected = tf.gather(jpegs, indices)
+    selected.set_shape([num_frames])
+    return selected
+
+
+def decode_frames(jpegs: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Decodes JPEG (or PNG) frames, string [T] -> uint8 [T, height, width, 3].
+
+    Frames of another size are resized (bilinear) to (height, width).
+    """
+    jpegs = tf.convert_to_tensor(jpegs, tf.string)
+
+    def decode_one(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
+        image = tf.cond(
+            same, lambda: image,
+            lambda: tf.cast(tf.clip_by_value(
+                tf.round(tf.image.resize(image, [height, width])), 0, 255), tf.uint8))
+        return tf.ensure_shape(image, [height, width, 3])
+
+    frames = tf.map_fn(decode_one, jpegs,
+                       fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8))
+    frames.set_shape([jpegs.shape[0], height, width, 3])
+    return frames
+
+
+def augment_clip(clip: tf.Tensor, seed: Optional[tf.Tensor] = None,
+                 pad_fraction: float = 0.125) -> tf.Tensor:
+    """One random crop and flip for the whole clip (uint8 [T, H, W, 3] -> same shape).
+
+    The clip is reflect-padded by `pad_fraction` of each side and cropped back
+    to (H, W) at one random offset; then, with probability 1/2, every frame is
+    flipped left-right. The same draw applies to every frame.
+    """
+    height, width = int(clip.shape[1]), int(clip.shape[2])
+    pad_h, pad_w = int(height * pad_fraction), int(width * pad_fraction)
+    if seed is not None:
+        y_seed, x_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    else:
+        y_seed = x_seed = flip_seed = None
+    padded = tf.pad(clip, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode="REFLECT")
+    top = _uniform_int(2 * pad_h + 1, y_seed)
+    left = _uniform_int(2 * pad_w + 1, x_seed)
+    cropped = tf.slice(padded, tf.stack([0, top, left, 0]), [-1, height, width, -1])
+    flip = tf.equal(_uniform_int(2, flip_seed), 1)
+    out = tf.cond(flip, lambda: tf.reverse(cropped, axis=[2]), lambda: cropped)
+    out.set_shape(clip.shape)
+    return out
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int,
+                 num_frames: Optional[int], image_size: Tuple[int, int],
+                 compression: Optional[str] = "none",
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 seed: Optional[int] = None,
+                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+                 repeat: bool = False,
+                 augment: Optional[bool] = None) -> tf.data.Dataset:
+    """Builds `(clips uint8 [B, T, H, W, 3], labels int32 [B])` batches from play-record shards.
+
+    Args:
+      files: shard paths (see `split_files`, `match_files`); sharded per input
+        pipeline by `input_context` (one pipeline needs at least one shard).
+      training: shuffles files and records, interleaves non-deterministically,
+        picks frames at a random offset/stride, augments (unless `augment` is
+        False) and drops the last partial batch. Otherwise the order, frames
+        (centred, evenly spaced) and pixels are deterministic.
+      global_batch_size: split per replica with `input_context`.
+      num_frames: frames per clip; None keeps all stored frames.
+      image_size: (height, width) of the output frames (resized if stored
+        frames differ).
+      compression: the card's compression ("none", "gzip").
+      input_context: from `strategy.distribute_datasets_from_function`.
+      seed: makes shuffles and augmentation draws reproducible.
+      shuffle_buffer: record shuffle buffer (training only).
+      repeat: repeat the file list forever.
+      augment: random crop + flip; defaults to `training`.
+    """
+    height, width = (int(v) for v in image_size)
+    ctype = compression_type(compression)
+    files = shard_files(files, input_context)
+    num_pipelines, pipeline_id = _pipeline_of(input_context)
+    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                  if input_context else int(global_batch_size))
+    augment = training if augment is None else augment
+    deterministic = not training
+    # Each pipeline draws differently from the same user seed.
+    pipeline_seed = None if seed is None else seed + 1000003 * pipeline_id
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=pipeline_seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=ctype),
+        cycle_length=min(len(files), 16), block_length=1,
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=pipeline_seed, reshuffle_each_iteration=True)
+
+    random_draws = training or augment
+    if random_draws:
+        # One stateless seed per record: reproducible with `seed`, fresh each epoch.
+        seeds = tf.data.Dataset.random(seed=pipeline_seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds))
+    else:
+        ds = ds.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
+
+    def to_clip(serialized, record_seed):
+        parsed = play_record.parse_play(serialized)
+        select_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(record_seed, 2))
+        jpegs = select_frames(parsed["frames"], num_frames, training=training,
+                              seed=select_seed if random_draws else None)
+        clip = decode_frames(jpegs, height, width)
+        if augment:
+            clip = augment_clip(clip, seed=augment_seed)
+        return clip, tf.cast(parsed["label"], tf.int32)
+
+    ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE,
+                  deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    ds = ds.with_options(options)
+    return ds.prefetch(AUTOTUNE)
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclasses.dataclass
+class InputConfig:
+    """Where the records are and what a clip looks like; `resolve` fills gaps from dataset.json."""
+
+    data_dir: str = ""
+    train_files: str = ""  # comma-separated globs; override data_dir's train split
+    eval_files: str = ""  # comma-separated globs; override data_dir's eval split
+    train_split: str = "train"
+    eval_split: str = "val"
+    num_frames: Optional[int] = None  # default: all stored frames (card.num_frames)
+    height: Optional[int] = None
+    width: Optional[int] = None
+    compression: Optional[str] = None
+    labels: Optional[List[str]] = None
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+
+    def resolve(self) -> "InputConfig":
+        """A copy with frame count, size, compression and labels taken from the card."""
+        if not self.data_dir and not self.train_files and not self.eval_files:
+            raise ValueError("give --data_dir (the records job's output) or --train_files/--eval_files")
+        values = {}
+        if self.data_dir:
+            card = load_card(self.data_dir)
+            if self.num_frames and self.num_frames > card.num_frames:
+                raise ValueError(
+                    f"num_frames={self.num_frames} but the records hold {card.num_frames} frames "
+                    f"per play (re-run the records job with more frames, or ask for fewer)")
+            values = dict(num_frames=self.num_frames or card.num_frames,
+                          height=self.height or card.height, width=self.width or card.width,
+                          compression=self.compression or card.compression,
+                          labels=self.labels or list(card.labels))
+        resolved = dataclasses.replace(self, **values)
+        missing = [name for name in ("height", "width") if not getattr(resolved, name)]
+        if missing:
+            raise ValueError(f"without --data_dir, give {' and '.join(missing)} explicitly")
+        return resolved
+
+    def files(self, training: bool) -> List[str]:
+        """The train (training=True) or eval files."""
+        globs = self.train_files if training else self.eval_files
+        if globs:
+            return match_files(globs)
+        if not self.data_dir:
+            raise ValueError(f"no --{'train' if training else 'eval'}_files and no --data_dir")
+        return split_files(self.data_dir, self.train_split if training else self.eval_split)
+
+    def dataset_fn(self, training: bool, global_batch_size: int, seed: Optional[int] = None,
+                   repeat: bool = False, check: bool = True
+                   ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
+        """A function for `strategy.distribute_datasets_from_function` (files checked now)."""
+        files = self.files(training)
+        if check:
+            check_files(files, self.compression)
+
+        def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+            return make_dataset(
+                files, training=training, global_batch_size=global_batch_size,
+                num_frames=self.num_frames, image_size=(self.height, self.width),
+                compression=self.compression, input_context=input_context, seed=seed,
+                shuffle_buffer=self.shuffle_buffer, repeat=repeat)
+
+        return fn

@@ -1,0 +1,53 @@
+"""File systems beyond local paths and gs://.
+
+TensorFlow reads local paths and gs:// itself (gs:// through
+tensorflow-io-gcs-filesystem, which TensorFlow loads on import). s3://, hdfs://,
+az:// (and http(s)://, viewfs://, oss://) are registered by tensorflow-io, which
+is imported only when such a path is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Iterable, Optional
+
+# Schemes TensorFlow reads without extra imports.
+BUILTIN_SCHEMES = ("", "file", "gs", "ram")
+# Schemes that tensorflow-io's plugin library registers.
+TFIO_SCHEMES = ("s3", "hdfs", "viewfs", "az", "http", "https", "oss", "har")
+
+
+def scheme_of(path: str) -> str:
+    """The URL scheme of `path` ("" for a local path)."""
+    return path.split("://", 1)[0].lower() if "://" in path else ""
+
+
+def ensure_filesystem(path: str) -> None:
+    """Makes sure tf.io.gfile can read `path`'s file system.
+
+    Imports tensorflow_io for s3://, hdfs://, az:// and the other schemes it
+    registers. Raises ValueError for an unknown scheme and RuntimeError when
+    tensorflow-io cannot be loaded.
+    """
+    scheme = scheme_of(path)
+    if scheme in BUILTIN_SCHEMES:
+        return
+    if scheme not in TFIO_SCHEMES:
+        raise ValueError(
+            f"cannot read {path!r}: unknown file system '{scheme}://' "
+            f"(supported: local paths, gs://, {', '.join(s + '://' for s in TFIO_SCHEMES)})")
+    try:
+        importlib.import_module("tensorflow_io")
+    except Exception as err:  # ImportError, or tf.errors.NotFoundError from a bad .so
+        raise RuntimeError(
+            f"reading {scheme}:// paths ({path!r}) needs tensorflow-io, which failed to load: "
+            f"{type(err).__name__}: {err}. Install the pinned version that matches "
+            f"TensorFlow (pip install tensorflow-io==0.37.1 for tensorflow 2.16), or copy the "
+            f"data to a local path or gs://") from err
+
+
+def ensure_filesystems(paths: Iterable[Optional[str]]) -> None:
+    """`ensure_filesystem` for each non-empty path."""
+    for path in paths:
+        if path:
+            ensure_filesystem(path)
