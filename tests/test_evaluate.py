@@ -135,3 +135,25 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         evaluate.evaluate_model(_score_model(len(LABELS)), _dataset(4).take(0), LABELS,
                                 str(tmp_path))
+
+
+def test_evaluate_model_on_the_real_eval_pipeline(tmp_path):
+    from tests import record_fixtures
+    from trainer import data
+    labels = ["pick_and_roll", "isolation", "post_up"]
+    card = record_fixtures.write_dataset(tmp_path / "records", num_plays=7, num_frames=6, size=32,
+                                         labels=labels, splits=("test",), num_shards=2)
+    dataset = data.make_dataset(data.split_files(str(tmp_path / "records"), "test"),
+                                training=False, global_batch_size=4, num_frames=3,
+                                image_size=(32, 32))
+    clips = keras.Input((None, 32, 32, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255.0)(clips)
+    x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(x)
+    x = keras.layers.GRU(4)(x)
+    model = keras.Model(clips, keras.layers.Dense(len(labels), activation="softmax")(x))
+    report = evaluate.evaluate_model(model, dataset, labels, str(tmp_path / "job"))
+    assert report["num_examples"] == card.counts["test"] == 7
+    assert {name: row["support"] for name, row in report["per_class"].items()} == \
+        card.label_counts["test"]
+    assert "top_3" not in report  # 3 classes: top-3 is always 1
+    assert os.path.exists(tmp_path / "job" / evaluate.CONFUSION_PNG)
