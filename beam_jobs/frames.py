@@ -1,0 +1,350 @@
+"""Media I/O for one play: sample exactly `num_frames` frames, resize, JPEG-encode.
+
+Pure Python (Pillow for images, PyAV for video), no pipeline code: the records
+job calls `read_play` inside a DoFn and `trainer/predict.py` calls it to
+classify a folder or a video with the same sampling.
+
+A play's `path` is one of:
+  * a folder of frame images (any format Pillow reads), in natural order
+    (frame_2 before frame_10);
+  * a glob of frame images (`plays/p1/*.png`);
+  * a video file (mp4, avi, mov, webm, mkv, m4v), decoded with PyAV;
+  * `demo://<seed>/<index>`: a synthetic play from `beam_jobs.demo_plays`.
+Paths may be on any filesystem Beam supports (local, gs://...): files are read
+through `apache_beam.io.filesystems.FileSystems`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import posixpath
+import re
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
+RESIZE_MODES = ("crop", "pad")
+PAD_SHORT_MODES = ("", "loop", "last")
+DEMO_SCHEME = "demo://"
+DEFAULT_FRAME_RATE = 30.0
+
+FrameSize = Union[int, Sequence[int]]
+
+
+class PlayError(Exception):
+    """A play that cannot be turned into a record; `reason` says why in plain words.
+
+    `kind` is a short stable category (for counters and the dataset card).
+    """
+
+    def __init__(self, reason: str, kind: str = "unreadable_media"):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+@dataclasses.dataclass
+class SampledPlay:
+    """The sampled frames of one play, ready for `schemas.play_record.PlayRecord`."""
+
+    frames: List[bytes]  # JPEG, one per sampled frame
+    timestamps_us: List[int]
+    source_num_frames: int
+    frame_rate: Optional[float]
+    pad_mode: str  # "" when the source had enough frames
+
+
+def natural_key(name: str) -> Tuple:
+    """Sort key that orders digit runs by value: frame_2 < frame_10."""
+    return tuple(int(part) if part.isdigit() else part.lower()
+                 for part in re.split(r"(\d+)", name))
+
+
+def frame_size_hw(frame_size: FrameSize) -> Tuple[int, int]:
+    """`224` or `(height, width)` -> (height, width)."""
+    if isinstance(frame_size, int):
+        height = width = frame_size
+    else:
+        height, width = (int(v) for v in frame_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be positive, got {frame_size!r}")
+    return height, width
+
+
+def sample_indices(num_source: int, num_frames: int, pad_short: str = "") -> List[int]:
+    """Source frame indices of the `num_frames` output frames.
+
+    With at least `num_frames` source frames, samples uniformly over the whole
+    length: index i -> floor((i + 0.5) * num_source / num_frames). A shorter
+    source raises PlayError unless `pad_short` is "loop" (repeat from the start)
+    or "last" (repeat the last frame).
+    """
+    if pad_short not in PAD_SHORT_MODES:
+        raise ValueError(f"pad_short must be one of {PAD_SHORT_MODES}, got {pad_short!r}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if num_source < 1:
+        raise PlayError("no frames found", kind="no_frames")
+    if num_source >= num_frames:
+        return [int(math.floor((i + 0.5) * num_source / num_frames)) for i in range(num_frames)]
+    if not pad_short:
+        raise PlayError(f"too few frames: {num_source}, need {num_frames} "
+                        f"(or run with --pad_short=loop|last)", kind="too_few_frames")
+    if pad_short == "loop":
+        return [i % num_source for i in range(num_frames)]
+    return [min(i, num_source - 1) for i in range(num_frames)]
+
+
+def _target_scale(src_w: int, src_h: int, height: int, width: int, resize_mode: str) -> float:
+    sx, sy = width / src_w, height / src_h
+    return max(sx, sy) if resize_mode == "crop" else min(sx, sy)
+
+
+def resize_image(image: Image.Image, frame_size: FrameSize, resize_mode: str = "crop") -> Image.Image:
+    """RGB image of exactly `frame_size`.
+
+    crop: scale so the shorter side fits, then center-crop the longer side.
+    pad:  scale so the longer side fits, then letterbox on black.
+    """
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+    height, width = frame_size_hw(frame_size)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if image.size == (width, height):
+        return image
+    scale = _target_scale(image.width, image.height, height, width, resize_mode)
+    new_w = max(1, round(image.width * scale))
+    new_h = max(1, round(image.height * scale))
+    if resize_mode == "crop":
+        new_w, new_h = max(new_w, width), max(new_h, height)
+        resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        left, top = (new_w - width) // 2, (new_h - height) // 2
+        return resized.crop((left, top, left + width, top + height))
+    new_w, new_h = min(new_w, width), min(new_h, height)
+    resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(resized, ((width - new_w) // 2, (height - new_h) // 2))
+    return canvas
+
+
+def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _image_to_jpeg(data: bytes, name: str, frame_size: FrameSize, resize_mode: str,
+                   quality: int) -> bytes:
+    """JPEG bytes of one frame file; an RGB JPEG already at the target size is kept as is."""
+    height, width = frame_size_hw(frame_size)
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if image.format == "JPEG" and image.mode == "RGB" and image.size == (width, height):
+            return data
+        if image.format == "JPEG":
+            # Let libjpeg decode at a reduced scale when that still covers the target.
+            scale = _target_scale(image.width, image.height, height, width, resize_mode)
+            image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+        image.load()
+    except Exception as err:  # Pillow raises many types for bad files
+        raise PlayError(f"unreadable or corrupt image {name}: {err}", kind="corrupt_image") from err
+    return encode_jpeg(resize_image(image, frame_size, resize_mode), quality)
+
+
+def _filesystems():
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
+    return FileSystems
+
+
+def _is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _extension(path: str) -> str:
+    return posixpath.splitext(path.rstrip("/"))[1].lower()
+
+
+def is_video(path: str) -> bool:
+    return _extension(path) in VIDEO_EXTENSIONS
+
+
+def list_frame_files(path: str) -> List[str]:
+    """Image files of a frame folder or glob, in natural order (PlayError if none)."""
+    fs = _filesystems()
+    pattern = path if _is_glob(path) else fs.join(path.rstrip("/"), "*")
+    try:
+        matched = fs.match([pattern])[0].metadata_list
+    except Exception as err:  # BeamIOError for a missing prefix on some filesystems
+        matched = []
+        if not _is_glob(path) and not fs.exists(path):
+            raise PlayError(f"missing folder {path}", kind="missing_path") from err
+    files = [m.path for m in matched if _extension(m.path) in IMAGE_EXTENSIONS]
+    if not files:
+        if not matched and not _is_glob(path) and not fs.exists(path):
+            raise PlayError(f"missing folder {path}", kind="missing_path")
+        what = "glob" if _is_glob(path) else "folder"
+        raise PlayError(f"no image frames in {what} {path}", kind="no_frames")
+    return sorted(files, key=lambda p: natural_key(posixpath.basename(p)))
+
+
+def _timestamps(indices: Iterable[int], frame_rate: float) -> List[int]:
+    return [int(round(i * 1e6 / frame_rate)) for i in indices]
+
+
+def _read_folder(path, num_frames, frame_size, resize_mode, pad_short, quality, frame_rate):
+    files = list_frame_files(path)
+    indices = sample_indices(len(files), num_frames, pad_short)
+    fs = _filesystems()
+    encoded = {}
+    for index in sorted(set(indices)):
+        name = files[index]
+        try:
+            with fs.open(name) as f:
+                data = f.read()
+        except Exception as err:
+            raise PlayError(f"unreadable image {name}: {err}", kind="corrupt_image") from err
+        encoded[index] = _image_to_jpeg(data, name, frame_size, resize_mode, quality)
+    rate = float(frame_rate or DEFAULT_FRAME_RATE)
+    return SampledPlay(
+        frames=[encoded[i] for i in indices], timestamps_us=_timestamps(indices, rate),
+        source_num_frames=len(files), frame_rate=rate,
+        pad_mode=pad_short if len(files) < num_frames else "")
+
+
+def _count_video_frames(container, stream) -> int:
+    if stream.frames:
+        return int(stream.frames)
+    count = sum(1 for packet in container.demux(stream) if packet.size)
+    container.seek(0)
+    return count
+
+
+def _decode_video(fileobj, path, num_frames, pad_short, known_count=None):
+    """(decoded sampled PIL frames by index, pts timestamps by index, source count, fps)."""
+    import av  # pylint: disable=g-import-not-at-top
+    with av.open(fileobj, mode="r") as container:
+        if not container.streams.video:
+            raise PlayError(f"no video stream in {path}", kind="undecodable_video")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        count = known_count if known_count is not None else _count_video_frames(container, stream)
+        indices = sample_indices(count, num_frames, pad_short)
+        wanted = set(indices)
+        last_wanted = max(wanted)
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        start = stream.start_time if stream.start_time is not None else None
+        images, stamps = {}, {}
+        decoded = 0
+        for frame in container.decode(stream):
+            if decoded in wanted:
+                images[decoded] = frame.to_image()
+                if frame.pts is not None and stream.time_base is not None:
+                    base = start if start is not None else 0
+                    stamps[decoded] = int(round(float((frame.pts - base) * stream.time_base) * 1e6))
+                else:
+                    stamps[decoded] = int(round(decoded * 1e6 / (fps or DEFAULT_FRAME_RATE)))
+            decoded += 1
+            if decoded > last_wanted:
+                break
+    return images, stamps, indices, count, decoded, fps
+
+
+def _read_video(path, num_frames, frame_size, resize_mode, pad_short, quality):
+    import av  # pylint: disable=g-import-not-at-top
+    fs = _filesystems()
+    try:
+        fs_exists = fs.exists(path)
+    except Exception:  # pylint: disable=broad-except
+        fs_exists = True
+    if not fs_exists:
+        raise PlayError(f"missing video file {path}", kind="missing_path")
+    known = None
+    for _ in range(2):
+        try:
+            with fs.open(path) as f:
+                images, stamps, indices, count, decoded, fps = _decode_video(
+                    f, path, num_frames, pad_short, known)
+        except PlayError:
+            raise
+        except (av.FFmpegError, EOFError, OSError, ValueError) as err:
+            raise PlayError(f"undecodable video {path}: {err}", kind="undecodable_video") from err
+        if decoded > max(indices) or known is not None:
+            break
+        known = decoded  # the container's frame count was wrong: sample the real count
+    missing = [i for i in indices if i not in images]
+    if missing:
+        raise PlayError(f"undecodable video {path}: decoded {decoded} of {count} frames",
+                        kind="undecodable_video")
+    encoded = {i: encode_jpeg(resize_image(img, frame_size, resize_mode), quality)
+               for i, img in images.items()}
+    return SampledPlay(
+        frames=[encoded[i] for i in indices], timestamps_us=[stamps[i] for i in indices],
+        source_num_frames=count, frame_rate=fps,
+        pad_mode=pad_short if count < num_frames else "")
+
+
+def parse_demo_path(path: str) -> Tuple[int, int]:
+    """`demo://<seed>/<index>` -> (seed, index)."""
+    match = re.fullmatch(r"demo://(-?\d+)/(\d+)", path)
+    if not match:
+        raise PlayError(f"bad demo play path {path} (expected demo://<seed>/<index>)",
+                        kind="missing_path")
+    return int(match.group(1)), int(match.group(2))
+
+
+def demo_source_frames(num_frames: int) -> int:
+    """Frames rendered per demo play: 40, or more when the records hold more."""
+    return max(40, num_frames)
+
+
+def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
+    from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
+    seed, index = parse_demo_path(path)
+    play = demo_plays.render_play(seed, index, num_frames=demo_source_frames(num_frames))
+    count = int(play.frames.shape[0])
+    indices = sample_indices(count, num_frames, pad_short)
+    encoded = {i: encode_jpeg(resize_image(Image.fromarray(play.frames[i]), frame_size,
+                                           resize_mode), quality)
+               for i in set(indices)}
+    rate = float(play.frame_rate)
+    return SampledPlay(
+        frames=[encoded[i] for i in indices], timestamps_us=_timestamps(indices, rate),
+        source_num_frames=count, frame_rate=rate,
+        pad_mode=pad_short if count < num_frames else "")
+
+
+def read_play(path: str, num_frames: int, frame_size: FrameSize, *, resize_mode: str = "crop",
+              pad_short: str = "", jpeg_quality: int = 90,
+              frame_rate: Optional[float] = None) -> SampledPlay:
+    """Samples `num_frames` frames of the play at `path` as JPEGs of `frame_size`.
+
+    Only the sampled frames are decoded (folders: only those files are read;
+    video: one decoding pass that keeps the sampled frames). Timestamps come
+    from the video's pts, else from `frame_rate` (default 30 fps) for frame
+    folders. Raises PlayError(reason) for media that cannot make a play.
+    """
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+    frame_size_hw(frame_size)
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if not path:
+        raise PlayError("empty path", kind="missing_value")
+    args = (path, num_frames, frame_size, resize_mode, pad_short, int(jpeg_quality))
+    if path.startswith(DEMO_SCHEME):
+        return _read_demo(*args)
+    if is_video(path) and not _is_glob(path):
+        return _read_video(*args)
+    return _read_folder(*args, frame_rate)
+
+
+__all__ = ["PlayError", "SampledPlay", "read_play", "sample_indices", "natural_key",
+           "resize_image", "list_frame_files", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
+           "RESIZE_MODES", "PAD_SHORT_MODES", "DEFAULT_FRAME_RATE"]

@@ -1,0 +1,387 @@
+"""The records job as PTransforms: plays -> sampled JPEG frames -> sharded TFRecords.
+
+    ReadPlays -> DropDuplicatePlays -> (split, label checks) -> SampleAndEncode
+      -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
+      -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
+      -> WriteDatasetCard          dataset.json, once every file above is written
+
+`build(pipeline, config)` wires them; `make_records.py` is the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from beam_jobs import frames, splits as splits_lib
+from beam_jobs.plays import PlaySpec, read_plays, rejection
+from schemas import dataset_card
+
+REJECTED = "rejected"
+PLAYS = "plays"
+METRICS_NAMESPACE = "playclips"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+
+
+@dataclasses.dataclass
+class JobConfig:
+    """Everything the pipeline needs (built from the CLI flags by make_records.py)."""
+
+    output_dir: str
+    input: str = ""  # manifest or folder tree; "" = demo plays
+    labels: Optional[List[str]] = None  # fixed vocabulary, else the sorted labels seen
+    num_frames: int = 40
+    height: int = 224
+    width: int = 224
+    resize_mode: str = "crop"
+    pad_short: str = ""
+    jpeg_quality: int = 90
+    frame_rate: float = frames.DEFAULT_FRAME_RATE
+    splits: Dict[str, float] = dataclasses.field(
+        default_factory=lambda: splits_lib.parse_splits(splits_lib.DEFAULT_SPLITS))
+    num_shards: int = 0
+    compression: str = "none"
+    demo_plays: int = 330
+    demo_seed: int = 0
+    args: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def shard_suffix(self) -> str:
+        return ".tfrecord.gz" if self.compression == "gzip" else ".tfrecord"
+
+    @property
+    def shard_pattern(self) -> str:
+        return "{split}-*-of-*" + self.shard_suffix
+
+
+def _counter(name: str) -> None:
+    Metrics.counter(METRICS_NAMESPACE, name).inc()
+
+
+class _RouteItemsFn(beam.DoFn):
+    """PlaySpecs to the main output, reader rejections to REJECTED."""
+
+    def process(self, item):
+        if isinstance(item, PlaySpec):
+            yield item
+        else:
+            yield pvalue.TaggedOutput(REJECTED, item)
+
+
+class _DemoSpecFn(beam.DoFn):
+    """Demo play index -> PlaySpec with path demo://<seed>/<index>."""
+
+    def __init__(self, seed: int):
+        self._seed = seed
+
+    def setup(self):
+        from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
+        self._render = demo_plays.render_play
+
+    def process(self, index: int):
+        # Only the ids and the label are needed here: render a 2-frame play.
+        play = self._render(self._seed, index, num_frames=2)
+        yield PlaySpec(play_id=play.play_id, label=play.label, game_id=play.game_id,
+                       path=f"{frames.DEMO_SCHEME}{self._seed}/{index}",
+                       frame_rate=float(play.frame_rate), row=index + 1)
+
+
+class ReadPlays(beam.PTransform):
+    """PlaySpecs (main output) and rejections (REJECTED) of a manifest, a folder tree or demo plays."""
+
+    def __init__(self, input_path: str = "", demo_plays: int = 0, demo_seed: int = 0):
+        super().__init__()
+        self._input = input_path
+        self._demo_plays = demo_plays
+        self._demo_seed = demo_seed
+
+    def expand(self, pbegin):
+        if self._input:
+            items = (pbegin
+                     | "Input" >> beam.Create([self._input])
+                     | "ReadSpecs" >> beam.FlatMap(read_plays))
+        else:
+            items = (pbegin
+                     | "DemoIndices" >> beam.Create(range(self._demo_plays))
+                     | "DemoSpecs" >> beam.ParDo(_DemoSpecFn(self._demo_seed)))
+        return items | "Route" >> beam.ParDo(_RouteItemsFn()).with_outputs(REJECTED, main=PLAYS)
+
+
+class _KeepFirstFn(beam.DoFn):
+    """(play_id, specs) -> the spec of the lowest row; the others are rejected."""
+
+    def process(self, keyed: Tuple[str, Iterable[PlaySpec]]):
+        play_id, specs = keyed
+        ordered = sorted(specs, key=lambda s: (s.row, s.path, s.label))
+        kept = ordered[0]
+        yield kept
+        for dup in ordered[1:]:
+            yield pvalue.TaggedOutput(REJECTED, rejection(
+                play_id, dup.path, f"duplicate play_id {play_id!r} (kept row {kept.row}: "
+                f"{kept.path})", "duplicate_play_id", dup.row))
+
+
+class DropDuplicatePlays(beam.PTransform):
+    """One spec per play_id, the lowest row deterministically; the rest to REJECTED."""
+
+    def expand(self, plays):
+        return (plays
+                | "KeyById" >> beam.Map(lambda spec: (spec.play_id, spec))
+                | "GroupById" >> beam.GroupByKey()
+                | "KeepFirst" >> beam.ParDo(_KeepFirstFn()).with_outputs(REJECTED, main=PLAYS))
+
+
+class _AssignSplitFn(beam.DoFn):
+    """Sets each spec's split (column value, else stable hash); rejects unknown splits/labels."""
+
+    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]]):
+        self._splits = dict(splits)
+        self._labels = set(labels) if labels else None
+
+    def process(self, spec: PlaySpec):
+        if self._labels is not None and spec.label not in self._labels:
+            yield pvalue.TaggedOutput(REJECTED, rejection(
+                spec.play_id, spec.path, f"unknown label {spec.label!r} (not in --labels)",
+                "unknown_label", spec.row))
+            return
+        if spec.split:
+            if spec.split not in self._splits:
+                yield pvalue.TaggedOutput(REJECTED, rejection(
+                    spec.play_id, spec.path, f"unknown split {spec.split!r} (splits are "
+                    f"{', '.join(self._splits)})", "unknown_split", spec.row))
+                return
+            yield spec
+            return
+        split = splits_lib.assign_split(spec.group_key, self._splits)
+        yield dataclasses.replace(spec, split=split)
+
+
+class AssignSplits(beam.PTransform):
+    """Split per play (grouped by game) and the label check; rejections to REJECTED."""
+
+    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]] = None):
+        super().__init__()
+        self._splits = splits
+        self._labels = labels
+
+    def expand(self, plays):
+        return plays | "Assign" >> beam.ParDo(
+            _AssignSplitFn(self._splits, self._labels)).with_outputs(REJECTED, main=PLAYS)
+
+
+class LabelVocabulary(beam.PTransform):
+    """The label list as a one-element PCollection: fixed, or the sorted labels seen."""
+
+    def __init__(self, labels: Optional[Sequence[str]] = None):
+        super().__init__()
+        self._labels = list(labels) if labels else None
+
+    def expand(self, plays):
+        if self._labels is not None:
+            return plays.pipeline | "FixedLabels" >> beam.Create([self._labels])
+        return (plays
+                | "Labels" >> beam.Map(lambda spec: spec.label)
+                | "Distinct" >> beam.Distinct()
+                | "ToList" >> beam.combiners.ToList()
+                | "Sort" >> beam.Map(sorted))
+
+
+class _SampleEncodeFn(beam.DoFn):
+    """PlaySpec -> (split, label, serialized record), or a rejection with the reason."""
+
+    def __init__(self, config: JobConfig):
+        self._config = config
+
+    def setup(self):
+        # Heavy, once per worker: the record proto pulls in TensorFlow.
+        from schemas import play_record  # pylint: disable=g-import-not-at-top
+        self._play_record = play_record
+        play_record.encode_play(play_record.PlayRecord(
+            play_id="warmup", label="", label_index=0, frames=[], timestamps_us=[],
+            height=1, width=1))
+        self._label_index: Dict[str, int] = {}
+        self._labels_seen: Optional[List[str]] = None
+
+    def process(self, spec: PlaySpec, labels: List[str]):
+        if labels is not self._labels_seen:
+            self._labels_seen = labels
+            self._label_index = {label: i for i, label in enumerate(labels)}
+        cfg = self._config
+        try:
+            sampled = frames.read_play(
+                spec.path, cfg.num_frames, (cfg.height, cfg.width), resize_mode=cfg.resize_mode,
+                pad_short=cfg.pad_short, jpeg_quality=cfg.jpeg_quality,
+                frame_rate=spec.frame_rate or cfg.frame_rate)
+        except frames.PlayError as err:
+            yield pvalue.TaggedOutput(REJECTED, rejection(
+                spec.play_id, spec.path, err.reason, err.kind, spec.row))
+            return
+        except Exception as err:  # pylint: disable=broad-except
+            logging.exception("play %s (%s) failed", spec.play_id, spec.path)
+            yield pvalue.TaggedOutput(REJECTED, rejection(
+                spec.play_id, spec.path, f"unexpected error: {type(err).__name__}: {err}",
+                "unexpected_error", spec.row))
+            return
+        record = self._play_record.PlayRecord(
+            play_id=spec.play_id, label=spec.label, label_index=self._label_index[spec.label],
+            frames=sampled.frames, timestamps_us=sampled.timestamps_us, height=cfg.height,
+            width=cfg.width, game_id=spec.game_id, data_path=spec.path,
+            frame_rate=sampled.frame_rate, source_num_frames=sampled.source_num_frames,
+            pad_mode=sampled.pad_mode)
+        _counter("plays_written")
+        _counter(f"written_{spec.split}")
+        yield spec.split, spec.label, self._play_record.encode_play(record)
+
+
+class SampleAndEncode(beam.PTransform):
+    """Reads, samples, resizes and encodes each play (spread over workers by a Reshuffle)."""
+
+    def __init__(self, config: JobConfig, labels):
+        super().__init__()
+        self._config = config
+        self._labels = labels
+
+    def expand(self, plays):
+        return (plays
+                | "Spread" >> beam.Reshuffle()
+                | "Encode" >> beam.ParDo(_SampleEncodeFn(self._config),
+                                         labels=pvalue.AsSingleton(self._labels))
+                .with_outputs(REJECTED, main=PLAYS))
+
+
+class WriteSplitShards(beam.PTransform):
+    """(split, label, record) -> `<split>-SSSSS-of-NNNNN.tfrecord[.gz]`; returns written file names."""
+
+    def __init__(self, config: JobConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, records):
+        cfg = self._config
+        names = list(cfg.splits)
+        parts = records | "BySplit" >> beam.Partition(lambda rec, n: names.index(rec[0]), len(names))
+        compression = (CompressionTypes.GZIP if cfg.compression == "gzip"
+                       else CompressionTypes.UNCOMPRESSED)
+        written = []
+        for name, part in zip(names, parts):
+            written.append(
+                part
+                | f"Bytes_{name}" >> beam.Map(lambda rec: rec[2])
+                | f"Write_{name}" >> beam.io.WriteToTFRecord(
+                    FileSystems.join(cfg.output_dir, name), file_name_suffix=cfg.shard_suffix,
+                    num_shards=cfg.num_shards, shard_name_template=SHARD_TEMPLATE,
+                    compression_type=compression))
+        return written | "AllShards" >> beam.Flatten()
+
+
+def _count_rejected(entry: Dict[str, Any]) -> Dict[str, Any]:
+    _counter("plays_rejected")
+    _counter(f"rejected_{entry['kind']}")
+    return entry
+
+
+class WriteRejected(beam.PTransform):
+    """Rejections -> `rejected-SSSSS-of-NNNNN.jsonl` (one JSON object per line)."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self._output_dir = output_dir
+
+    def expand(self, rejected):
+        return (rejected
+                | "Count" >> beam.Map(_count_rejected)
+                | "ToJson" >> beam.Map(lambda entry: json.dumps(entry, sort_keys=True))
+                | "Write" >> beam.io.WriteToText(
+                    FileSystems.join(self._output_dir, "rejected"), file_name_suffix=".jsonl",
+                    num_shards=1, shard_name_template=SHARD_TEMPLATE))
+
+
+def _events_written(rec) -> Tuple[str, str, str]:
+    return ("written", rec[0], rec[1])
+
+
+def _events_rejected(entry) -> Tuple[str, str, str]:
+    return ("rejected", entry["kind"], "")
+
+
+class _WriteCardFn(beam.DoFn):
+    def __init__(self, config: JobConfig):
+        self._config = config
+
+    def process(self, unused, counts, labels, files, num_input):
+        del unused, files  # `files` only orders this step after every write
+        cfg = self._config
+        split_counts = {name: 0 for name in cfg.splits}
+        label_counts = {name: {label: 0 for label in labels} for name in cfg.splits}
+        reasons: Dict[str, int] = {}
+        for (event, a, b), n in counts:
+            if event == "written":
+                split_counts[a] += n
+                label_counts[a][b] = label_counts[a].get(b, 0) + n
+            else:
+                reasons[a] = reasons.get(a, 0) + n
+        card = dataset_card.DatasetCard(
+            num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, labels=list(labels),
+            counts=split_counts, label_counts=label_counts, num_input=num_input,
+            num_rejected=sum(reasons.values()), rejected_reasons=dict(sorted(reasons.items())),
+            compression=cfg.compression, shard_pattern=cfg.shard_pattern,
+            frame_rate=cfg.frame_rate, jpeg_quality=cfg.jpeg_quality, resize_mode=cfg.resize_mode,
+            pad_short=cfg.pad_short, args=dict(cfg.args))
+        path = FileSystems.join(cfg.output_dir, dataset_card.CARD_NAME)
+        with FileSystems.create(path) as f:
+            f.write(card.to_json().encode("utf-8"))
+        yield path
+
+
+class WriteDatasetCard(beam.PTransform):
+    """Writes `dataset.json` once every shard and the rejected file are written.
+
+    Input: ((event, key, label), count) pairs from the written and rejected streams.
+    """
+
+    def __init__(self, config: JobConfig, labels, files, num_input):
+        super().__init__()
+        self._config = config
+        self._labels = labels
+        self._files = files
+        self._num_input = num_input
+
+    def expand(self, counts):
+        return (counts.pipeline
+                | "Once" >> beam.Create([None])
+                | "Write" >> beam.ParDo(
+                    _WriteCardFn(self._config), counts=pvalue.AsList(counts),
+                    labels=pvalue.AsSingleton(self._labels), files=pvalue.AsList(self._files),
+                    num_input=pvalue.AsSingleton(self._num_input)))
+
+
+def build(pipeline: beam.Pipeline, config: JobConfig):
+    """Adds the records job to `pipeline`; returns the PCollection holding the card's path."""
+    read = pipeline | "ReadPlays" >> ReadPlays(config.input, config.demo_plays, config.demo_seed)
+    num_input = ((read[PLAYS], read[REJECTED])
+                 | "AllInput" >> beam.Flatten()
+                 | "CountInput" >> beam.combiners.Count.Globally())
+    unique = read[PLAYS] | "DropDuplicatePlays" >> DropDuplicatePlays()
+    checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
+    labels = checked[PLAYS] | "LabelVocabulary" >> LabelVocabulary(config.labels)
+    encoded = checked[PLAYS] | "SampleAndEncode" >> SampleAndEncode(config, labels)
+    shard_files = encoded[PLAYS] | "WriteSplitShards" >> WriteSplitShards(config)
+
+    rejected = ((read[REJECTED], unique[REJECTED], checked[REJECTED], encoded[REJECTED])
+                | "AllRejected" >> beam.Flatten())
+    rejected_files = rejected | "WriteRejected" >> WriteRejected(config.output_dir)
+
+    counts = ((encoded[PLAYS] | "WrittenEvents" >> beam.Map(_events_written),
+               rejected | "RejectedEvents" >> beam.Map(_events_rejected))
+              | "AllEvents" >> beam.Flatten()
+              | "CountEvents" >> beam.combiners.Count.PerElement())
+    files = (shard_files, rejected_files) | "AllFiles" >> beam.Flatten()
+    return counts | "WriteDatasetCard" >> WriteDatasetCard(config, labels, files, num_input)

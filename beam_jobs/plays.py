@@ -1,0 +1,260 @@
+"""What to read: `PlaySpec`s from a manifest (CSV / JSON Lines) or a folder tree.
+
+Manifest columns: `play_id`, `label`, `path` (required), `game_id`, `split`,
+`frame_rate` (optional). A relative `path` is relative to the manifest's folder.
+Folder tree: `ROOT/<label>/<play_id>/<frames>` or `ROOT/<label>/<play_id>.<video>`.
+
+Readers yield a `PlaySpec` per usable row and a rejection dict (see
+`rejection`) per row that cannot be a play, so one bad row never stops a job.
+`check_input` / `check_output_dir` run at launch and raise `UsageError` for a
+run that cannot work at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import posixpath
+import uuid
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+from beam_jobs import frames
+
+REQUIRED_COLUMNS = ("play_id", "label", "path")
+OPTIONAL_COLUMNS = ("game_id", "split", "frame_rate")
+JSONL_EXTENSIONS = (".jsonl", ".json", ".ndjson")
+
+
+class UsageError(Exception):
+    """A run that cannot work (bad flags, missing input, unwritable output)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaySpec:
+    """One play to read: where it is and what it is."""
+
+    play_id: str
+    label: str
+    path: str
+    game_id: str = ""
+    split: str = ""
+    frame_rate: Optional[float] = None
+    row: int = 0  # 1-based manifest row (or listing order); the lowest wins among duplicates
+
+    @property
+    def group_key(self) -> str:
+        """The split grouping key: the game, else the play itself."""
+        return self.game_id or self.play_id
+
+
+Item = Union[PlaySpec, Dict[str, Any]]
+
+
+def rejection(play_id: str, path: str, reason: str, kind: str, row: int = 0) -> Dict[str, Any]:
+    """A dead-letter entry: `reason` is for people, `kind` a short category for counts."""
+    return {"play_id": play_id or "", "path": path or "", "reason": reason, "kind": kind,
+            "row": row}
+
+
+def _fs():
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
+    return FileSystems
+
+
+def _has_scheme(path: str) -> bool:
+    return "://" in path
+
+
+def _dirname(path: str) -> str:
+    if _has_scheme(path):
+        return posixpath.dirname(path)
+    return os.path.dirname(os.path.abspath(path))
+
+
+def resolve_path(path: str, base_dir: str) -> str:
+    """`path` as written in a manifest, made absolute against the manifest's folder."""
+    if _has_scheme(path) or os.path.isabs(path) or not base_dir:
+        return path
+    return _fs().join(base_dir, path)
+
+
+def _is_jsonl(path: str, text: str) -> bool:
+    ext = posixpath.splitext(path)[1].lower()
+    if ext == ".csv":
+        return False
+    if ext in JSONL_EXTENSIONS:
+        return True
+    return text.lstrip().startswith("{")
+
+
+def _read_text(path: str) -> str:
+    fs = _fs()
+    try:
+        with fs.open(path) as f:
+            data = f.read()
+    except Exception as err:  # BeamIOError, OSError, ...
+        raise UsageError(f"cannot read manifest {path}: {err}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"manifest {path} is not UTF-8 text") from None
+
+
+def _parse_rows(path: str, text: str) -> Iterator[Union[Dict[str, Any], str]]:
+    """Raw rows (dicts), or an error string for a line that cannot be parsed."""
+    if _is_jsonl(path, text):
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield f"invalid JSON ({err.msg})"
+                continue
+            yield row if isinstance(row, dict) else "a JSON line that is not an object"
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        for row in reader:
+            if not any((v or "").strip() for k, v in row.items() if k is not None):
+                continue  # blank line
+            yield row
+
+
+def manifest_columns(path: str, text: str) -> List[str]:
+    """Column names of a manifest (CSV header, or every key seen in JSON Lines)."""
+    if _is_jsonl(path, text):
+        keys: Dict[str, None] = {}
+        for row in _parse_rows(path, text):
+            if isinstance(row, dict):
+                keys.update(dict.fromkeys(row))
+        return list(keys)
+    first = next(csv.reader(io.StringIO(text)), [])
+    return [c.strip() for c in first]
+
+
+def _value(row: Dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    return "" if value is None else str(value).strip()
+
+
+def spec_from_row(row: Dict[str, Any], base_dir: str, number: int) -> Item:
+    """A PlaySpec, or a rejection for a row missing a required value."""
+    play_id, label, raw_path = (_value(row, k) for k in REQUIRED_COLUMNS)
+    path = resolve_path(raw_path, base_dir) if raw_path else ""
+    for key, value in zip(REQUIRED_COLUMNS, (play_id, label, raw_path)):
+        if not value:
+            return rejection(play_id, path, f"manifest row {number}: missing value for column {key!r}",
+                             "missing_value", number)
+    frame_rate = None
+    if _value(row, "frame_rate"):
+        try:
+            frame_rate = float(_value(row, "frame_rate"))
+        except ValueError:
+            frame_rate = -1.0
+        if not frame_rate > 0:
+            return rejection(play_id, path, f"manifest row {number}: frame_rate must be a positive "
+                             f"number, got {_value(row, 'frame_rate')!r}", "bad_value", number)
+    return PlaySpec(play_id=play_id, label=label, path=path, game_id=_value(row, "game_id"),
+                    split=_value(row, "split"), frame_rate=frame_rate, row=number)
+
+
+def read_manifest(path: str) -> Iterator[Item]:
+    """PlaySpecs and rejections of a CSV or JSON Lines manifest."""
+    text = _read_text(path)
+    base_dir = _dirname(path)
+    for number, row in enumerate(_parse_rows(path, text), 1):
+        if isinstance(row, str):
+            yield rejection("", "", f"manifest row {number}: {row}", "bad_row", number)
+        else:
+            yield spec_from_row(row, base_dir, number)
+
+
+def is_folder_tree(path: str) -> bool:
+    """Whether `--input` names a folder tree rather than a manifest file."""
+    if path.endswith("/"):
+        return True
+    if _has_scheme(path):
+        return False
+    return os.path.isdir(path)
+
+
+def read_folder_tree(root: str) -> Iterator[Item]:
+    """PlaySpecs of `ROOT/<label>/<play_id>/<frames>` and `ROOT/<label>/<play_id>.<video>`."""
+    fs = _fs()
+    root = root.rstrip("/")
+    try:
+        matched = fs.match([fs.join(root, "**")])[0].metadata_list
+    except Exception as err:  # pylint: disable=broad-except
+        raise UsageError(f"cannot list input folder {root}: {err}") from None
+    plays: Dict[tuple, str] = {}
+    for meta in matched:
+        rel = meta.path[len(root):].lstrip("/\\").replace("\\", "/")
+        parts = rel.split("/")
+        ext = posixpath.splitext(parts[-1])[1].lower()
+        if len(parts) == 2 and ext in frames.VIDEO_EXTENSIONS:
+            plays[(parts[0], posixpath.splitext(parts[1])[0], parts[1])] = meta.path
+        elif len(parts) == 3 and ext in frames.IMAGE_EXTENSIONS:
+            plays.setdefault((parts[0], parts[1], parts[1]), fs.join(root, parts[0], parts[1]))
+    for number, key in enumerate(sorted(plays), 1):
+        label, play_id, _ = key
+        yield PlaySpec(play_id=play_id, label=label, path=plays[key], row=number)
+
+
+def read_plays(input_path: str) -> Iterator[Item]:
+    """A manifest or a folder tree, by what `input_path` is."""
+    if is_folder_tree(input_path):
+        return read_folder_tree(input_path)
+    return read_manifest(input_path)
+
+
+def check_input(input_path: str) -> int:
+    """Launch-time check of `--input`; returns the number of input rows/plays.
+
+    Raises UsageError for a missing manifest, a manifest without the required
+    columns, or an input with no plays.
+    """
+    fs = _fs()
+    if is_folder_tree(input_path):
+        if not _has_scheme(input_path) and not os.path.isdir(input_path):
+            raise UsageError(f"input folder {input_path} does not exist")
+        count = sum(1 for _ in read_folder_tree(input_path))
+        if not count:
+            raise UsageError(f"input folder {input_path} holds no plays (expected "
+                             f"ROOT/<label>/<play_id>/<frames> or ROOT/<label>/<play_id>.mp4)")
+        return count
+    try:
+        exists = fs.exists(input_path)
+    except Exception:  # pylint: disable=broad-except
+        exists = False
+    if not exists:
+        raise UsageError(f"manifest {input_path} does not exist")
+    text = _read_text(input_path)
+    columns = manifest_columns(input_path, text)
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise UsageError(f"manifest {input_path} has no {', '.join(repr(c) for c in missing)} "
+                         f"column (found: {', '.join(columns) or 'none'}; need "
+                         f"{', '.join(REQUIRED_COLUMNS)})")
+    count = sum(1 for _ in _parse_rows(input_path, text))
+    if not count:
+        raise UsageError(f"manifest {input_path} has no rows")
+    return count
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Creates `output_dir` and writes (then deletes) a probe file; UsageError if it cannot."""
+    fs = _fs()
+    if not output_dir:
+        raise UsageError("--output_dir is empty")
+    probe = fs.join(output_dir, f".playclips-write-check-{uuid.uuid4().hex}")
+    try:
+        if not _has_scheme(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+        with fs.create(probe) as f:
+            f.write(b"ok")
+        fs.delete([probe])
+    except Exception as err:  # pylint: disable=broad-except
+        raise UsageError(f"output dir {output_dir} is not writable: {err}") from None
