@@ -164,3 +164,18 @@ def test_signature_on_stored_frames_matches_the_eval_pipeline(exported, tmp_path
               for r in tf.data.TFRecordDataset(files)]
     out = loaded.signatures["serving_default"](clips=tf.constant(stored))
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+
+
+def test_export_of_build_model(tmp_path):
+    from trainer import model as model_lib
+    model = model_lib.build_model(len(LABELS), image_size=(SIZE, SIZE), cut_layer="block1_pool",
+                                  weights="none", rnn="gru", rnn_units=4)
+    meta = export.export_model(model, str(tmp_path), labels=LABELS, image_size=SIZE,
+                               num_frames=NUM_FRAMES, record_num_frames=RECORD_FRAMES)
+    jpegs = to_jpeg(random_clips(2, RECORD_FRAMES, seed=7))
+    out = tf.saved_model.load(meta["saved_model_dir"]).signatures["serving_default"](clips=jpegs)
+    expected = model(decode(jpegs)[:, [0, 2, 4]], training=False).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-4)
+    reloaded = keras.models.load_model(meta["model_path"])
+    clips = decode(jpegs)[:, :NUM_FRAMES]
+    np.testing.assert_allclose(reloaded(clips).numpy(), model(clips).numpy(), atol=1e-5)

@@ -1,0 +1,143 @@
+"""trainer.predict: end to end from a frames folder / an mp4 through an exported tiny model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import av
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer import export, predict
+
+SIZE = 32
+NUM_FRAMES = 4
+RECORD_FRAMES = 8
+LABELS = ["cut", "handoff", "isolation", "post_up"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_model():
+    keras.utils.set_random_seed(0)
+    clips = keras.Input((None, SIZE, SIZE, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255.0)(clips)
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, strides=4, activation="relu"))(x)
+    x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(x)
+    x = keras.layers.LSTM(4)(x)
+    return keras.Model(clips, keras.layers.Dense(len(LABELS), activation="softmax")(x))
+
+
+def _frames(count, height=48, width=64, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((count, height, width, 3), np.uint8)
+    for t in range(count):
+        frames[t, ..., 1] = 90
+        x = int(t / max(count - 1, 1) * (width - 8))
+        frames[t, 10:18, x:x + 8] = (255, 128, 0)
+    return np.clip(frames + rng.integers(0, 20, frames.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def job_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("job"))
+    export.export_model(_tiny_model(), path, labels=LABELS, image_size=SIZE,
+                        num_frames=NUM_FRAMES, record_num_frames=RECORD_FRAMES)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("play_folder")
+    for i, frame in enumerate(_frames(10)):
+        Image.fromarray(frame).save(path / f"frame_{i:04d}.png")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def video_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("videos") / "play.mp4")
+    with av.open(path, "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in _frames(12, seed=1):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _check_result(result, path, top_k):
+    assert result["path"] == path
+    assert len(result["top"]) == top_k
+    probs = [t["probability"] for t in result["top"]]
+    assert probs == sorted(probs, reverse=True)
+    assert {t["label"] for t in result["top"]} <= set(LABELS)
+    assert set(result["probabilities"]) == set(LABELS)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    for top in result["top"]:
+        assert result["probabilities"][top["label"]] == pytest.approx(top["probability"])
+
+
+def test_predict_json_on_folder_and_video(job_dir, frames_dir, video_path, capsys):
+    status = predict.run(["--model", job_dir, frames_dir, video_path, "--top_k", "2", "--json"])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    results = json.loads(out.out)
+    assert len(results) == 2
+    _check_result(results[0], frames_dir, 2)
+    _check_result(results[1], video_path, 2)
+
+
+def test_predict_text_output_from_saved_model_dir(job_dir, frames_dir, capsys):
+    saved_model_dir = os.path.join(job_dir, export.SAVED_MODEL_DIR)
+    assert predict.run(["--model", saved_model_dir, frames_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == frames_dir
+    assert len(lines) == 4  # the path, then --top_k 3 (default) ranked lines
+    for rank, line in enumerate(lines[1:], 1):
+        number, label, probability = line.split()
+        assert number == f"{rank}."
+        assert label in LABELS
+        assert 0.0 <= float(probability) <= 1.0
+
+
+def test_predictor_matches_the_signature_on_the_sampled_frames(job_dir, frames_dir):
+    predictor = predict.Predictor(job_dir)
+    jpegs = predictor.read(frames_dir)
+    assert len(jpegs) == RECORD_FRAMES
+    result = predictor.classify(frames_dir, top_k=len(LABELS))
+    probs = predictor.classify_frames(jpegs)
+    assert [result["probabilities"][l] for l in LABELS] == pytest.approx(probs)
+
+
+def test_missing_model_dir_exits_2_with_one_line(tmp_path, frames_dir, capsys):
+    assert predict.run(["--model", str(tmp_path / "missing"), frames_dir]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "does not exist" in err
+
+
+def test_bad_play_exits_2_and_other_plays_still_print(job_dir, frames_dir, tmp_path, capsys):
+    empty = tmp_path / "empty_play"
+    empty.mkdir()
+    status = predict.run(["--model", job_dir, str(empty), frames_dir])
+    out = capsys.readouterr()
+    assert status == 2
+    err_lines = out.err.strip().splitlines()
+    assert len(err_lines) == 1 and str(empty) in err_lines[0]
+    assert out.out.splitlines()[0] == frames_dir
+
+
+def test_module_entry_point(job_dir, video_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.predict", "--model", job_dir, video_path, "--json",
+         "--top_k", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)
+    _check_result(results[0], video_path, 1)

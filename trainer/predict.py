@@ -1,0 +1,147 @@
+"""Classify plays with an exported model.
+
+    python -m trainer.predict --model JOB_DIR PLAY [PLAY ...] [--top_k 3] [--json]
+
+A PLAY is a folder of frame images or a video file. Frames are sampled the way
+the records job samples them (`beam_jobs.frames.read_play`, with the frame
+count, size and resize mode stored in the export metadata) and sent as JPEG
+bytes to the SavedModel's `serving_default` signature, which picks and decodes
+the frames itself. JOB_DIR may also be the `saved_model/` folder.
+
+Exit status: 0 when every play was classified, 2 on a usage error, a missing
+or unreadable model, or when any play could not be read (one line per play on
+stderr; the other plays are still classified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_ERROR = 2
+
+
+class Predictor:
+    """An exported model plus the frame sampling its metadata describes."""
+
+    def __init__(self, model_dir: str, pad_short: Optional[str] = None):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        from trainer import export  # pylint: disable=g-import-not-at-top
+        self.saved_model_dir = export.resolve_saved_model_dir(model_dir)
+        self.metadata = export.load_metadata(self.saved_model_dir)
+        self._loaded = tf.saved_model.load(self.saved_model_dir)
+        signature = self.metadata.get("signature", export.SIGNATURE_NAME)
+        if signature not in self._loaded.signatures:
+            raise ValueError(f"{self.saved_model_dir!r} has no {signature!r} signature")
+        self._serve = self._loaded.signatures[signature]
+        self._input = self.metadata.get("input", export.INPUT_NAME)
+        self.labels: List[str] = list(self.metadata["labels"])
+        self.pad_short = self.metadata.get("pad_short", "") if pad_short is None else pad_short
+
+    def read(self, path: str) -> List[bytes]:
+        """The play's sampled JPEG frames (raises beam_jobs.frames.PlayError)."""
+        from beam_jobs import frames  # pylint: disable=g-import-not-at-top
+        height, width = (int(v) for v in self.metadata["image_size"])
+        sampled = frames.read_play(
+            path, int(self.metadata["record_num_frames"]), (height, width),
+            resize_mode=self.metadata.get("resize_mode", "crop"), pad_short=self.pad_short,
+            jpeg_quality=int(self.metadata.get("jpeg_quality", 90)),
+            frame_rate=self.metadata.get("frame_rate"))
+        return list(sampled.frames)
+
+    def classify_frames(self, jpegs: Sequence[bytes]) -> List[float]:
+        """Class probabilities (label order) of one clip given as JPEG bytes."""
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        outputs = self._serve(**{self._input: tf.constant([list(jpegs)], tf.string)})
+        return [float(p) for p in outputs["probabilities"].numpy()[0]]
+
+    def classify(self, path: str, top_k: int = 3) -> Dict[str, Any]:
+        """{'path', 'top': [{'label', 'probability'}...], 'probabilities': {label: p}}."""
+        probabilities = self.classify_frames(self.read(path))
+        order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
+        return {
+            "path": path,
+            "top": [{"label": self.labels[i], "probability": probabilities[i]}
+                    for i in order[:max(1, top_k)]],
+            "probabilities": dict(zip(self.labels, probabilities)),
+        }
+
+
+def format_result(result: Dict[str, Any]) -> str:
+    """One play as text: the path, then one `rank. label  probability` line per top label."""
+    lines = [result["path"]]
+    width = max(len(t["label"]) for t in result["top"])
+    for rank, top in enumerate(result["top"], 1):
+        lines.append(f"  {rank}. {top['label']:<{width}}  {top['probability']:.4f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.predict",
+        description="Classify plays (frame folders or video files) with an exported model.")
+    parser.add_argument("--model", required=True,
+                        help="the training JOB_DIR or its saved_model/ folder (local or gs://)")
+    parser.add_argument("plays", nargs="+", metavar="PATH",
+                        help="a folder of frame images or a video file")
+    parser.add_argument("--top_k", type=int, default=3, help="labels to print per play (default 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--pad_short", choices=("", "loop", "last"), default=None,
+                        help="pad plays with fewer frames than the records hold "
+                             "(default: what the export metadata says, else reject them)")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top_k must be >= 1, got {args.top_k}")
+    return args
+
+
+def _error(message: str) -> None:
+    print(f"predict: error: {message}", file=sys.stderr)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """The CLI; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        predictor = Predictor(args.model, pad_short=args.pad_short)
+    except Exception as err:  # one line, whatever failed while loading
+        _error(f"cannot load model {args.model!r}: {_one_line(err)}")
+        return EXIT_ERROR
+
+    from beam_jobs.frames import PlayError  # pylint: disable=g-import-not-at-top
+    results: List[Dict[str, Any]] = []
+    failed = 0
+    for path in args.plays:
+        try:
+            result = predictor.classify(path, top_k=args.top_k)
+        except PlayError as err:
+            result = {"path": path, "error": _one_line(err)}
+        except Exception as err:  # a frame TensorFlow cannot decode, etc.
+            result = {"path": path, "error": f"{type(err).__name__}: {_one_line(err)}"}
+        if "error" in result:
+            failed += 1
+            _error(f"{path}: {result['error']}")
+        elif not args.json:
+            print(format_result(result))
+        results.append(result)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return EXIT_ERROR if failed else 0
+
+
+def _one_line(err: BaseException) -> str:
+    message = getattr(err, "message", None) or str(err) or type(err).__name__
+    return " ".join(str(message).split())
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()
