@@ -1,0 +1,170 @@
+"""trainer.model: shapes, cuts, freezing, weights files, in-model preprocessing, save/load."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from trainer import model as model_lib  # noqa: E402
+from trainer.config import UsageError  # noqa: E402
+
+SIZE = (32, 32)
+
+
+def tiny(num_classes=3, **kwargs):
+    args = dict(image_size=SIZE, num_frames=None, cut_layer="block1_pool", weights="none",
+                rnn_units=4, dropout=0.0)
+    args.update(kwargs)
+    return model_lib.build_model(num_classes, **args)
+
+
+def clips(batch=2, frames=4, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (batch, frames, *SIZE, 3), dtype=np.uint8)
+
+
+def test_layer_names_match_keras_vgg16():
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(*SIZE, 3))
+    assert model_lib.vgg16_layer_names() == [layer.name for layer in base.layers[1:]]
+
+
+@pytest.mark.parametrize("rnn,bidirectional", [("lstm", False), ("gru", True)])
+def test_output_shapes_and_any_frame_count(rnn, bidirectional):
+    model = tiny(num_classes=5, rnn=rnn, bidirectional=bidirectional)
+    assert model.input.dtype == "uint8"
+    assert tuple(model.input.shape) == (None, None, *SIZE, 3)
+    for frames in (4, 7):
+        probs = model(clips(frames=frames), training=False).numpy()
+        assert probs.shape == (2, 5)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cut,channels", [("block1_pool", 64), ("block2_conv2", 128), ("block3_pool", 256)])
+def test_cut_layer(cut, channels):
+    base = model_lib.build_base(cut, "none", SIZE)
+    names = [layer.name for layer in base.layers]
+    assert cut in names
+    later = model_lib.vgg16_layer_names()[model_lib.vgg16_layer_names().index(cut) + 1:]
+    assert not set(later) & set(names)
+    assert base.output_shape == (None, channels)
+
+
+def test_unknown_cut_layer_lists_valid_names():
+    with pytest.raises(UsageError, match="block5_pool") as info:
+        model_lib.build_base("block9_conv1", "none", SIZE)
+    assert "--cut_layer='block9_conv1'" in str(info.value)
+
+
+def test_default_fine_tune_from():
+    assert model_lib.default_fine_tune_from("block5_pool") == "block5_conv1"
+    assert model_lib.default_fine_tune_from("block3_conv2") == "block3_conv1"
+
+
+def _conv_weights(model):
+    base = model_lib.base_of(model)
+    return {layer.name: [w.copy() for w in layer.get_weights()]
+            for layer in base.layers if layer.get_weights()}
+
+
+@pytest.mark.parametrize("trainable_from,changed", [
+    ("none", set()),
+    ("block2_conv1", {"block2_conv1", "block2_conv2"}),
+    ("all", {"block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"}),
+])
+def test_freezing_one_real_train_step(trainable_from, changed):
+    keras.utils.set_random_seed(1)
+    model = tiny(num_classes=2, cut_layer="block2_pool", trainable_from=trainable_from)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    before = _conv_weights(model)
+    head_before = model.get_layer("logits").get_weights()[0].copy()
+    model.train_on_batch(clips(batch=4, frames=3), np.array([0, 1, 0, 1]))
+    after = _conv_weights(model)
+    moved = {name for name in before
+             if not all(np.array_equal(b, a) for b, a in zip(before[name], after[name]))}
+    assert moved == changed
+    assert not np.array_equal(head_before, model.get_layer("logits").get_weights()[0])
+    # TimeDistributed itself stays trainable; its trainable weights follow the base's layers.
+    assert model.get_layer(model_lib.FEATURES_NAME).trainable
+    assert len(model_lib.base_of(model).trainable_weights) == 2 * len(changed)
+
+
+def test_unknown_trainable_from():
+    with pytest.raises(UsageError, match="--trainable_from"):
+        tiny(trainable_from="block5_conv1")  # cut at block1_pool: not in the base
+
+
+def _known_vgg16(seed=7):
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(*SIZE, 3))
+    rng = np.random.default_rng(seed)
+    vgg.set_weights([rng.normal(size=w.shape).astype("float32") for w in vgg.get_weights()])
+    return vgg
+
+
+@pytest.mark.parametrize("fmt", ["weights.h5", "legacy.h5"])
+def test_weights_from_file(tmp_path, fmt):
+    vgg = _known_vgg16()
+    path = str(tmp_path / f"vgg16_notop.{fmt}")
+    if fmt == "weights.h5":
+        vgg.save_weights(path)
+    else:  # the layout of the Keras applications download (by layer name)
+        from keras.src.legacy.saving import legacy_h5_format
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, vgg)
+    model = tiny(cut_layer="block2_conv2", weights=path)
+    base = model_lib.base_of(model)
+    for name in ("block1_conv1", "block2_conv2"):
+        for loaded, saved in zip(base.get_layer(name).get_weights(), vgg.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(loaded, saved)
+
+
+def test_weights_file_errors(tmp_path):
+    with pytest.raises(model_lib.WeightsUnavailableError, match="no such file"):
+        model_lib.build_base("block1_pool", str(tmp_path / "missing.h5"), SIZE)
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(model_lib.WeightsUnavailableError, match="not a VGG16 notop weights file"):
+        model_lib.build_base("block1_pool", str(bad), SIZE)
+
+
+def test_imagenet_unavailable_says_what_to_do(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- "
+                        "[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(model_lib.WeightsUnavailableError) as info:
+        model_lib.build_base("block1_pool", "imagenet", SIZE)
+    message = str(info.value)
+    for hint in (model_lib.VGG16_NOTOP_FILE, ".keras/models", "--weights=PATH", "--weights=none"):
+        assert hint in message
+
+
+def test_preprocessing_inside_model_matches_keras():
+    frames = clips(batch=1, frames=2)
+    ours = model_lib.VGGPreprocess()(frames).numpy()
+    expected = keras.applications.vgg16.preprocess_input(frames.astype("float32"))
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-4)
+
+
+def test_mixed_precision_policy():
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = tiny()
+        assert model.get_layer("vgg_preprocess").compute_dtype == "bfloat16"
+        assert model(clips(), training=False).dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_keras_save_load_round_trip(tmp_path):
+    model = tiny(rnn="gru", bidirectional=True)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)  # VGGPreprocess is registered: no custom_objects
+    x = clips(frames=5)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
