@@ -1,0 +1,87 @@
+"""beam_jobs.plays: manifests (CSV / JSON Lines), folder trees, launch-time checks."""
+
+import os
+
+import pytest
+
+from beam_jobs import plays
+from beam_jobs.plays import PlaySpec, UsageError
+from tests import media_fixtures as mf
+
+
+def _split(items):
+    specs = [i for i in items if isinstance(i, PlaySpec)]
+    rejected = [i for i in items if not isinstance(i, PlaySpec)]
+    return specs, rejected
+
+
+@pytest.mark.parametrize("name", ["plays.csv", "plays.jsonl"])
+def test_manifest_rows_and_relative_paths(tmp_path, name):
+    rows = [
+        {"play_id": "p1", "label": "cut", "path": "clips/p1", "game_id": "g1", "frame_rate": "25"},
+        {"play_id": "p2", "label": "post_up", "path": "/abs/p2.mp4", "split": "val"},
+        {"play_id": "p3", "label": "", "path": "clips/p3"},
+        {"play_id": "p4", "label": "cut", "path": "clips/p4", "frame_rate": "fast"},
+    ]
+    manifest = mf.write_manifest(str(tmp_path / name), rows)
+    specs, rejected = _split(list(plays.read_manifest(manifest)))
+    assert [s.play_id for s in specs] == ["p1", "p2"]
+    assert specs[0].path == os.path.join(str(tmp_path), "clips", "p1")
+    assert specs[0].frame_rate == 25.0 and specs[0].game_id == "g1" and specs[0].row == 1
+    assert specs[0].group_key == "g1" and specs[1].group_key == "p2"
+    assert specs[1].path == "/abs/p2.mp4" and specs[1].split == "val"
+    assert [(r["play_id"], r["kind"]) for r in rejected] == [
+        ("p3", "missing_value"), ("p4", "bad_value")]
+    assert "label" in rejected[0]["reason"] and "frame_rate" in rejected[1]["reason"]
+
+
+def test_jsonl_bad_lines_are_rejections(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"play_id": "a", "label": "x", "path": "a"}\n{not json\n[1, 2]\n\n')
+    specs, rejected = _split(list(plays.read_manifest(str(path))))
+    assert [s.play_id for s in specs] == ["a"]
+    assert [r["kind"] for r in rejected] == ["bad_row", "bad_row"]
+    assert "invalid JSON" in rejected[0]["reason"]
+
+
+def test_folder_tree(tmp_path):
+    root = tmp_path / "tree"
+    mf.write_frame_folder(str(root / "cut" / "p1"), 3)
+    mf.write_frame_folder(str(root / "cut" / "p2"), 3, ext="jpg")
+    mf.write_video(str(root / "post_up" / "p3.mp4"), 5)
+    (root / "README.txt").write_text("not a play")
+    (root / "cut" / "notes.txt").write_text("not a play")
+    specs = list(plays.read_folder_tree(str(root) + "/"))
+    assert all(isinstance(s, PlaySpec) for s in specs)
+    assert [(s.label, s.play_id) for s in specs] == [("cut", "p1"), ("cut", "p2"), ("post_up", "p3")]
+    assert specs[0].path == str(root / "cut" / "p1")
+    assert specs[2].path == str(root / "post_up" / "p3.mp4")
+    assert plays.check_input(str(root)) == 3
+
+
+def test_check_input_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        plays.check_input(str(tmp_path / "nope.csv"))
+    bad = mf.write_manifest(str(tmp_path / "bad.csv"), [{"id": "p1", "file": "x"}])
+    with pytest.raises(UsageError, match="has no 'play_id', 'label', 'path' column"):
+        plays.check_input(bad)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("play_id,label,path\n")
+    with pytest.raises(UsageError, match="no rows"):
+        plays.check_input(str(empty))
+    (tmp_path / "emptytree").mkdir()
+    with pytest.raises(UsageError, match="holds no plays"):
+        plays.check_input(str(tmp_path / "emptytree"))
+    good = mf.write_manifest(str(tmp_path / "good.jsonl"),
+                             [{"play_id": "a", "label": "x", "path": "a"}])
+    assert plays.check_input(good) == 1
+
+
+def test_check_output_dir(tmp_path):
+    plays.check_output_dir(str(tmp_path / "out" / "deeper"))
+    assert os.path.isdir(tmp_path / "out" / "deeper")
+    assert os.listdir(tmp_path / "out" / "deeper") == []  # the probe is removed
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="not writable"):
+        plays.check_output_dir(str(blocker / "out"))
