@@ -155,8 +155,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     """Runs the job; returns the dataset card it wrote. Raises UsageError for an unusable run."""
     args, beam_args = build_parser().parse_known_args(argv)
     config = config_from_args(args)
-    if not __package__ and _repo_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        # Multi-processing workers import beam_jobs/schemas: give them the repo root too.
+    if _repo_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        # Multi-processing workers (subprocesses) import beam_jobs and schemas from here.
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
     options = PipelineOptions(beam_args)
