@@ -85,8 +85,8 @@ def test_chief_rules(monkeypatch, tmp_path):
 
 
 def test_fit_takes_datasets_from_function():
-    distribution.accept_distributed_datasets_in_fit()
-    distribution.accept_distributed_datasets_in_fit()  # idempotent
+    distribution.patch_keras_for_tf_distribute()
+    distribution.patch_keras_for_tf_distribute()  # idempotent
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     contexts = []
 

@@ -8,6 +8,7 @@ first) and gradients are all-reduced with ReductionToOneDevice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,28 +20,79 @@ import tensorflow as tf
 from trainer.config import STRATEGIES, UsageError
 
 
-def accept_distributed_datasets_in_fit() -> None:
-    """Lets `Model.fit` take `strategy.distribute_datasets_from_function` output.
+def patch_keras_for_tf_distribute() -> None:
+    """Two narrow fixes that let Keras 3.6 `Model.fit` run our tf.distribute setups. Idempotent.
 
-    Keras 3 before 3.9 recognizes `DistributedDataset` but not
-    `DistributedDatasetsFromFunction` (keras-team/keras#20134, fixed by #20829),
-    although its TF trainer handles both alike. This adds the missing class name
-    to the check; it does nothing on a Keras that already knows it. Idempotent.
+    1. `fit` rejects `strategy.distribute_datasets_from_function` output: its
+       data-adapter check knows `DistributedDataset` but not
+       `DistributedDatasetsFromFunction` (keras-team/keras#20134, fixed by
+       #20829 in a later Keras), although the TF trainer handles both alike.
+    2. Before the first step `fit` averages one input batch across replicas
+       (`strategy.reduce("MEAN", batch)`) only to learn its shapes; with
+       MultiWorkerMirroredStrategy across workers that collective fails on a
+       nested PerReplica batch (keras-team/keras#20585, tensorflow#72388). The
+       fix takes the first local replica's batch instead: same shapes, no
+       collective.
+    3. Across workers, `fit` averages each step's scalar logs (loss, metrics)
+       with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars (same
+       Keras issue); scalars are averaged with axis=None instead.
     """
+    from keras.src import tree  # pylint: disable=g-import-not-at-top
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # pylint: disable=g-import-not-at-top
     from keras.src.trainers import data_adapters  # pylint: disable=g-import-not-at-top
+
     original = data_adapters.is_tf_dataset
-    if getattr(original, "_playclips_patched", False):
+    if not getattr(original, "_playclips_patched", False):
+        def is_tf_dataset(x) -> bool:
+            if original(x):
+                return True
+            return any(parent.__name__ == "DistributedDatasetsFromFunction"
+                       and "tensorflow.python." in str(parent.__module__)
+                       for parent in type(x).__mro__)
+
+        is_tf_dataset._playclips_patched = True
+        data_adapters.is_tf_dataset = is_tf_dataset
+
+    original_reduce = tf_trainer.reduce_per_replica
+    if not getattr(original_reduce, "_playclips_patched", False):
+        def reduce_per_replica(values, strategy, reduction):
+            if (reduction not in ("auto", "mean")
+                    or not tf_trainer._collective_all_reduce_multi_worker(strategy)):  # pylint: disable=protected-access
+                return original_reduce(values, strategy, reduction)
+
+            def reduce_one(v):
+                local = (strategy.experimental_local_results(v)[0]
+                         if isinstance(v, tf.distribute.DistributedValues) else v)
+                if getattr(getattr(local, "shape", None), "rank", None) == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original_reduce(v, strategy, reduction)
+
+            return tree.map_structure(reduce_one, values)
+
+        reduce_per_replica._playclips_patched = True
+        tf_trainer.reduce_per_replica = reduce_per_replica
+
+    trainer_cls = tf_trainer.TensorFlowTrainer
+    if getattr(trainer_cls._maybe_symbolic_build, "_playclips_patched", False):
         return
 
-    def is_tf_dataset(x) -> bool:
-        if original(x):
-            return True
-        return any(parent.__name__ == "DistributedDatasetsFromFunction"
-                   and "tensorflow.python." in str(parent.__module__)
-                   for parent in type(x).__mro__)
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, it in iterator.enumerate_epoch():
+                batch = next(it)
+                if all(isinstance(v, tf.distribute.DistributedValues) for v in tree.flatten(batch)):
+                    strategy = self.distribute_strategy
+                    batch = tree.map_structure(
+                        lambda v: strategy.experimental_local_results(v)[0], batch)
+                data_batch = batch
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
 
-    is_tf_dataset._playclips_patched = True
-    data_adapters.is_tf_dataset = is_tf_dataset
+    _maybe_symbolic_build._playclips_patched = True
+    trainer_cls._maybe_symbolic_build = _maybe_symbolic_build
 
 
 def configure_cpu_replicas(num: int) -> None:
@@ -155,4 +207,7 @@ def backup_dirpath(dirpath: str, strategy: Optional[tf.distribute.Strategy] = No
 def remove_temp_dirpath(dirpath: str, strategy: Optional[tf.distribute.Strategy] = None) -> None:
     """Deletes a non-chief's temp directory from `write_dirpath`."""
     if not is_chief(strategy):
-        shutil.rmtree(write_dirpath(dirpath, strategy), ignore_errors=True)
+        temp = write_dirpath(dirpath, strategy)
+        shutil.rmtree(temp, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the task's folder, once empty
+            os.rmdir(os.path.dirname(temp))
