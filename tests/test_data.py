@@ -75,14 +75,36 @@ def test_augmentation_is_the_same_for_every_frame_of_a_clip(tmp_path):
     assert changed >= 4, "augmentation never changed a clip"
 
 
-def test_augment_clip_flips_and_shifts_but_keeps_shape():
-    clip = tf.constant(np.arange(2 * 16 * 16 * 3, dtype=np.uint8).reshape(2, 16, 16, 3))
-    outs = [data.augment_clip(clip, seed=tf.constant([s, 7])).numpy() for s in range(20)]
-    assert all(o.shape == (2, 16, 16, 3) and o.dtype == np.uint8 for o in outs)
-    assert any(not np.array_equal(o, clip.numpy()) for o in outs)
-    # Reproducible per seed.
-    again = data.augment_clip(clip, seed=tf.constant([3, 7])).numpy()
-    assert np.array_equal(again, outs[3])
+def _shifted(clip, dy, dx, flip):
+    """NumPy reference: zero-pad, crop back shifted by (dy, dx), maybe mirror."""
+    out = np.zeros_like(clip)
+    h, w = clip.shape[1:3]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        clip[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out[:, :, ::-1] if flip else out
+
+
+def test_augment_clip_matches_a_numpy_reference_and_is_reproducible():
+    clip = np.random.default_rng(0).integers(1, 255, (3, 16, 24, 3)).astype(np.uint8)
+    draws = set()
+    for s in range(24):
+        seed = tf.constant([s, 7])
+        dy, dx, flip = (v.numpy() for v in data.draw_augmentation(16, 24, seed))
+        assert abs(dy) <= 2 and abs(dx) <= 3
+        draws.add((int(dy), int(dx), bool(flip)))
+        out = data.augment_clip(tf.constant(clip), seed=seed).numpy()
+        assert out.dtype == np.uint8 and np.array_equal(out, _shifted(clip, dy, dx, flip))
+    assert len(draws) > 10 and {flip for _, _, flip in draws} == {True, False}
+
+
+def test_fused_decode_and_augment_equals_decode_then_augment():
+    frames = record_fixtures.play_frames(1, 4, 3, 32, 40, "square", play_seed=5, noise=4.0)
+    jpegs = tf.constant([record_fixtures.encode_jpeg(f) for f in frames])
+    for s in range(6):
+        seed = tf.constant([s, 3])
+        fused = data.decode_and_augment(jpegs, 32, 40, seed=seed).numpy()
+        apart = data.augment_clip(data.decode_frames(jpegs, 32, 40), seed=seed).numpy()
+        assert np.array_equal(fused, apart)
 
 
 def test_eval_is_deterministic_and_unaugmented(tmp_path):

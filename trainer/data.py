@@ -2,8 +2,8 @@
 
     files -> shard per input pipeline -> shuffle files -> parallel interleave of
     TFRecordDatasets -> shuffle records -> parse (schemas.play_record) -> choose
-    frames -> decode only those JPEGs -> augment the whole clip with one draw ->
-    batch (per-replica size) -> prefetch
+    frames -> decode only those JPEGs and augment them with one draw per clip
+    (fused frame by frame) -> batch (per-replica size) -> prefetch
 
 Clips stay uint8 until the model: the dataset yields
 `(clips uint8 [B, T, H, W, 3], labels int32 [B])`; the cast and the VGG16
@@ -192,50 +192,90 @@ def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = 
     return selected
 
 
+def _decode_one(data: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """One JPEG (or PNG) -> uint8 [height, width, 3], resized (bilinear) if needed."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
+    image = tf.cond(
+        same, lambda: image,
+        lambda: tf.cast(tf.clip_by_value(
+            tf.round(tf.image.resize(image, [height, width])), 0, 255), tf.uint8))
+    return tf.ensure_shape(image, [height, width, 3])
+
+
+def _map_frames(fn: Callable[[tf.Tensor], tf.Tensor], frames: tf.Tensor, height: int,
+                width: int) -> tf.Tensor:
+    out = tf.map_fn(fn, frames, fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8))
+    out.set_shape([frames.shape[0], height, width, 3])
+    return out
+
+
 def decode_frames(jpegs: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """Decodes JPEG (or PNG) frames, string [T] -> uint8 [T, height, width, 3].
 
     Frames of another size are resized (bilinear) to (height, width).
     """
     jpegs = tf.convert_to_tensor(jpegs, tf.string)
+    return _map_frames(lambda data: _decode_one(data, height, width), jpegs, height, width)
 
-    def decode_one(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
-        image = tf.cond(
-            same, lambda: image,
-            lambda: tf.cast(tf.clip_by_value(
-                tf.round(tf.image.resize(image, [height, width])), 0, 255), tf.uint8))
-        return tf.ensure_shape(image, [height, width, 3])
 
-    frames = tf.map_fn(decode_one, jpegs,
-                       fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8))
-    frames.set_shape([jpegs.shape[0], height, width, 3])
-    return frames
+def draw_augmentation(height: int, width: int, seed: Optional[tf.Tensor] = None,
+                      pad_fraction: float = 0.125) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One random draw for a clip: (shift_y, shift_x, flip).
+
+    The shifts are those of padding each side by `pad_fraction` of the size
+    and cropping back at a uniformly random offset: in [-pad, pad].
+    """
+    pad_h, pad_w = int(height * pad_fraction), int(width * pad_fraction)
+    if seed is not None:
+        y_seed, x_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    else:
+        y_seed = x_seed = flip_seed = None
+    shift_y = pad_h - _uniform_int(2 * pad_h + 1, y_seed)
+    shift_x = pad_w - _uniform_int(2 * pad_w + 1, x_seed)
+    return shift_y, shift_x, tf.equal(_uniform_int(2, flip_seed), 1)
+
+
+def _shift_flip(frame: tf.Tensor, shift_y: tf.Tensor, shift_x: tf.Tensor,
+                flip: tf.Tensor) -> tf.Tensor:
+    """out[y, x] = frame[y - shift_y, x - shift_x] (zeros outside), then maybe mirrored."""
+    height, width = int(frame.shape[0]), int(frame.shape[1])
+    keep_h, keep_w = height - tf.abs(shift_y), width - tf.abs(shift_x)
+    window = tf.slice(frame, tf.stack([tf.maximum(-shift_y, 0), tf.maximum(-shift_x, 0), 0]),
+                      tf.stack([keep_h, keep_w, 3]))
+    top, left = tf.maximum(shift_y, 0), tf.maximum(shift_x, 0)
+    out = tf.pad(window, tf.stack([[top, height - keep_h - top],
+                                   [left, width - keep_w - left], [0, 0]]))
+    out = tf.cond(flip, lambda: tf.reverse(out, axis=[1]), lambda: out)
+    return tf.ensure_shape(out, [height, width, 3])
 
 
 def augment_clip(clip: tf.Tensor, seed: Optional[tf.Tensor] = None,
                  pad_fraction: float = 0.125) -> tf.Tensor:
     """One random crop and flip for the whole clip (uint8 [T, H, W, 3] -> same shape).
 
-    The clip is reflect-padded by `pad_fraction` of each side and cropped back
-    to (H, W) at one random offset; then, with probability 1/2, every frame is
-    flipped left-right. The same draw applies to every frame.
+    Crop: zero-pad each side by `pad_fraction` of the size and crop back to
+    (H, W) at one random offset. Flip: left-right with probability 1/2. The
+    same draw applies to every frame.
     """
     height, width = int(clip.shape[1]), int(clip.shape[2])
-    pad_h, pad_w = int(height * pad_fraction), int(width * pad_fraction)
-    if seed is not None:
-        y_seed, x_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    else:
-        y_seed = x_seed = flip_seed = None
-    padded = tf.pad(clip, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode="REFLECT")
-    top = _uniform_int(2 * pad_h + 1, y_seed)
-    left = _uniform_int(2 * pad_w + 1, x_seed)
-    cropped = tf.slice(padded, tf.stack([0, top, left, 0]), [-1, height, width, -1])
-    flip = tf.equal(_uniform_int(2, flip_seed), 1)
-    out = tf.cond(flip, lambda: tf.reverse(cropped, axis=[2]), lambda: cropped)
-    out.set_shape(clip.shape)
-    return out
+    shift_y, shift_x, flip = draw_augmentation(height, width, seed, pad_fraction)
+    return _map_frames(lambda frame: _shift_flip(frame, shift_y, shift_x, flip), clip,
+                       height, width)
+
+
+def decode_and_augment(jpegs: tf.Tensor, height: int, width: int,
+                       seed: Optional[tf.Tensor] = None, pad_fraction: float = 0.125) -> tf.Tensor:
+    """`augment_clip(decode_frames(jpegs, ...), seed)`, fused frame by frame.
+
+    Shifting and flipping each frame right after decoding it, while it is in
+    cache, costs a fraction of doing it on the whole decoded clip.
+    """
+    jpegs = tf.convert_to_tensor(jpegs, tf.string)
+    shift_y, shift_x, flip = draw_augmentation(height, width, seed, pad_fraction)
+    return _map_frames(
+        lambda data: _shift_flip(_decode_one(data, height, width), shift_y, shift_x, flip),
+        jpegs, height, width)
 
 
 # ---------------------------------------------------------------- dataset
@@ -306,9 +346,10 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
             tf.random.experimental.stateless_split(record_seed, 2))
         jpegs = select_frames(parsed["frames"], num_frames, training=training,
                               seed=select_seed if random_draws else None)
-        clip = decode_frames(jpegs, height, width)
         if augment:
-            clip = augment_clip(clip, seed=augment_seed)
+            clip = decode_and_augment(jpegs, height, width, seed=augment_seed)
+        else:
+            clip = decode_frames(jpegs, height, width)
         return clip, tf.cast(parsed["label"], tf.int32)
 
     ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
