@@ -255,6 +255,9 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         if verbose:  # the progress bar first, so that the summary line follows it
             callbacks.append(keras.callbacks.ProgbarLogger())
         callbacks.append(callbacks_lib.EpochSummary(total_epochs, phase=name))
+        # BackupAndRestore restores the epoch into model._initial_epoch, which Keras 3.6
+        # keeps after fit returns; clear it so that each phase starts where it should.
+        model._initial_epoch = None  # pylint: disable=protected-access
         model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                   validation_data=val_ds, validation_steps=val_steps or None,
                   callbacks=callbacks, verbose=verbose)
