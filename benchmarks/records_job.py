@@ -5,15 +5,18 @@ One workload (frame folders of JPEG frames written to a temp dir), three ways:
   direct     the Beam job on the DirectRunner, in memory (one process)
   multiproc  the Beam job on the DirectRunner, multi_processing, --direct_num_workers=2
 Prints key=value lines. Wall-clock times include each run's start-up (for
-multiproc: starting the worker processes and their TensorFlow import).
+multiproc: starting the worker processes and their TensorFlow import); CPU
+seconds (this process plus the finished worker processes) show the work and the
+overhead independently of other load on the machine (loadavg is printed too).
 
-    python benchmarks/records_job.py [--plays 120] [--source_frames 60] [--source_size 1280x720]
+    python benchmarks/records_job.py [--plays 200] [--source_frames 60] [--source_size 1280x720]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -92,13 +95,23 @@ def run_job(manifest: str, output_dir: str, num_frames: int, frame_size: int, be
     return sum(card.counts.values())
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process plus its finished children (the multi-processing workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--plays", type=int, default=120)
+    parser.add_argument("--plays", type=int, default=200,
+                        help="plays in the workload (default 200: per-play work dominates the fixed start-up)")
     parser.add_argument("--source_frames", type=int, default=60)
     parser.add_argument("--source_size", default="1280x720", help="WxH of the source frames")
     parser.add_argument("--num_frames", type=int, default=40)
     parser.add_argument("--frame_size", type=int, default=224)
+    parser.add_argument("--modes", default="loop,direct,multiproc",
+                        help="which runs, in this order (default loop,direct,multiproc)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.source_size.split("x"))
     import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import
@@ -106,7 +119,7 @@ def main(argv=None) -> None:
     tmp = tempfile.mkdtemp(prefix="records_bench_")
     try:
         manifest = make_workload(tmp, args.plays, args.source_frames, width, height)
-        runs = {
+        all_runs = {
             "loop": lambda: run_loop(manifest, os.path.join(tmp, "loop.tfrecord"),
                                      args.num_frames, args.frame_size),
             "direct": lambda: run_job(manifest, os.path.join(tmp, "direct"), args.num_frames,
@@ -116,22 +129,27 @@ def main(argv=None) -> None:
                                          args.frame_size, ["--direct_running_mode=multi_processing",
                                                            "--direct_num_workers=2"]),
         }
+        runs = {name: all_runs[name] for name in args.modes.split(",")}
         print(f"plays={args.plays}", f"source={args.source_frames}x{width}x{height}",
               f"num_frames={args.num_frames}", f"frame_size={args.frame_size}",
-              f"cpus={os.cpu_count()}", sep="\n")
+              f"cpus={os.cpu_count()}", f"loadavg_1min_before={os.getloadavg()[0]:.2f}", sep="\n")
         rates = {}
         for name, fn in runs.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), _cpu_seconds()
             written = fn()
             seconds = time.perf_counter() - start
+            cpu = _cpu_seconds() - cpu_start
             if written != args.plays:
                 raise SystemExit(f"{name}: wrote {written} of {args.plays} plays")
             rates[name] = args.plays / seconds
-            print(f"{name}_seconds={seconds:.2f}", flush=True)
+            print(f"{name}_seconds={seconds:.2f}", f"{name}_cpu_seconds={cpu:.2f}", sep="\n",
+                  flush=True)
         for name in runs:
             print(f"{name}_plays_per_s={rates[name]:.2f}")
-        print(f"speedup_direct_vs_loop={rates['direct'] / rates['loop']:.2f}")
-        print(f"speedup_multiproc_vs_loop={rates['multiproc'] / rates['loop']:.2f}")
+        for name in ("direct", "multiproc"):
+            if name in rates and "loop" in rates:
+                print(f"speedup_{name}_vs_loop={rates[name] / rates['loop']:.2f}")
+        print(f"loadavg_1min_after={os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
