@@ -176,8 +176,8 @@ def is_folder_tree(path: str) -> bool:
     """Whether `--input` names a folder tree rather than a manifest file."""
     if path.endswith("/"):
         return True
-    if _has_scheme(path):
-        return False
+    if _has_scheme(path):  # object stores have no real folders: go by the name
+        return posixpath.splitext(path)[1].lower() not in (".csv",) + JSONL_EXTENSIONS
     return os.path.isdir(path)
 
 

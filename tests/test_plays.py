@@ -77,6 +77,12 @@ def test_check_input_errors(tmp_path):
     assert plays.check_input(good) == 1
 
 
+def test_is_folder_tree(tmp_path):
+    assert plays.is_folder_tree(str(tmp_path)) and plays.is_folder_tree("gs://b/plays/")
+    assert plays.is_folder_tree("gs://b/plays") and not plays.is_folder_tree("gs://b/m.csv")
+    assert not plays.is_folder_tree(str(tmp_path / "m.jsonl"))
+
+
 def test_check_output_dir(tmp_path):
     plays.check_output_dir(str(tmp_path / "out" / "deeper"))
     assert os.path.isdir(tmp_path / "out" / "deeper")
