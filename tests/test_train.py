@@ -164,6 +164,27 @@ def test_multi_worker_two_processes(data_dir, tmp_path):
     assert not any(temps["worker"].rglob("*.h5")) and not any(temps["worker"].rglob("events*"))
 
 
+def test_multi_worker_fewer_shards_than_workers(tmp_path):
+    data = tmp_path / "one_shard"
+    record_fixtures.write_dataset(data, num_plays=4, num_frames=4, size=32, num_shards=1)
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+    args = [f"--data_dir={data}", f"--job_dir={tmp_path / 'job'}", "--strategy=multi_worker",
+            "--batch_size=2", *TINY]
+    procs = [_task(args, env=_env(TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": i}}))) for i in range(2)]
+    try:
+        outs = [proc.communicate(timeout=180)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, out in zip(procs, outs):
+        assert proc.returncode == 2, out[-2000:]
+        errors = [line for line in out.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "1 shard(s) for 2 input pipelines" in errors[0]
+        assert "Traceback" not in out
+
+
 def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
     vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     weights = str(tmp_path / "vgg16_notop.weights.h5")
@@ -192,6 +213,8 @@ def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
     (["--data_dir={empty}"], "no dataset.json"),
     (["--data_dir={data}", "--fine_tune_epochs=1", "--fine_tune_from=block5_conv1"],
      "use a layer kept by the cut"),
+    (["--data_dir={data}", "--strategy=mirrored", "--cpu_replicas=2", "--jit_compile=true"],
+     "logical CPU devices"),
 ])
 def test_cli_errors_are_one_line(data_dir, tmp_path, capsys, extra, message):
     empty = tmp_path / "empty"

@@ -179,6 +179,11 @@ def _write_config(config: TrainConfig, inputs: Inputs, strategy, path: str) -> N
 def train(config: TrainConfig) -> Dict[str, Any]:
     """Runs one training job (every worker calls this); returns a summary dict."""
     config.validate()
+    if (config.jit_compile == "true" and config.strategy == "mirrored" and config.cpu_replicas > 1
+            and not tf.config.list_physical_devices("GPU")):
+        raise UsageError("--jit_compile=true cannot run MirroredStrategy over logical CPU devices "
+                         "(XLA keeps each replica's variables on its own device): drop --cpu_replicas "
+                         "or use --jit_compile=false")
     # The strategy first: --cpu_replicas must split the CPU before TensorFlow initializes.
     strategy = distribution.get_distribution_strategy(
         config.strategy, cpu_replicas=config.cpu_replicas, tpu_address=config.tpu)
