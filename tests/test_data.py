@@ -57,7 +57,8 @@ def test_repeat_yields_more_than_one_epoch(tmp_path):
 # ------------------------------------------------------------ augmentation
 
 
-def test_augmentation_is_the_same_for_every_frame_of_a_clip(tmp_path):
+@pytest.mark.parametrize("num_frames", [None, 6])  # clip-wise and frame-wise decode paths
+def test_augmentation_is_the_same_for_every_frame_of_a_clip(tmp_path, num_frames):
     card = record_fixtures.write_dataset(tmp_path, num_plays=4, num_frames=6, size=32, mode="static")
     source = {}
     for clips, labels in _batches(_dataset(tmp_path, card, num_frames=None)):
@@ -66,7 +67,8 @@ def test_augmentation_is_the_same_for_every_frame_of_a_clip(tmp_path):
             source[clip[0].tobytes()] = clip[0]
     changed = 0
     for epoch in range(4):
-        ds = _dataset(tmp_path, card, training=True, global_batch_size=2, seed=epoch)
+        ds = _dataset(tmp_path, card, training=True, global_batch_size=2, seed=epoch,
+                      num_frames=num_frames)
         for clips, _ in _batches(ds):
             for clip in clips:
                 for frame in clip[1:]:
@@ -119,6 +121,14 @@ def test_eval_is_deterministic_and_unaugmented(tmp_path):
             assert record_fixtures.frame_indices(clip, 10).tolist() == [1, 3, 5, 7]
             # Flat gray frames: no crop/flip changed a pixel.
             assert all(frame.min() == frame.max() for frame in clip)
+
+
+def test_frame_wise_and_clip_wise_decoding_agree(tmp_path):
+    card = record_fixtures.write_dataset(tmp_path, num_plays=5, num_frames=4, size=32)
+    frame_wise = _batches(_dataset(tmp_path, card, num_frames=4))
+    clip_wise = _batches(_dataset(tmp_path, card, num_frames=None))
+    for (c1, l1), (c2, l2) in zip(frame_wise, clip_wise, strict=True):
+        assert np.array_equal(c1, c2) and np.array_equal(l1, l2)
 
 
 # --------------------------------------------------------- frame selection

@@ -236,18 +236,29 @@ def draw_augmentation(height: int, width: int, seed: Optional[tf.Tensor] = None,
     return shift_y, shift_x, tf.equal(_uniform_int(2, flip_seed), 1)
 
 
+def _crop_params(shift_y: tf.Tensor, shift_x: tf.Tensor, height: int,
+                 width: int) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Slice begin [3], size [3] and paddings [3, 2] that shift a frame by (shift_y, shift_x)."""
+    keep_h, keep_w = height - tf.abs(shift_y), width - tf.abs(shift_x)
+    top, left = tf.maximum(shift_y, 0), tf.maximum(shift_x, 0)
+    begin = tf.stack([tf.maximum(-shift_y, 0), tf.maximum(-shift_x, 0), 0])
+    size = tf.stack([keep_h, keep_w, 3])
+    paddings = tf.stack([[top, height - keep_h - top], [left, width - keep_w - left], [0, 0]])
+    return begin, size, paddings
+
+
+def _crop_flip(frame: tf.Tensor, begin: tf.Tensor, size: tf.Tensor, paddings: tf.Tensor,
+               flip: tf.Tensor) -> tf.Tensor:
+    out = tf.pad(tf.slice(frame, begin, size), paddings)
+    out = tf.cond(flip, lambda: tf.reverse(out, axis=[1]), lambda: out)
+    return tf.ensure_shape(out, frame.shape)
+
+
 def _shift_flip(frame: tf.Tensor, shift_y: tf.Tensor, shift_x: tf.Tensor,
                 flip: tf.Tensor) -> tf.Tensor:
     """out[y, x] = frame[y - shift_y, x - shift_x] (zeros outside), then maybe mirrored."""
-    height, width = int(frame.shape[0]), int(frame.shape[1])
-    keep_h, keep_w = height - tf.abs(shift_y), width - tf.abs(shift_x)
-    window = tf.slice(frame, tf.stack([tf.maximum(-shift_y, 0), tf.maximum(-shift_x, 0), 0]),
-                      tf.stack([keep_h, keep_w, 3]))
-    top, left = tf.maximum(shift_y, 0), tf.maximum(shift_x, 0)
-    out = tf.pad(window, tf.stack([[top, height - keep_h - top],
-                                   [left, width - keep_w - left], [0, 0]]))
-    out = tf.cond(flip, lambda: tf.reverse(out, axis=[1]), lambda: out)
-    return tf.ensure_shape(out, [height, width, 3])
+    begin, size, paddings = _crop_params(shift_y, shift_x, int(frame.shape[0]), int(frame.shape[1]))
+    return _crop_flip(frame, begin, size, paddings, flip)
 
 
 def augment_clip(clip: tf.Tensor, seed: Optional[tf.Tensor] = None,
@@ -340,24 +351,55 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
     else:
         ds = ds.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
 
-    def to_clip(serialized, record_seed):
+    def parse_and_select(serialized, record_seed):
         parsed = play_record.parse_play(serialized)
         select_seed, augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(record_seed, 2))
         jpegs = select_frames(parsed["frames"], num_frames, training=training,
                               seed=select_seed if random_draws else None)
-        if augment:
-            clip = decode_and_augment(jpegs, height, width, seed=augment_seed)
-        else:
-            clip = decode_frames(jpegs, height, width)
-        return clip, tf.cast(parsed["label"], tf.int32)
+        return jpegs, tf.cast(parsed["label"], tf.int32), augment_seed
 
-    ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if num_frames is None:
+        # Clip length unknown: decode (and augment) clip by clip.
+        def to_clip(serialized, record_seed):
+            jpegs, label, augment_seed = parse_and_select(serialized, record_seed)
+            if augment:
+                return decode_and_augment(jpegs, height, width, seed=augment_seed), label
+            return decode_frames(jpegs, height, width), label
+
+        ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    else:
+        # Every frame its own element: decode + augment run in parallel frame by
+        # frame (cache-hot, no whole-clip copies), then regroup in order into clips.
+        def to_frames(serialized, record_seed):
+            jpegs, label, augment_seed = parse_and_select(serialized, record_seed)
+            frames = {"jpeg": jpegs, "label": tf.fill([num_frames], label)}
+            if augment:
+                # Drawn once per clip; every frame gets the same crop and flip.
+                shift_y, shift_x, flip = draw_augmentation(height, width, augment_seed)
+                begin, size, paddings = _crop_params(shift_y, shift_x, height, width)
+                frames.update(begin=tf.tile(begin[None], [num_frames, 1]),
+                              size=tf.tile(size[None], [num_frames, 1]),
+                              paddings=tf.tile(paddings[None], [num_frames, 1, 1]),
+                              flip=tf.fill([num_frames], flip))
+            return frames
+
+        def decode_frame(frame):
+            image = _decode_one(frame["jpeg"], height, width)
+            if augment:
+                image = _crop_flip(image, frame["begin"], frame["size"], frame["paddings"],
+                                   frame["flip"])
+            return image, frame["label"]
+
+        ds = ds.map(to_frames, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.unbatch()
+        # deterministic=True: frames must come back in order to regroup into clips.
+        ds = ds.map(decode_frame, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.batch(num_frames, drop_remainder=True)
+        ds = ds.map(lambda clip, labels: (clip, labels[0]))
+
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE,
                   deterministic=deterministic)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    ds = ds.with_options(options)
     return ds.prefetch(AUTOTUNE)
 
 
