@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -170,7 +171,6 @@ def _write_config(config: TrainConfig, inputs: Inputs, strategy, path: str) -> N
                            "num_replicas": strategy.num_replicas_in_sync,
                            "strategy": type(strategy).__name__,
                            "tensorflow": tf.__version__, "keras": keras.__version__}}
-    import json  # pylint: disable=g-import-not-at-top
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(record, indent=2, sort_keys=True))
