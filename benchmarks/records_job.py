@@ -9,7 +9,7 @@ multiproc: starting the worker processes and their TensorFlow import); CPU
 seconds (this process plus the finished worker processes) show the work and the
 overhead independently of other load on the machine (loadavg is printed too).
 
-    python benchmarks/records_job.py [--plays 200] [--source_frames 60] [--source_size 1280x720]
+    python benchmarks/records_job.py [--plays 300] [--source_frames 60] [--source_size 1280x720]
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def _cpu_seconds() -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--plays", type=int, default=200,
-                        help="plays in the workload (default 200: per-play work dominates the fixed start-up)")
+    parser.add_argument("--plays", type=int, default=300,
+                        help="plays in the workload (default 300: per-play work dominates the fixed start-up)")
     parser.add_argument("--source_frames", type=int, default=60)
     parser.add_argument("--source_size", default="1280x720", help="WxH of the source frames")
     parser.add_argument("--num_frames", type=int, default=40)
