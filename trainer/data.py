@@ -310,12 +310,15 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
         False) and drops the last partial batch. Otherwise the order, frames
         (centred, evenly spaced) and pixels are deterministic.
       global_batch_size: split per replica with `input_context`.
-      num_frames: frames per clip; None keeps all stored frames.
+      num_frames: frames per clip; None keeps all stored frames (then every
+        record must hold the same number). With num_frames set, frames are
+        decoded and augmented in parallel one by one and regrouped in order.
       image_size: (height, width) of the output frames (resized if stored
         frames differ).
       compression: the card's compression ("none", "gzip").
       input_context: from `strategy.distribute_datasets_from_function`.
-      seed: makes shuffles and augmentation draws reproducible.
+      seed: seeds the shuffles and the per-record frame/augmentation draws
+        (training order still varies: the interleave is non-deterministic).
       shuffle_buffer: record shuffle buffer (training only).
       repeat: repeat the file list forever.
       augment: random crop + flip; defaults to `training`.
@@ -323,7 +326,7 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
     height, width = (int(v) for v in image_size)
     ctype = compression_type(compression)
     files = shard_files(files, input_context)
-    num_pipelines, pipeline_id = _pipeline_of(input_context)
+    _, pipeline_id = _pipeline_of(input_context)
     batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                   if input_context else int(global_batch_size))
     augment = training if augment is None else augment
