@@ -11,7 +11,8 @@ frames in opposite order; the two pick-and-roll labels share their first half
 (the screen) and differ only in what happens after it.
 
 Court coordinates are in units of 25 ft: x in [-1, 1] across the court, y from
-the baseline (0) to half court (1.88); the image shows the basket at the top.
+the baseline (0) to half court (1.88); the basket is at the top of the image and
+the broadcast-style camera follows the ball, zoomed in on the action.
 """
 
 from __future__ import annotations
@@ -84,14 +85,19 @@ def _court_masks(px_per_unit: float) -> Tuple[np.ndarray, ...]:
     return paint, lines, apron, rim, planks, xs[0], ys[0]
 
 
-def _court_texture(px_per_unit: float, wood: np.ndarray, paint_color: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _court_layout(px_per_unit: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-texel material (0 wood, 1 paint, 2 line, 3 apron, 4 rim) and shading, float32."""
     paint, lines, apron, rim, planks, _, _ = _court_masks(px_per_unit)
-    tex = wood[None, None, :] * planks[..., None]
-    tex = np.where(paint[..., None], paint_color * (0.5 + 0.5 * planks[..., None]), tex)
-    tex = np.where(lines[..., None], _LINE, tex)
-    tex = np.where(apron[..., None], _APRON, tex)
-    tex = np.where(rim[..., None], _RIM, tex)
-    return np.clip(tex, 0, 255).astype(np.uint8)
+    material = np.select([rim, apron, lines, paint], [4, 3, 2, 1], 0).astype(np.int64)
+    shade = np.where(material == 1, 0.5 + 0.5 * planks, np.where(material == 0, planks, 1.0))
+    return material, shade.astype(np.float32)[..., None]
+
+
+def _court_texture(px_per_unit: float, wood: np.ndarray, paint_color: np.ndarray) -> np.ndarray:
+    material, shade = _court_layout(px_per_unit)
+    palette = np.stack([wood, paint_color, _LINE, _APRON, _RIM]).astype(np.float32)
+    return np.clip(palette[material] * shade, 0, 255).astype(np.uint8)
 
 
 # ------------------------------------------------------------------ scripts
@@ -105,13 +111,12 @@ Track = List[Tuple[float, Tuple[float, float]]]  # [(time, (x, y))], piecewise l
 
 @dataclasses.dataclass
 class _Script:
-    """One play's motion: player tracks, ball events, defender help and camera."""
+    """One play's motion: player tracks, ball events and defender help (the camera follows the ball)."""
 
     offense: List[Track]
     ball: List[tuple]  # events: ("hold", i, t0) | ("pass", i, j, t0, t1, h) | ("shot", i, t0, t1, h)
     help_target: Tuple[float, float] = RIM_SPOT
     help: Dict[int, Track] = dataclasses.field(default_factory=dict)  # defender -> [(t, weight)]
-    camera_y: Track = dataclasses.field(default_factory=list)  # [(t, (0, center_y))]
 
 
 def _formation(rng: np.random.Generator) -> List[Tuple[float, float]]:
@@ -217,8 +222,7 @@ def _script_transition(rng, f):
         start = (x * 0.7 + rng.normal(0, 0.08), y + 2.0 + rng.uniform(0.0, 0.5) + (0.0 if i else -0.3))
         offense.append([(0.0, start), (0.8 + rng.uniform(-0.05, 0.05), (x, y))])
     offense[0] = [(0.0, offense[0][0][1]), (0.8, (0.05, 0.5)), (0.86, RIM_SPOT)]
-    return _Script(offense, [("hold", 0, 0.0), ("shot", 0, 0.86, 0.97, 0.3)],
-                   camera_y=[(0.0, (0.0, 2.0)), (0.08, (0.0, 2.0)), (0.82, (0.0, 0.88))])
+    return _Script(offense, [("hold", 0, 0.0), ("shot", 0, 0.86, 0.97, 0.3)])
 
 
 _SCRIPTS: Dict[str, Callable[[np.random.Generator, list], _Script]] = {
