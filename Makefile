@@ -25,10 +25,19 @@ test: $(STAMP)
 records: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA)
 
-demo: records
+# Demo training settings: small frames, 8 of the 40 stored frames, VGG16 cut at block1_pool.
+# No ImageNet weights offline, so the demo trains the cut base from scratch (--weights=none).
+DEMO_TRAIN_FLAGS := --num_frames=8 --cut_layer=block1_pool --weights=none --trainable_from=all \
+	--rnn=gru --rnn_units=64 --epochs=15 --batch_size=8 --learning_rate=1e-3
+
+demo: $(STAMP)
+	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --frame_size=64
+	$(PY) -m trainer.task --strategy=mirrored --cpu_replicas=2 --data_dir=$(DEMO_DATA) \
+		--job_dir=$(DEMO_JOB)/job $(DEMO_TRAIN_FLAGS)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/records_job.py
+	$(PY) benchmarks/input_pipeline.py
 
 clean:
 	rm -rf runs .pytest_cache
