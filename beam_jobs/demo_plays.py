@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -325,7 +326,7 @@ def _jitter_color(rng, rgb, amount=14.0) -> np.ndarray:
 
 
 def _render(script: _Script, rng: np.random.Generator, num_frames: int, size: int,
-            side: float) -> np.ndarray:
+            side: float, zoom_profile: Sequence[float]) -> np.ndarray:
     # Time warp: events shift and stretch a little per play.
     t = np.linspace(0.0, 1.0, num_frames)
     u = np.clip(rng.uniform(-0.05, 0.05) + rng.uniform(0.9, 1.1) * t, 0.0, 1.0)
@@ -338,7 +339,10 @@ def _render(script: _Script, rng: np.random.Generator, num_frames: int, size: in
 
     # Camera: a broadcast view that follows the ball (smoothed), zoomed in on the action,
     # with per-play zoom and offset and a little shake.
-    half = np.full(num_frames, _VIEW_HALF * rng.uniform(0.9, 1.1))
+    # Zoom follows the play type's profile (levels shared by all types, order not), so
+    # the zoom of one frame says nothing about the label; its course over the play does.
+    profile = np.interp(u, np.linspace(0.0, 1.0, len(zoom_profile)), zoom_profile)
+    half = _VIEW_HALF * rng.uniform(0.95, 1.05) * profile
     kernel = np.hanning(9)[1:-1]
     kernel /= kernel.sum()
     pad = len(kernel) // 2
@@ -407,6 +411,24 @@ def _render(script: _Script, rng: np.random.Generator, num_frames: int, size: in
     return out
 
 
+_ZOOM_LEVELS = (0.55, 0.8, 1.1, 1.5)  # view half-size multipliers: close-up .. wide
+
+
+def _zoom_profiles() -> Dict[str, Tuple[float, ...]]:
+    # One permutation of the same zoom levels per scripted play type, no two alike and none
+    # the reverse of another (reversed plays, such as misc, must keep a profile of their own).
+    free = list(itertools.permutations(_ZOOM_LEVELS))
+    profiles = {}
+    for i, name in enumerate(sorted(_SCRIPTS)):
+        order = free[(i * len(free)) // (len(_SCRIPTS) - i) % len(free)]
+        profiles[name] = order
+        free = [o for o in free if o not in (order, order[::-1])]
+    return profiles
+
+
+_ZOOM_PROFILES = _zoom_profiles()
+
+
 def label_of(index: int) -> str:
     """The label of demo play `index`: labels cycle so that every N plays are balanced."""
     return DEMO_LABELS[index % len(DEMO_LABELS)]
@@ -422,7 +444,7 @@ def render_label(label: str, rng: np.random.Generator, num_frames: int = 40,
     source = REVERSED_OF.get(label, label)
     side = 1.0 if rng.random() < 0.5 else -1.0
     script = _SCRIPTS[source](rng, _formation(rng))
-    frames = _render(script, rng, num_frames, size, side)
+    frames = _render(script, rng, num_frames, size, side, _ZOOM_PROFILES[source])
     return frames[::-1].copy() if label in REVERSED_OF else frames
 
 
