@@ -46,6 +46,7 @@ class TrainConfig:
     rnn_units: int = 256
     bidirectional: bool = False
     dropout: float = 0.3
+    feature_norm: bool = True
 
     # Training.
     epochs: int = 10

@@ -3,6 +3,7 @@
     clips uint8 [B, T, H, W, 3]          (T may be None: any number of frames)
       -> VGGPreprocess                   cast to the compute dtype, RGB->BGR, minus ImageNet mean
       -> TimeDistributed(VGG16 cut)      per-frame conv features, global average pooled [B, T, C]
+      -> LayerNormalization (optional)   per-frame feature normalization             [B, T, C]
       -> LSTM | GRU (optionally bidirectional)                                      [B, U]
       -> Dropout
       -> Dense + softmax (float32)       probabilities over dataset.json's labels  [B, K]
@@ -137,7 +138,8 @@ def set_trainable_from(base: keras.Model, trainable_from: str) -> None:
 def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Optional[int] = None,
                 cut_layer: str = "block5_pool", weights: str = "imagenet",
                 trainable_from: str = "none", rnn: str = "lstm", rnn_units: int = 256,
-                bidirectional: bool = False, dropout: float = 0.3) -> keras.Model:
+                bidirectional: bool = False, dropout: float = 0.3,
+                feature_norm: bool = True) -> keras.Model:
     """uint8 clips [B, T, H, W, 3] -> class probabilities [B, num_classes] (float32).
 
     Args:
@@ -148,6 +150,8 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
       weights: "imagenet", "none" or the path of a VGG16 notop weights file.
       trainable_from: the first trainable base layer, "none" (frozen base) or "all".
       rnn, rnn_units, bidirectional, dropout: the recurrent head.
+      feature_norm: layer-normalize each frame's pooled features before the RNN (pooled conv
+        features carry a large constant offset; normalizing lets the RNN see how they change).
     """
     if num_classes < 2:
         raise UsageError(f"need at least 2 labels, got {num_classes}")
@@ -160,6 +164,8 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
     clips = keras.Input(shape=(num_frames, height, width, 3), dtype="uint8", name="clips")
     x = VGGPreprocess(name="vgg_preprocess")(clips)
     x = layers.TimeDistributed(base, name=FEATURES_NAME)(x)
+    if feature_norm:
+        x = layers.LayerNormalization(name="feature_norm")(x)
     cell = layers.LSTM if rnn == "lstm" else layers.GRU
     recurrent = cell(rnn_units, name=rnn)
     if bidirectional:

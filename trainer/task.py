@@ -66,6 +66,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     g.add_argument("--rnn_units", type=int, default=d.rnn_units)
     g.add_argument("--bidirectional", type=_bool, nargs="?", const=True, default=d.bidirectional)
     g.add_argument("--dropout", type=float, default=d.dropout)
+    g.add_argument("--feature_norm", type=_bool, nargs="?", const=True, default=d.feature_norm,
+                   help="layer-normalize the pooled frame features before the RNN")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=d.epochs, help="epochs of the head phase")
     g.add_argument("--batch_size", type=int, default=d.batch_size, help="global batch size")

@@ -157,7 +157,7 @@ def build_from_config(config: TrainConfig, num_classes: int, image_size, weights
         weights=config.weights if weights is None else weights,
         trainable_from=config.trainable_from if trainable_from is None else trainable_from,
         rnn=config.rnn, rnn_units=config.rnn_units, bidirectional=config.bidirectional,
-        dropout=config.dropout)
+        dropout=config.dropout, feature_norm=config.feature_norm)
 
 
 def _write_config(config: TrainConfig, inputs: Inputs, strategy, path: str) -> None:
