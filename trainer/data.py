@@ -160,8 +160,9 @@ def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = 
     """Chooses `num_frames` of the T stored frames (string [T] -> string [num_frames]).
 
     Eval: evenly spaced with stride max(T // num_frames, 1), centred in the
-    clip. Training: a random stride in [1, max(T // num_frames, 1)] and a
-    random offset so that the chosen frames lie inside the clip. A clip shorter
+    clip. Training: a random stride in [S - S // 4, S], S = max(T // num_frames, 1)
+    (so a training clip spans at least 3/4 of what eval sees: the play's course
+    over time is the signal), and a random offset inside the clip. A clip shorter
     than `num_frames` repeats its last frame. `num_frames=None` keeps all T.
     `seed` is an optional stateless seed (int [2]); without it training draws
     from TensorFlow's global generator.
@@ -180,7 +181,7 @@ def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = 
             stride_seed, offset_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         else:
             stride_seed = offset_seed = None
-        stride = 1 + _uniform_int(max_stride, stride_seed)
+        stride = max_stride - _uniform_int(max_stride // 4 + 1, stride_seed)
         room = tf.maximum(total - ((num_frames - 1) * stride + 1), 0)
         offset = _uniform_int(room + 1, offset_seed)
     else:
