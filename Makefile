@@ -25,10 +25,11 @@ test: $(STAMP)
 records: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA)
 
-# Demo training settings: small frames, 8 of the 40 stored frames, VGG16 cut at block1_pool.
-# No ImageNet weights offline, so the demo trains the cut base from scratch (--weights=none).
-DEMO_TRAIN_FLAGS := --num_frames=8 --cut_layer=block1_pool --weights=none --trainable_from=all \
-	--rnn=gru --rnn_units=64 --epochs=15 --batch_size=8 --learning_rate=1e-3
+# Demo training settings: 64 px frames, 8 of the 40 stored frames, VGG16 cut at block2_pool.
+# No ImageNet weights offline, so the demo uses a frozen, randomly initialized base
+# (--weights=none); with the Keras cache or a weights file, use --weights=imagenet.
+DEMO_TRAIN_FLAGS := --num_frames=8 --cut_layer=block2_pool --weights=none --trainable_from=none \
+	--rnn=gru --rnn_units=64 --epochs=30 --batch_size=8 --learning_rate=3e-3
 
 demo: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --frame_size=64
