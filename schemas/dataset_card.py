@@ -52,10 +52,8 @@ class DatasetCard:
     @classmethod
     def from_json(cls, text: str) -> "DatasetCard":
         data = json.loads(text)
-        version = data.get("schema_version")
-        if version != play_record.SCHEMA_VERSION:
-            raise play_record.SchemaError(
-                f"dataset card has schema version {version}, this code reads version "
-                f"{play_record.SCHEMA_VERSION}: re-run the records job with this version")
+        play_record.check_schema_version(
+            data.get("schema_version"), "dataset card",
+            ": re-run the records job with this version")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -82,6 +82,13 @@ class PlayRecord:
             raise SchemaError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
 
 
+def check_schema_version(version, what: str, hint: str = "") -> None:
+    """Raises SchemaError unless `version` (of a record, card or export) is SCHEMA_VERSION."""
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"{what} has schema version {version}, this code reads version "
+                          f"{SCHEMA_VERSION}{hint}")
+
+
 def _example_pb2():
     # Imported lazily: the proto module pulls in TensorFlow.
     from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
@@ -127,9 +134,7 @@ def decode_play(serialized: bytes) -> PlayRecord:
     seq = _example_pb2().SequenceExample.FromString(serialized)
     ctx = seq.context.feature
     version = list(ctx[SCHEMA_VERSION_KEY].int64_list.value) if SCHEMA_VERSION_KEY in ctx else []
-    if version != [SCHEMA_VERSION]:
-        raise SchemaError(
-            f"record has schema version {version or 'none'}, this code reads version {SCHEMA_VERSION}")
+    check_schema_version(version[0] if len(version) == 1 else (version or "none"), "record")
 
     def get_bytes(key: str) -> str:
         values = ctx[key].bytes_list.value if key in ctx else []
@@ -206,5 +211,5 @@ def parse_play(serialized) -> Dict[str, "tf.Tensor"]:
 
 
 __all__ = [name for name in dir() if name.isupper()] + [
-    "PlayRecord", "SchemaError", "encode_play", "decode_play", "parse_specs", "parse_play",
+    "PlayRecord", "SchemaError", "check_schema_version", "encode_play", "decode_play", "parse_specs", "parse_play",
 ]

@@ -69,11 +69,8 @@ def load_metadata(model_dir: str) -> Dict[str, Any]:
             f"{path!r} is missing: the SavedModel was not written by trainer.export")
     with tf.io.gfile.GFile(path, "r") as f:
         meta = json.load(f)
-    version = meta.get("schema_version")
-    if version != play_record.SCHEMA_VERSION:
-        raise play_record.SchemaError(
-            f"model exported for record schema version {version}, this code reads version "
-            f"{play_record.SCHEMA_VERSION}")
+    play_record.check_schema_version(meta.get("schema_version"), f"the export {path!r}",
+                                     ": re-export the model with this version")
     return meta
 
 
