@@ -66,8 +66,14 @@ def test_misc_is_transition_backwards_so_order_matters():
     assert paint[-3:].mean() > paint[:3].mean() + 0.05
 
 
-def test_pick_and_roll_labels_share_the_screen_then_differ():
-    """Both pick-and-roll labels start with the same screen; only what follows differs."""
+def test_pick_and_roll_labels_share_the_screen_then_differ(monkeypatch):
+    """Both pick-and-roll scripts start with the same screen; only what follows differs.
+
+    The play types also differ in zoom profile; give both the same one to compare the motion alone.
+    """
+    profiles = dict(demo_plays._ZOOM_PROFILES)
+    profiles["pick_and_roll_roll_man"] = profiles["pick_and_roll_ball_handler"]
+    monkeypatch.setattr(demo_plays, "_ZOOM_PROFILES", profiles)
     handler = demo_plays.render_label("pick_and_roll_ball_handler", np.random.default_rng(4),
                                       num_frames=20, size=SIZE).astype(float)
     roll = demo_plays.render_label("pick_and_roll_roll_man", np.random.default_rng(4),
@@ -75,6 +81,14 @@ def test_pick_and_roll_labels_share_the_screen_then_differ():
     early = np.abs(handler[:6] - roll[:6]).mean()
     late = np.abs(handler[-6:] - roll[-6:]).mean()
     assert late > 2 * early
+
+
+def test_zoom_profiles_tell_types_apart_only_in_sequence():
+    """Every play type has its own order of the same zoom levels (reversed misc included)."""
+    profiles = demo_plays._ZOOM_PROFILES
+    orders = list(profiles.values()) + [profiles[demo_plays.REVERSED_OF["misc"]][::-1]]
+    assert len(set(orders)) == len(demo_plays.DEMO_LABELS)
+    assert all(sorted(o) == sorted(orders[0]) for o in orders)
 
 
 def test_bad_arguments_raise_clear_errors():
