@@ -57,7 +57,7 @@ def test_repeat_yields_more_than_one_epoch(tmp_path):
 # ------------------------------------------------------------ augmentation
 
 
-@pytest.mark.parametrize("num_frames", [None, 6])  # clip-wise and frame-wise decode paths
+@pytest.mark.parametrize("num_frames", [None, 6])  # tf.map_fn and unrolled decode paths
 def test_augmentation_is_the_same_for_every_frame_of_a_clip(tmp_path, num_frames):
     card = record_fixtures.write_dataset(tmp_path, num_plays=4, num_frames=6, size=32, mode="static")
     source = {}
@@ -123,11 +123,11 @@ def test_eval_is_deterministic_and_unaugmented(tmp_path):
             assert all(frame.min() == frame.max() for frame in clip)
 
 
-def test_frame_wise_and_clip_wise_decoding_agree(tmp_path):
+def test_unrolled_and_map_fn_decoding_agree(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=5, num_frames=4, size=32)
-    frame_wise = _batches(_dataset(tmp_path, card, num_frames=4))
-    clip_wise = _batches(_dataset(tmp_path, card, num_frames=None))
-    for (c1, l1), (c2, l2) in zip(frame_wise, clip_wise, strict=True):
+    unrolled = _batches(_dataset(tmp_path, card, num_frames=4))  # static T
+    looped = _batches(_dataset(tmp_path, card, num_frames=None))  # T unknown: tf.map_fn
+    for (c1, l1), (c2, l2) in zip(unrolled, looped, strict=True):
         assert np.array_equal(c1, c2) and np.array_equal(l1, l2)
 
 
@@ -195,6 +195,33 @@ def test_decode_frames_resizes_other_sizes():
     assert abs(int(out[0].mean()) - 10) <= 2 and abs(int(out[1].mean()) - 200) <= 2
     same = data.decode_frames(tf.constant(frames), 40, 48).numpy()
     assert same.shape == (2, 40, 48, 3)
+
+
+def test_decode_frames_unrolled_and_looped_agree_on_mixed_sizes():
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, shape).astype(np.uint8) for shape in
+              [(32, 32, 3), (40, 48, 3), (32, 32, 3)]]
+    jpegs = tf.constant([record_fixtures.encode_jpeg(image) for image in images])
+    unrolled = data.decode_frames(jpegs, 32, 32).numpy()  # static T: one size check per clip
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def looped(frames):  # T unknown: tf.map_fn, one check per frame
+        return data.decode_frames(frames, 32, 32)
+
+    assert np.array_equal(unrolled, looped(jpegs).numpy())
+    # A frame already at the size comes through untouched even when another one is resized.
+    assert np.array_equal(unrolled[0], tf.io.decode_jpeg(jpegs[0]).numpy())
+
+
+def test_augment_clip_takes_clips_of_unknown_length():
+    clip = np.random.default_rng(2).integers(1, 255, (5, 16, 24, 3)).astype(np.uint8)
+    seed = tf.constant([3, 4])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 16, 24, 3], tf.uint8)])
+    def augment(c):
+        return data.augment_clip(c, seed=seed)
+
+    assert np.array_equal(augment(clip).numpy(), data.augment_clip(tf.constant(clip), seed=seed))
 
 
 def test_stored_frames_of_another_size_are_resized_in_the_pipeline(tmp_path):
