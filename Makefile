@@ -29,7 +29,7 @@ records: $(STAMP)
 # No ImageNet weights offline, so the demo uses a frozen, randomly initialized base
 # (--weights=none); with the Keras cache or a weights file, use --weights=imagenet.
 DEMO_TRAIN_FLAGS := --num_frames=8 --cut_layer=block2_pool --weights=none --trainable_from=none \
-	--rnn=gru --rnn_units=64 --epochs=20 --batch_size=8 --learning_rate=3e-3
+	--rnn=gru --rnn_units=64 --epochs=30 --batch_size=8 --learning_rate=3e-3
 
 demo: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --frame_size=64 --demo_plays=660
