@@ -215,9 +215,9 @@ def decode_frames(jpegs: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """Decodes JPEG (or PNG) frames, string [T] -> uint8 [T, height, width, 3].
 
     Frames of another size are resized (bilinear) to (height, width). With a
-    static T the graph is unrolled and checks the sizes once per clip (one
-    `tf.cond` per frame costs about as much as a 224 px decode's colour
-    conversion); otherwise it loops with `tf.map_fn`.
+    static T the graph is unrolled and checks the sizes once per clip; a
+    `tf.map_fn` loop with a `tf.cond` per frame (used when T is unknown) costs
+    about a quarter more than the decoding itself on 224 px frames.
     """
     jpegs = tf.convert_to_tensor(jpegs, tf.string)
     count = jpegs.shape[0]
