@@ -66,11 +66,6 @@ def measure(ds: tf.data.Dataset, num_clips: int, warmup_batches: int) -> Tuple[f
     return seen / wall, 1000.0 * cpu / seen
 
 
-def clips_per_second(ds: tf.data.Dataset, num_clips: int, warmup_batches: int) -> float:
-    """Clips/s of a dataset of (clips [B, ...], labels) over `num_clips` clips after a warm-up."""
-    return measure(ds, num_clips, warmup_batches)[0]
-
-
 def read_plays(files: Sequence[str]) -> List[play_record.PlayRecord]:
     plays = []
     for path in files:
@@ -211,8 +206,8 @@ def main(argv=None) -> None:
                 cpu_ms[name] = min(cpu_ms.get(name, float("inf")), ms)
                 print(f"round {name}_clips_per_s={rate:.2f} {name}_cpu_ms_per_clip={ms:.2f}",
                       flush=True)
-        rates["generator"] = clips_per_second(generator, min(args.num_clips, 48),
-                                              args.warmup_batches // 4)
+        rates["generator"], _ = measure(generator, min(args.num_clips, 48),
+                                        args.warmup_batches // 4)
         for name in ("pipeline", "ceiling", "ceiling_frames", "read_file", "generator"):
             print(f"{name}_clips_per_s={rates[name]:.2f}")
         for name in ("pipeline", "ceiling"):
