@@ -7,12 +7,14 @@
 Flags this job does not define go to Beam's PipelineOptions
 (--direct_num_workers, --direct_running_mode=multi_processing, Dataflow flags...).
 An unusable run (missing manifest, no usable column, empty input, bad --splits,
-unwritable output) prints one `error: ...` line and exits with status 2.
+unwritable output, a flag neither this job nor Beam defines) prints one
+`error: ...` line and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -135,6 +137,24 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         demo_seed=args.demo_seed, args=dict(sorted(vars(args).items())))
 
 
+def check_beam_flags(parser: argparse.ArgumentParser, options: PipelineOptions) -> None:
+    """UsageError for a flag that neither this job nor any Beam PipelineOptions defines.
+
+    Beam only logs and drops such flags, so a typo (`--manifest=plays.csv`)
+    would quietly run the job on the demo plays.
+    """
+    known = set(options.get_all_options())
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - known)
+    if unknown:
+        ours = [flag for action in parser._actions for flag in action.option_strings  # pylint: disable=protected-access
+                if flag.startswith("--")]
+        flag = f"--{unknown[0]}"
+        close = difflib.get_close_matches(flag, ours + [f"--{name}" for name in known], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(f"unknown flag {flag}{hint}: neither this job nor Beam's pipeline "
+                         f"options define it (see --help)")
+
+
 def read_card(output_dir: str) -> dataset_card.DatasetCard:
     with FileSystems.open(FileSystems.join(output_dir, dataset_card.CARD_NAME)) as f:
         return dataset_card.DatasetCard.from_json(f.read().decode("utf-8"))
@@ -153,13 +173,15 @@ def summary(card: dataset_card.DatasetCard, output_dir: str) -> str:
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dataset_card.DatasetCard:
     """Runs the job; returns the dataset card it wrote. Raises UsageError for an unusable run."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    options = PipelineOptions(beam_args)
+    check_beam_flags(parser, options)
     config = config_from_args(args)
     if _repo_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         # Multi-processing workers (subprocesses) import beam_jobs and schemas from here.
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
-    options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
     with (test_pipeline or beam.Pipeline(options=options)) as p:
         records_pipeline.build(p, config)

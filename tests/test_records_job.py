@@ -231,6 +231,9 @@ def test_launch_errors(tmp_path, capsys):
     blocker.write_text("x")
     assert "not writable" in _main_error(capsys, [f"--output_dir={blocker / 'out'}"])
     assert "--frame_size" in _main_error(capsys, ["--frame_size=big", out])
+    typo = _main_error(capsys, ["--inputs=plays.csv", out])
+    assert "unknown flag --inputs (did you mean --input?)" in typo
+    assert not (tmp_path / "out").exists()  # nothing ran on the demo plays instead
 
 
 def test_script_multiprocessing_and_usage_error(tmp_path):
