@@ -2,7 +2,8 @@
 
 On the same synthetic plays (224x224, 40 frames) written to a temp dir:
   pipeline    trainer.data.make_dataset(training=True) from the TFRecord shards
-              (interleave, shuffle, parse, frame choice, decode, augment, batch)
+              (interleave, shuffle, parse, frame choice, decode, augment, batch);
+              it decodes only the window of each frame that the crop keeps
   ceiling     the same JPEG strings already in memory: from_tensor_slices ->
               parallel decode (the same trainer.data.decode_frames) -> batch;
               no file I/O, no parsing, no frame choice, no augmentation

@@ -100,13 +100,33 @@ def test_augment_clip_matches_a_numpy_reference_and_is_reproducible():
 
 
 def test_fused_decode_and_augment_equals_decode_then_augment():
-    frames = record_fixtures.play_frames(1, 4, 3, 32, 40, "square", play_seed=5, noise=4.0)
+    # Noisy 4:2:0 JPEGs, shifts of up to half the frame: the decoded window starts
+    # at 0, 16 and 32 px, so chroma upsampling at its edges would show if it leaked.
+    frames = record_fixtures.play_frames(1, 4, 3, 48, 80, "square", play_seed=5, noise=30.0)
     jpegs = tf.constant([record_fixtures.encode_jpeg(f) for f in frames])
-    for s in range(6):
+    decoded = data.decode_frames(jpegs, 48, 80)
+    stored = (tf.constant(48, tf.int64), tf.constant(80, tf.int64))
+    shifts = set()
+    for s in range(40):
         seed = tf.constant([s, 3])
-        fused = data.decode_and_augment(jpegs, 32, 40, seed=seed).numpy()
-        apart = data.augment_clip(data.decode_frames(jpegs, 32, 40), seed=seed).numpy()
-        assert np.array_equal(fused, apart)
+        dy, dx, _ = (v.numpy() for v in data.draw_augmentation(48, 80, seed, pad_fraction=0.5))
+        shifts.add(int(dx))
+        apart = data.augment_clip(decoded, seed=seed, pad_fraction=0.5).numpy()
+        for stored_size in (None, stored):
+            fused = data.decode_and_augment(jpegs, 48, 80, seed=seed, pad_fraction=0.5,
+                                            stored_size=stored_size).numpy()
+            assert np.array_equal(fused, apart), (s, dy, dx, stored_size is None)
+    assert min(shifts) < -17 and max(shifts) > 17
+
+
+def test_fused_decode_and_augment_resizes_frames_stored_at_another_size():
+    frames = record_fixtures.play_frames(2, 4, 2, 40, 48, "square", play_seed=1, noise=4.0)
+    jpegs = tf.constant([record_fixtures.encode_jpeg(f) for f in frames])
+    seed = tf.constant([4, 2])
+    stored = (tf.constant(40, tf.int64), tf.constant(48, tf.int64))
+    fused = data.decode_and_augment(jpegs, 32, 32, seed=seed, stored_size=stored).numpy()
+    apart = data.augment_clip(data.decode_frames(jpegs, 32, 32), seed=seed).numpy()
+    assert fused.shape == (2, 32, 32, 3) and np.array_equal(fused, apart)
 
 
 def test_eval_is_deterministic_and_unaugmented(tmp_path):
@@ -331,6 +351,19 @@ def test_check_files_rejects_an_example_of_another_layout(tmp_path):
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}))
     path = record_fixtures.write_records(str(tmp_path / "other.tfrecord"), [example.SerializeToString()])
     with pytest.raises(play_record.SchemaError, match="other.tfrecord.*not a playclips play record"):
+        data.check_files([path], "none")
+
+
+@pytest.mark.parametrize("frame, message", [
+    (record_fixtures.encode_jpeg(np.zeros((24, 32, 3), np.uint8)), "states 32x32 frames .* is 24x32"),
+    (b"\x89PNG not a jpeg", "not a JPEG"),
+])
+def test_check_files_rejects_frames_unlike_the_record_states(tmp_path, frame, message):
+    record = play_record.PlayRecord(play_id="p", label="a", label_index=0, frames=[frame],
+                                    timestamps_us=[0], height=32, width=32)
+    path = record_fixtures.write_records(str(tmp_path / "odd.tfrecord"),
+                                         [play_record.encode_play(record)])
+    with pytest.raises(play_record.SchemaError, match="odd.tfrecord.*" + message):
         data.check_files([path], "none")
 
 

@@ -2,12 +2,14 @@
 
     files -> shard per input pipeline -> shuffle files -> parallel interleave of
     TFRecordDatasets -> shuffle records -> [parallel map, one clip per call:
-    parse (schemas.play_record) -> choose frames -> decode only those JPEGs
-    (an unrolled graph) -> crop and flip the whole clip with one draw] ->
-    batch (per-replica size) -> prefetch
+    parse (schemas.play_record) -> choose frames -> decode only those JPEGs,
+    and of each only the window that the clip's crop keeps (an unrolled graph)
+    -> flip and pad the whole clip with the same draw] -> batch (per-replica
+    size) -> prefetch
 
-On a 2-core host training runs at 0.78-0.87 (median 0.83) of the bare
-JPEG-decode rate of the same frames held in memory (benchmarks/input_pipeline.py).
+On a 2-core host training runs at 0.89-0.93 (median 0.91) of the rate of
+decoding the same frames whole from memory, with no parsing or augmentation
+(benchmarks/input_pipeline.py); the augmentation costs about 6%.
 
 Clips stay uint8 until the model: the dataset yields
 `(clips uint8 [B, T, H, W, 3], labels int32 [B])`; the cast and the VGG16
@@ -126,6 +128,22 @@ def check_files(files: Sequence[str], compression: Optional[str],
             raise play_record.SchemaError(
                 f"{path!r}: the first record has no '{play_record.IMAGE_ENCODED}' frames: not a "
                 f"playclips play record")
+        _check_frame_size(path, record)
+
+
+def _check_frame_size(path: str, record: play_record.PlayRecord) -> None:
+    """The first frame is a JPEG of the size the record states (training crops by that size)."""
+    try:
+        shape = tf.io.extract_jpeg_shape(record.frames[0]).numpy().tolist()
+    except tf.errors.InvalidArgumentError:
+        raise play_record.SchemaError(
+            f"{path!r}: the first frame of the first record is not a JPEG, as "
+            f"'{play_record.IMAGE_ENCODED}' must be") from None
+    if shape[:2] != [record.height, record.width]:
+        raise play_record.SchemaError(
+            f"{path!r}: the first record states {record.height}x{record.width} frames "
+            f"('{play_record.IMAGE_HEIGHT}', '{play_record.IMAGE_WIDTH}') but its first frame is "
+            f"{shape[0]}x{shape[1]}: the record was not written by the records job")
 
 
 def _pipeline_of(input_context: Optional[tf.distribute.InputContext]) -> Tuple[int, int]:
@@ -251,6 +269,42 @@ def draw_augmentation(height: int, width: int, seed: Optional[tf.Tensor] = None,
     return shift_y, shift_x, tf.equal(_uniform_int(2, flip_seed), 1)
 
 
+def _kept_window(height: int, width: int, shift_y: tf.Tensor, shift_x: tf.Tensor
+                 ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The part of a frame that a shift keeps in view: (top, left, rows, columns)."""
+    return (tf.maximum(-shift_y, 0), tf.maximum(-shift_x, 0),
+            height - tf.abs(shift_y), width - tf.abs(shift_x))
+
+
+def _flip_and_place(kept: tf.Tensor, height: int, width: int, shift_y: tf.Tensor,
+                    shift_x: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    """Mirrors the kept part of a clip (when `flip`) and pads it back to (height, width).
+
+    `kept` is uint8 [T, keep_h, keep_w * 3]. Mirroring the kept part touches
+    fewer bytes than mirroring the padded frame; the left and right margins
+    then swap.
+    """
+    count, keep_h = tf.shape(kept)[0], tf.shape(kept)[1]
+    keep_w = width - tf.abs(shift_x)
+    pixels = tf.reshape(kept, [count * keep_h, keep_w, 3])
+    pixels = tf.cond(flip, lambda: tf.reverse(pixels, axis=[1]), lambda: pixels)
+    rows = tf.reshape(pixels, [count, keep_h, keep_w * 3])
+    top = tf.maximum(shift_y, 0)
+    left = tf.where(flip, tf.maximum(-shift_x, 0), tf.maximum(shift_x, 0))
+    rows = tf.pad(rows, [[0, 0], [top, height - keep_h - top],
+                         [3 * left, 3 * (width - keep_w - left)]])
+    return tf.reshape(rows, [count, height, width, 3])
+
+
+def _augment_decoded(clip: tf.Tensor, height: int, width: int, shift_y: tf.Tensor,
+                     shift_x: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    """Applies one drawn crop and flip to decoded frames (uint8 [T, height, width, 3])."""
+    top, left, keep_h, keep_w = _kept_window(height, width, shift_y, shift_x)
+    rows = tf.reshape(clip, [tf.shape(clip)[0], height, width * 3])
+    kept = tf.slice(rows, [0, top, 3 * left], [-1, keep_h, 3 * keep_w])
+    return _flip_and_place(kept, height, width, shift_y, shift_x, flip)
+
+
 def augment_clip(clip: tf.Tensor, seed: Optional[tf.Tensor] = None,
                  pad_fraction: float = 0.125) -> tf.Tensor:
     """One random crop and flip for the whole clip (uint8 [T, H, W, 3] -> same shape).
@@ -260,33 +314,73 @@ def augment_clip(clip: tf.Tensor, seed: Optional[tf.Tensor] = None,
     (zeros outside). Flip: left-right with probability 1/2. The same draw
     applies to every frame. Slice, pad and reverse run once per clip on 3-D
     views ([T, H, W * 3] and [T * H, W, 3]), where TensorFlow's CPU kernels are
-    3-6x faster than on the same bytes seen as 4-D uint8: the whole
-    augmentation costs about 13% of decoding a 224 px clip.
+    3-6x faster than on the same bytes seen as 4-D uint8.
     """
     clip = tf.convert_to_tensor(clip, tf.uint8)
     height, width = int(clip.shape[1]), int(clip.shape[2])
-    shift_y, shift_x, flip = draw_augmentation(height, width, seed, pad_fraction)
-    count = tf.shape(clip)[0]
-    keep_h, keep_w = height - tf.abs(shift_y), width - tf.abs(shift_x)
-    rows = tf.reshape(clip, [count, height, width * 3])
-    rows = tf.slice(rows, [0, tf.maximum(-shift_y, 0), 3 * tf.maximum(-shift_x, 0)],
-                    [-1, keep_h, 3 * keep_w])
-    # Mirror the kept part (fewer bytes than the padded frame), then pad it with
-    # the left and right margins swapped.
-    left = tf.where(flip, tf.maximum(-shift_x, 0), tf.maximum(shift_x, 0))
-    pixels = tf.reshape(rows, [count * keep_h, keep_w, 3])
-    pixels = tf.cond(flip, lambda: tf.reverse(pixels, axis=[1]), lambda: pixels)
-    rows = tf.reshape(pixels, [count, keep_h, keep_w * 3])
-    top = tf.maximum(shift_y, 0)
-    rows = tf.pad(rows, [[0, 0], [top, height - keep_h - top],
-                         [3 * left, 3 * (width - keep_w - left)]])
-    return tf.ensure_shape(tf.reshape(rows, [count, height, width, 3]), clip.shape)
+    draw = draw_augmentation(height, width, seed, pad_fraction)
+    return tf.ensure_shape(_augment_decoded(clip, height, width, *draw), clip.shape)
+
+
+# libjpeg decodes a crop from a column that is a multiple of the iMCU width
+# (16 px with 4:2:0 or 4:2:2 chroma, 8 with 4:4:4); other starts cost a copy.
+_JPEG_CROP_ALIGN = 16
+
+
+def _decode_kept_window(jpegs: tf.Tensor, height: int, width: int, shift_y: tf.Tensor,
+                        shift_x: tf.Tensor) -> tf.Tensor:
+    """Decodes only the part of each (height x width) JPEG frame that a shift keeps.
+
+    Returns uint8 [T, keep_h, keep_w * 3], bit-identical to slicing fully
+    decoded frames. libjpeg's chroma upsampling treats a crop's first and last
+    columns as image edges, so the decoded window starts at the last iMCU
+    boundary before the kept columns (or at column 0) and ends one column after
+    them (or at the frame's edge); the extra columns are sliced off. Rows need
+    no margin.
+    """
+    top, left, keep_h, keep_w = _kept_window(height, width, shift_y, shift_x)
+    start = tf.where(left > 0, (left - 1) // _JPEG_CROP_ALIGN * _JPEG_CROP_ALIGN, 0)
+    end = tf.minimum(left + keep_w + 1, width)
+    window = tf.stack([top, start, keep_h, end - start])
+    frames = tf.stack([tf.io.decode_and_crop_jpeg(data, window, channels=3)
+                       for data in tf.unstack(jpegs)])
+    rows = tf.reshape(frames, [tf.shape(frames)[0], keep_h, (end - start) * 3])
+    return tf.slice(rows, [0, 0, 3 * (left - start)], [-1, -1, 3 * keep_w])
 
 
 def decode_and_augment(jpegs: tf.Tensor, height: int, width: int,
-                       seed: Optional[tf.Tensor] = None, pad_fraction: float = 0.125) -> tf.Tensor:
-    """`augment_clip(decode_frames(jpegs, height, width), seed, pad_fraction)`."""
-    return augment_clip(decode_frames(jpegs, height, width), seed, pad_fraction)
+                       seed: Optional[tf.Tensor] = None, pad_fraction: float = 0.125,
+                       stored_size: Optional[Tuple[tf.Tensor, tf.Tensor]] = None) -> tf.Tensor:
+    """`augment_clip(decode_frames(jpegs, height, width), seed, pad_fraction)`, often cheaper.
+
+    `stored_size` is the frames' (height, width) as the record states it
+    (`image/height`, `image/width`). When it is (height, width) and T is
+    static, each JPEG is decoded only where the crop keeps it
+    (`tf.io.decode_and_crop_jpeg`, as TensorFlow's ResNet preprocessing does):
+    with the default pad_fraction that skips about 6% of the rows and of the
+    columns on average, and saves the slice pass, with the same pixels out.
+    Otherwise frames are decoded whole (and resized) first. Frames must then
+    be JPEG, as the schema says; a record whose frames are smaller than it
+    states fails with libjpeg's crop-window error.
+    """
+    jpegs = tf.convert_to_tensor(jpegs, tf.string)
+    count = jpegs.shape[0]
+    if stored_size is None or count is None:
+        return augment_clip(decode_frames(jpegs, height, width), seed, pad_fraction)
+    shift_y, shift_x, flip = draw_augmentation(height, width, seed, pad_fraction)
+
+    def cropped():
+        kept = _decode_kept_window(jpegs, height, width, shift_y, shift_x)
+        return _flip_and_place(kept, height, width, shift_y, shift_x, flip)
+
+    def whole():
+        return _augment_decoded(decode_frames(jpegs, height, width), height, width,
+                                shift_y, shift_x, flip)
+
+    stored_h, stored_w = (tf.cast(v, tf.int32) for v in stored_size)
+    as_stored = tf.logical_and(tf.equal(stored_h, height), tf.equal(stored_w, width))
+    out = tf.cond(as_stored, cropped, whole)
+    return tf.ensure_shape(out, [count, height, width, 3])
 
 
 # ---------------------------------------------------------------- dataset
@@ -360,12 +454,14 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
             tf.random.experimental.stateless_split(record_seed, 2))
         jpegs = select_frames(parsed["frames"], num_frames, training=training,
                               seed=select_seed if random_draws else None)
-        return jpegs, tf.cast(parsed["label"], tf.int32), augment_seed
+        stored_size = (parsed["height"], parsed["width"])
+        return jpegs, tf.cast(parsed["label"], tf.int32), augment_seed, stored_size
 
     def to_clip(serialized, record_seed):
-        jpegs, label, augment_seed = parse_and_select(serialized, record_seed)
+        jpegs, label, augment_seed, stored_size = parse_and_select(serialized, record_seed)
         if augment:
-            return decode_and_augment(jpegs, height, width, seed=augment_seed), label
+            return decode_and_augment(jpegs, height, width, seed=augment_seed,
+                                      stored_size=stored_size), label
         return decode_frames(jpegs, height, width), label
 
     # One clip per call, clips in parallel: a clip's frames are decoded in one
