@@ -78,7 +78,7 @@ def test_chief_rules(monkeypatch, tmp_path):
     temp = distribution.write_dirpath(str(tmp_path / "logs"))
     assert not temp.startswith(str(tmp_path)) and temp.endswith("logs")
     assert distribution.backup_dirpath(str(tmp_path / "backup")) == str(
-        tmp_path / "backup" / "workertemp_worker_1")
+        tmp_path / "backup_workertemp_worker_1")
     os.makedirs(temp)
     distribution.remove_temp_dirpath(str(tmp_path / "logs"))
     assert not os.path.exists(temp)

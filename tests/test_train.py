@@ -160,7 +160,7 @@ def test_multi_worker_two_processes(data_dir, tmp_path):
     for name in ("eval.json", "model.keras", "saved_model/saved_model.pb", "history.csv"):
         assert os.path.exists(os.path.join(job, name)), name
     assert len(_history(job)) == 2
-    assert not glob.glob(os.path.join(job, "**", "workertemp*"), recursive=True)
+    assert not glob.glob(os.path.join(job, "**", "*workertemp*"), recursive=True)
     assert not any(temps["worker"].rglob("*.h5")) and not any(temps["worker"].rglob("events*"))
 
 

@@ -197,11 +197,16 @@ def write_dirpath(dirpath: str, strategy: Optional[tf.distribute.Strategy] = Non
 
 
 def backup_dirpath(dirpath: str, strategy: Optional[tf.distribute.Strategy] = None) -> str:
-    """Where this task keeps its BackupAndRestore state: persistent, one folder per task."""
+    """Where this task keeps its BackupAndRestore state: persistent, one folder per task.
+
+    A non-chief's folder sits next to the chief's, not inside it: each task
+    deletes its own at the end of training, and a nested folder made the
+    chief's delete race with the worker's.
+    """
     if is_chief(strategy):
         return dirpath
     task_type, task_id = task_type_and_id(strategy)
-    return os.path.join(dirpath, f"workertemp_{task_type}_{task_id}")
+    return f"{dirpath.rstrip('/')}_workertemp_{task_type}_{task_id}"
 
 
 def remove_temp_dirpath(dirpath: str, strategy: Optional[tf.distribute.Strategy] = None) -> None:
