@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -63,40 +62,12 @@ class JobConfig:
         return "{split}-*-of-*" + self.shard_suffix
 
 
-_PRELOAD_LOCK = threading.Lock()
-_PRELOAD_STARTED = False
-
-
-def _import_record_proto() -> None:
-    from schemas import play_record  # pylint: disable=g-import-not-at-top
-    play_record.encode_play(play_record.PlayRecord(
-        play_id="warmup", label="", label_index=0, frames=[], timestamps_us=[], height=1, width=1))
-
-
-def preload_record_proto() -> None:
-    """Starts importing the record proto (it pulls in TensorFlow, seconds) in the background.
-
-    Called from the setup() of the job's first, cheap DoFns, so that on each worker the
-    import overlaps the early stages instead of delaying SampleAndEncode. Idempotent;
-    `_SampleEncodeFn.setup` imports (and waits for) the same module either way.
-    """
-    global _PRELOAD_STARTED  # pylint: disable=global-statement
-    with _PRELOAD_LOCK:
-        if _PRELOAD_STARTED:
-            return
-        _PRELOAD_STARTED = True
-    threading.Thread(target=_import_record_proto, name="preload-record-proto", daemon=True).start()
-
-
 def _counter(name: str) -> None:
     Metrics.counter(METRICS_NAMESPACE, name).inc()
 
 
 class _RouteItemsFn(beam.DoFn):
     """PlaySpecs to the main output, reader rejections to REJECTED."""
-
-    def setup(self):
-        preload_record_proto()
 
     def process(self, item):
         if isinstance(item, PlaySpec):
@@ -112,7 +83,6 @@ class _DemoSpecFn(beam.DoFn):
         self._seed = seed
 
     def setup(self):
-        preload_record_proto()
         from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
         self._render = demo_plays.render_play
 
@@ -148,9 +118,6 @@ class ReadPlays(beam.PTransform):
 class _KeepFirstFn(beam.DoFn):
     """(play_id, specs) -> the spec of the lowest row; the others are rejected."""
 
-    def setup(self):
-        preload_record_proto()
-
     def process(self, keyed: Tuple[str, Iterable[PlaySpec]]):
         play_id, specs = keyed
         ordered = sorted(specs, key=lambda s: (s.row, s.path, s.label))
@@ -178,9 +145,6 @@ class _AssignSplitFn(beam.DoFn):
     def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]]):
         self._splits = dict(splits)
         self._labels = set(labels) if labels else None
-
-    def setup(self):
-        preload_record_proto()
 
     def process(self, spec: PlaySpec):
         if self._labels is not None and spec.label not in self._labels:
@@ -237,10 +201,9 @@ class _SampleEncodeFn(beam.DoFn):
         self._config = config
 
     def setup(self):
-        # Heavy, once per worker: the record proto pulls in TensorFlow (maybe preloaded).
+        # Records are serialized without TensorFlow (schemas.example_proto): workers never import it.
         from schemas import play_record  # pylint: disable=g-import-not-at-top
         self._play_record = play_record
-        _import_record_proto()
         self._label_index: Dict[str, int] = {}
         self._labels_seen: Optional[List[str]] = None
 

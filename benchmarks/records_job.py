@@ -5,7 +5,7 @@ One workload (frame folders of JPEG frames written to a temp dir), three ways:
   direct     the Beam job on the DirectRunner, in memory (one process)
   multiproc  the Beam job on the DirectRunner, multi_processing, --direct_num_workers=2
 Prints key=value lines. Wall-clock times include each run's start-up (for
-multiproc: starting the worker processes and their TensorFlow import); CPU
+multiproc: starting the worker processes and their imports); CPU
 seconds (this process plus the finished worker processes) show the work and the
 overhead independently of other load on the machine (loadavg is printed too).
 

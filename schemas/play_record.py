@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Sequence
 
+from schemas import example_proto
+
 SCHEMA_VERSION = 1
 
 # Context keys (MediaSequence names where the standard has one).
@@ -89,15 +91,9 @@ def check_schema_version(version, what: str, hint: str = "") -> None:
                           f"{SCHEMA_VERSION}{hint}")
 
 
-def _example_pb2():
-    # Imported lazily: the proto module pulls in TensorFlow.
-    from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
-    return example_pb2
-
-
 def encode_play(record: PlayRecord) -> bytes:
     """Serializes a PlayRecord to SequenceExample bytes."""
-    seq = _example_pb2().SequenceExample()
+    seq = example_proto.SequenceExample()
     ctx = seq.context.feature
 
     def put_bytes(key: str, value: str) -> None:
@@ -131,7 +127,7 @@ def encode_play(record: PlayRecord) -> bytes:
 
 def decode_play(serialized: bytes) -> PlayRecord:
     """Parses SequenceExample bytes back into a PlayRecord (pure Python; for tools and tests)."""
-    seq = _example_pb2().SequenceExample.FromString(serialized)
+    seq = example_proto.SequenceExample.FromString(serialized)
     ctx = seq.context.feature
     version = list(ctx[SCHEMA_VERSION_KEY].int64_list.value) if SCHEMA_VERSION_KEY in ctx else []
     check_schema_version(version[0] if len(version) == 1 else (version or "none"), "record")

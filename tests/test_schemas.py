@@ -1,10 +1,13 @@
 """The record schema and dataset card: round trips and version checks."""
 import json
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
+from tensorflow.core.example import example_pb2
 
-from schemas import dataset_card, play_record
+from schemas import dataset_card, example_proto, play_record
 
 
 def _record(**overrides):
@@ -32,6 +35,48 @@ def test_record_rejects_mismatched_timestamps_and_bad_pad_mode():
         _record(timestamps_us=[0])
     with pytest.raises(play_record.SchemaError, match="pad_mode"):
         _record(pad_mode="mirror")
+
+
+def test_records_are_tensorflows_sequence_example_byte_for_byte():
+    for record in (_record(), _record(frame_rate=None, pad_mode="loop", frames=[], timestamps_us=[])):
+        ours = play_record.encode_play(record)
+        theirs = example_pb2.SequenceExample.FromString(ours)
+        assert theirs.SerializeToString(deterministic=True) == \
+            example_proto.SequenceExample.FromString(ours).SerializeToString(deterministic=True)
+        assert play_record.decode_play(theirs.SerializeToString()) == record
+    # Every field of TensorFlow's messages (number, type, packing) has its twin here.
+    seq = tf.train.SequenceExample()
+    feature = seq.context.feature["f"]
+    feature.float_list.value.extend([1.5, -2.0])
+    seq.feature_lists.feature_list["l"].feature.add().int64_list.value.extend([1, -(2 ** 40)])
+    seq.feature_lists.feature_list["l"].feature.add().bytes_list.value.append(b"\x00x")
+    raw = seq.SerializeToString(deterministic=True)
+    assert example_proto.SequenceExample.FromString(raw).SerializeToString(deterministic=True) == raw
+    _assert_same_messages(example_proto.SequenceExample.DESCRIPTOR,
+                          example_pb2.SequenceExample.DESCRIPTOR, set())
+
+
+def _assert_same_messages(ours, theirs, seen):
+    if theirs.full_name in seen:
+        return
+    seen.add(theirs.full_name)
+    assert ours.full_name == theirs.full_name
+    assert [(f.name, f.number, f.type, f.label) for f in ours.fields] == \
+        [(f.name, f.number, f.type, f.label) for f in theirs.fields]
+    assert [o.name for o in ours.oneofs] == [o.name for o in theirs.oneofs]
+    for a, b in zip(ours.fields, theirs.fields):
+        assert a.GetOptions().packed == b.GetOptions().packed, a.full_name
+        if b.message_type is not None:
+            _assert_same_messages(a.message_type, b.message_type, seen)
+
+
+def test_writing_records_does_not_import_tensorflow():
+    # The records job's workers encode records; a TensorFlow import would cost each seconds.
+    code = ("import sys; from beam_jobs import frames, pipeline; from schemas import play_record; "
+            "play_record.encode_play(play_record.PlayRecord(play_id='p', label='a', label_index=0, "
+            "frames=[b'x'], timestamps_us=[0], height=1, width=1)); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_parse_play_in_graph_matches_python_decoder():
