@@ -33,6 +33,7 @@ def test_training_batches_have_static_shapes_and_dtypes(tmp_path):
     clips_spec, labels_spec = ds.element_spec
     assert clips_spec.shape.as_list() == [2, 4, 32, 40, 3] and clips_spec.dtype == tf.uint8
     assert labels_spec.shape.as_list() == [2] and labels_spec.dtype == tf.int32
+    assert ds.options().autotune.enabled is False  # see data.without_autotune
     batches = _batches(ds)
     assert len(batches) == 3  # 7 plays, drop_remainder
     assert all(c.shape == (2, 4, 32, 40, 3) and c.dtype == np.uint8 for c, _ in batches)

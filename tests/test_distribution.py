@@ -103,3 +103,13 @@ def test_fit_takes_datasets_from_function():
     history = model.fit(ds, epochs=2, steps_per_epoch=3, verbose=0)
     assert len(history.history["loss"]) == 2
     assert contexts and contexts[0].num_input_pipelines == 1
+
+
+def test_per_replica_datasets_run_without_autotuning(monkeypatch):
+    from tensorflow.python.data.ops import multi_device_iterator_ops as mdi
+    monkeypatch.setattr(mdi, "_create_device_dataset", lambda *args, **kwargs: tf.data.Dataset.range(3))
+    distribution.patch_per_device_datasets_without_autotune()
+    distribution.patch_per_device_datasets_without_autotune()  # idempotent: wrapped once
+    ds = mdi._create_device_dataset(None, None, 1, False)
+    assert ds.options().autotune.enabled is False
+    assert list(ds.as_numpy_iterator()) == [0, 1, 2]

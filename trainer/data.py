@@ -469,8 +469,23 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
     ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     # A plain batch: a parallel one costs about a tenth of the throughput on a
     # 2-core host (its copy threads compete with decoding; benchmarks/input_pipeline.py).
-    ds = ds.batch(batch_size, drop_remainder=training)
-    return ds.prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+    return without_autotune(ds)
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` with tf.data's autotuning thread off; AUTOTUNE knobs take tf.data's defaults.
+
+    In TF 2.16 deleting an iterator waits for that thread's next wake-up, up to
+    60 s (cancelling the iterator does not wake it): Keras deletes its iterators
+    at the end of each `fit`, which stalled for 10-60 s per iterator (114 s of a
+    5-minute demo). Without autotuning, parallel calls default to the number of
+    CPU cores; on 2 cores the training pipeline measures the same clips/s either
+    way (benchmarks/input_pipeline.py).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 # ---------------------------------------------------------------- config

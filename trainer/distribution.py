@@ -17,11 +17,12 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from trainer import data
 from trainer.config import STRATEGIES, UsageError
 
 
 def patch_keras_for_tf_distribute() -> None:
-    """Two narrow fixes that let Keras 3.6 `Model.fit` run our tf.distribute setups. Idempotent.
+    """Three narrow fixes that let Keras 3.6 `Model.fit` run our tf.distribute setups. Idempotent.
 
     1. `fit` rejects `strategy.distribute_datasets_from_function` output: its
        data-adapter check knows `DistributedDataset` but not
@@ -93,6 +94,28 @@ def patch_keras_for_tf_distribute() -> None:
 
     _maybe_symbolic_build._playclips_patched = True
     trainer_cls._maybe_symbolic_build = _maybe_symbolic_build
+
+
+def patch_per_device_datasets_without_autotune() -> None:
+    """Turns tf.data autotuning off in the per-replica datasets that tf.distribute builds.
+
+    A distributed iterator feeds each replica through a small dataset of its own
+    (`multi_device_iterator_ops._create_device_dataset`) with default options,
+    so each runs an autotuning thread and has the iterator-deletion stall
+    described in `data.without_autotune`, even when the input dataset has
+    autotuning off. Idempotent; TF 2.16 (the pinned version).
+    """
+    from tensorflow.python.data.ops import multi_device_iterator_ops  # pylint: disable=g-import-not-at-top
+
+    original = multi_device_iterator_ops._create_device_dataset  # pylint: disable=protected-access
+    if getattr(original, "_playclips_patched", False):
+        return
+
+    def create_device_dataset(*args, **kwargs):
+        return data.without_autotune(original(*args, **kwargs))
+
+    create_device_dataset._playclips_patched = True
+    multi_device_iterator_ops._create_device_dataset = create_device_dataset  # pylint: disable=protected-access
 
 
 def configure_cpu_replicas(num: int) -> None:

@@ -226,6 +226,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         model = build_from_config(config, len(labels), image_size)
         _compile(model, config.learning_rate, _jit(config))
     distribution.patch_keras_for_tf_distribute()
+    distribution.patch_per_device_datasets_without_autotune()
     with _usage_errors("input data"):
         train_ds = strategy.distribute_datasets_from_function(
             _dataset_fn(inputs, inputs.train_files, training=True, batch_size=config.batch_size,
