@@ -7,7 +7,7 @@
     -> flip and pad the whole clip with the same draw] -> batch (per-replica
     size) -> prefetch
 
-On a 2-core host training runs at 0.89-0.93 (median 0.91) of the rate of
+On a 2-core host training runs at 0.87-0.93 (median 0.905) of the rate of
 decoding the same frames whole from memory, with no parsing or augmentation
 (benchmarks/input_pipeline.py); the augmentation costs about 6%.
 
