@@ -35,12 +35,13 @@ def _add_message(proto: descriptor_pb2.FileDescriptorProto, name: str,
 def _add_map(proto: descriptor_pb2.FileDescriptorProto, name: str, field_name: str,
              entry_name: str, value_type: str) -> None:
     """Adds message `name` with one field `map<string, value_type> field_name = 1`."""
-    entry = _add_message(proto, name, ()).nested_type.add(name=entry_name)
+    message = _add_message(proto, name, ())
+    entry = message.nested_type.add(name=entry_name)
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=_Field.TYPE_STRING, label=_Field.LABEL_OPTIONAL)
     entry.field.add(name="value", number=2, type=_Field.TYPE_MESSAGE,
                     label=_Field.LABEL_OPTIONAL, type_name=f".{_PACKAGE}.{value_type}")
-    proto.message_type[-1].field.add(
+    message.field.add(
         name=field_name, number=1, type=_Field.TYPE_MESSAGE, label=_Field.LABEL_REPEATED,
         type_name=f".{_PACKAGE}.{name}.{entry_name}")
 

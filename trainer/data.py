@@ -284,8 +284,8 @@ def _flip_and_place(kept: tf.Tensor, height: int, width: int, shift_y: tf.Tensor
     fewer bytes than mirroring the padded frame; the left and right margins
     then swap.
     """
-    count, keep_h = tf.shape(kept)[0], tf.shape(kept)[1]
-    keep_w = width - tf.abs(shift_x)
+    count = tf.shape(kept)[0]
+    _, _, keep_h, keep_w = _kept_window(height, width, shift_y, shift_x)
     pixels = tf.reshape(kept, [count * keep_h, keep_w, 3])
     pixels = tf.cond(flip, lambda: tf.reverse(pixels, axis=[1]), lambda: pixels)
     rows = tf.reshape(pixels, [count, keep_h, keep_w * 3])

@@ -256,9 +256,6 @@ def train(config: TrainConfig) -> Dict[str, Any]:
 
     def fit(phase: int, name: str, initial_epoch: int, epochs: int, keep_backup: bool):
         backup = distribution.backup_dirpath(os.path.join(config.backup_path, f"phase{phase}"), strategy)
-        # Created here (exist_ok): Keras checks and then creates it, and a worker creating
-        # its folder inside the chief's in between made the chief fail with FileExistsError.
-        tf.io.gfile.makedirs(backup)
         callbacks = [keras.callbacks.BackupAndRestore(backup, delete_checkpoint=not keep_backup),
                      *common]
         if verbose:  # the progress bar first, so that the summary line follows it
