@@ -215,11 +215,17 @@ def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
      "use a layer kept by the cut"),
     (["--data_dir={data}", "--strategy=mirrored", "--cpu_replicas=2", "--jit_compile=true"],
      "logical CPU devices"),
+    # Files with no complete record (a 3-byte text file reads as an empty TFRecord file).
+    (["--train_files={blank}", "--labels=a,b", "--height=32", "--width=32"],
+     "no play records in the train files"),
+    (["--data_dir={data}", "--eval_files={blank}"], "no play records in the val files"),
 ])
 def test_cli_errors_are_one_line(data_dir, tmp_path, capsys, extra, message):
     empty = tmp_path / "empty"
     empty.mkdir()
-    argv = [a.format(data=data_dir, empty=empty) for a in extra]
+    blank = tmp_path / "notes.tfrecord"
+    blank.write_text("hi\n")
+    argv = [a.format(data=data_dir, empty=empty, blank=blank) for a in extra]
     code = task.run([f"--job_dir={tmp_path / 'job'}", "--strategy=default", *TINY, *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2

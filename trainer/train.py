@@ -116,10 +116,17 @@ def resolve_inputs(config: TrainConfig) -> Inputs:
                 return int(card.counts[split_name])
             return _count_records(files, compression)
 
-        return Inputs(input_config, card, train_files, eval_files, test_files,
-                      count(train_files, "train", config.train_files),
-                      count(eval_files, "val", config.eval_files),
-                      count(test_files, "test", config.test_files))
+        counts = [count(train_files, "train", config.train_files),
+                  count(eval_files, "val", config.eval_files),
+                  count(test_files, "test", config.test_files)]
+        for name, files, num in zip(("train", "val", "test"),
+                                    (train_files, eval_files, test_files), counts):
+            if files and not num:
+                # A repeated empty dataset never yields: training would hang, not fail.
+                raise UsageError(f"no play records in the {name} files ({len(files)} file(s), "
+                                 f"e.g. {files[0]!r}): every file is empty or not a complete "
+                                 f"TFRecord file")
+        return Inputs(input_config, card, train_files, eval_files, test_files, *counts)
 
 
 def _dataset_fn(inputs: Inputs, files: List[str], *, training: bool, batch_size: int,
