@@ -6,6 +6,7 @@ WORKDIR /app
 ENV TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 COPY setup.py ./
 COPY schemas schemas
+COPY media media
 COPY beam_jobs beam_jobs
 COPY trainer trainer
 RUN pip install --no-cache-dir '.[gcp]'

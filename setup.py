@@ -29,7 +29,7 @@ setuptools.setup(
     version="0.1.0",
     description="Classify basketball plays from video clips: Beam TFRecords job and tf.distribute trainer.",
     python_requires=">=3.9,<3.13",
-    packages=setuptools.find_packages(include=["schemas", "schemas.*", "beam_jobs", "beam_jobs.*", "trainer", "trainer.*"]),
+    packages=setuptools.find_packages(include=["schemas", "schemas.*", "media", "media.*", "beam_jobs", "beam_jobs.*", "trainer", "trainer.*"]),
     install_requires=REQUIRED,
     extras_require=EXTRAS,
 )

@@ -32,7 +32,8 @@ from apache_beam.io.filesystems import FileSystems  # pylint: disable=wrong-impo
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
     PipelineOptions, SetupOptions)
 
-from beam_jobs import frames, pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
+from beam_jobs import pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
+from media import frames  # pylint: disable=wrong-import-position
 from schemas import dataset_card  # pylint: disable=wrong-import-position
 
 UsageError = plays.UsageError
@@ -127,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     plays.check_output_dir(args.output_dir)
     frame_rate = args.frame_rate
     if not args.input:
-        from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
+        from media import demo_plays  # pylint: disable=g-import-not-at-top
         frame_rate = float(demo_plays.DEMO_FRAME_RATE)
     return records_pipeline.JobConfig(
         output_dir=args.output_dir, input=args.input, labels=labels, num_frames=args.num_frames,

@@ -21,7 +21,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs import frames, splits as splits_lib
+from beam_jobs import splits as splits_lib
+from media import frames
 from beam_jobs.plays import PlaySpec, read_plays, rejection
 from schemas import dataset_card
 
@@ -83,7 +84,7 @@ class _DemoSpecFn(beam.DoFn):
         self._seed = seed
 
     def setup(self):
-        from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
+        from media import demo_plays  # pylint: disable=g-import-not-at-top
         self._render = demo_plays.render_play
 
     def process(self, index: int):

@@ -21,15 +21,12 @@ import posixpath
 import uuid
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from beam_jobs import frames
+from media import frames
+from schemas.errors import UsageError
 
 REQUIRED_COLUMNS = ("play_id", "label", "path")
 OPTIONAL_COLUMNS = ("game_id", "split", "frame_rate")
 JSONL_EXTENSIONS = (".jsonl", ".json", ".ndjson")
-
-
-class UsageError(Exception):
-    """A run that cannot work (bad flags, missing input, unwritable output)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +92,7 @@ def _read_text(path: str) -> str:
     try:
         with fs.open(path) as f:
             data = f.read()
-    except Exception as err:  # BeamIOError, OSError, ...
+    except OSError as err:  # Beam's BeamIOError is one
         raise UsageError(f"cannot read manifest {path}: {err}") from None
     try:
         return data.decode("utf-8-sig")
@@ -187,7 +184,7 @@ def read_folder_tree(root: str) -> Iterator[Item]:
     root = root.rstrip("/")
     try:
         matched = fs.match([fs.join(root, "**")])[0].metadata_list
-    except Exception as err:  # pylint: disable=broad-except
+    except OSError as err:  # Beam's BeamIOError is one
         raise UsageError(f"cannot list input folder {root}: {err}") from None
     plays: Dict[tuple, str] = {}
     for meta in matched:
@@ -227,8 +224,8 @@ def check_input(input_path: str) -> int:
         return count
     try:
         exists = fs.exists(input_path)
-    except Exception:  # pylint: disable=broad-except
-        exists = False
+    except OSError as err:
+        raise UsageError(f"cannot check manifest {input_path}: {err}") from None
     if not exists:
         raise UsageError(f"manifest {input_path} does not exist")
     text = _read_text(input_path)
@@ -256,5 +253,5 @@ def check_output_dir(output_dir: str) -> None:
         with fs.create(probe) as f:
             f.write(b"ok")
         fs.delete([probe])
-    except Exception as err:  # pylint: disable=broad-except
+    except OSError as err:
         raise UsageError(f"output dir {output_dir} is not writable: {err}") from None

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Dict, Mapping
 
-from beam_jobs.plays import UsageError
+from schemas.errors import UsageError
 
 DEFAULT_SPLITS = "train=0.8,val=0.1,test=0.1"
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")

@@ -42,8 +42,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from schemas import play_record  # noqa: E402
-from tests import record_fixtures  # noqa: E402
-from trainer import data  # noqa: E402
+from media import synthetic_records as record_fixtures  # noqa: E402
+from trainer import data, inputs  # noqa: E402
 
 AUTOTUNE = tf.data.AUTOTUNE
 LABELS = tuple(f"play_{i}" for i in range(11))
@@ -145,8 +145,8 @@ def main(argv=None) -> None:
         card = record_fixtures.write_dataset(
             os.path.join(root, "records"), num_plays=args.num_plays, num_frames=args.num_frames,
             size=args.size, labels=LABELS, num_shards=args.num_shards, noise=6.0, jpeg_quality=90)
-        files = data.split_files(os.path.join(root, "records"), "train", card)
-        data.check_files(files, card.compression)
+        files = inputs.split_files(os.path.join(root, "records"), "train", card)
+        inputs.check_files(files, card.compression)
         plays = read_plays(files)
         frame_paths = write_frame_files(plays, os.path.join(root, "frames"))
         videos = write_videos(os.path.join(root, "videos"), args.num_videos, args.num_frames)

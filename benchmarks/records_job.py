@@ -32,7 +32,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
 
-from beam_jobs import frames, make_records, plays  # pylint: disable=wrong-import-position
+from beam_jobs import make_records, plays  # pylint: disable=wrong-import-position
+from media import frames  # pylint: disable=wrong-import-position
 from schemas import play_record  # pylint: disable=wrong-import-position
 
 LABELS = ("cut", "isolation", "post_up", "spot_up")

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from typing import Any, Dict, List, Optional
 
-from schemas import play_record
+from schemas import play_record, sampling
 
 CARD_NAME = "dataset.json"
 SPLITS = ("train", "val", "test")
@@ -32,8 +32,8 @@ class DatasetCard:
     compression: str = "none"  # "none" or "gzip"
     shard_pattern: str = "{split}-*-of-*.tfrecord"  # glob per split, relative to the card
     frame_rate: Optional[float] = None
-    jpeg_quality: int = 90
-    resize_mode: str = "crop"
+    jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY
+    resize_mode: str = sampling.DEFAULT_RESIZE_MODE
     pad_short: str = ""
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = play_record.SCHEMA_VERSION

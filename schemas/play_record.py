@@ -26,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Sequence
 
-from schemas import example_proto
+from schemas import example_proto, sampling
+from schemas.errors import SchemaError
 
 SCHEMA_VERSION = 1
 
@@ -50,11 +51,7 @@ IMAGE_ENCODED = "image/encoded"
 IMAGE_TIMESTAMP = "image/timestamp"
 
 IMAGE_FORMAT_JPEG = "JPEG"
-PAD_MODES = ("", "loop", "last")
-
-
-class SchemaError(ValueError):
-    """A record that does not follow this schema (or another version of it)."""
+PAD_MODES = sampling.PAD_SHORT_MODES
 
 
 @dataclasses.dataclass

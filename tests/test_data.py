@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 from schemas import dataset_card, play_record
-from tests import record_fixtures
-from trainer import data, filesystems
+from schemas.errors import UsageError
+from media import synthetic_records as record_fixtures
+from trainer import data, filesystems, inputs
 
 
 def _batches(ds):
@@ -21,7 +22,7 @@ def _dataset(tmp_path, card, **overrides):
     kwargs = dict(training=False, global_batch_size=4, num_frames=card.num_frames,
                   image_size=(card.height, card.width), compression=card.compression)
     kwargs.update(overrides)
-    return data.make_dataset(data.split_files(str(tmp_path), "train", card), **kwargs)
+    return data.make_dataset(inputs.split_files(str(tmp_path), "train", card), **kwargs)
 
 
 # ------------------------------------------------------------------ shapes
@@ -270,7 +271,7 @@ def test_input_context_gives_pipelines_disjoint_shards_and_per_replica_batches(t
         assert len(labels) == 1
         seen.append(labels)
     assert seen[0].isdisjoint(seen[1])
-    files = data.split_files(str(tmp_path), "train", card)
+    files = inputs.split_files(str(tmp_path), "train", card)
     parts = [data.shard_files(files, tf.distribute.InputContext(2, i, 2)) for i in range(2)]
     assert sorted(parts[0] + parts[1]) == files and not set(parts[0]) & set(parts[1])
 
@@ -282,31 +283,43 @@ def test_fewer_shards_than_pipelines_is_a_clear_error(tmp_path):
         _dataset(tmp_path, card, training=True, input_context=context)
 
 
-def test_distribute_datasets_from_function_through_input_config(tmp_path):
+def _config(**values):
+    from trainer.config import TrainConfig
+    return TrainConfig(job_dir="unused", **values)
+
+
+def test_distribute_datasets_from_function_through_resolved_inputs(tmp_path):
     record_fixtures.write_dataset(tmp_path, num_plays=4, num_frames=6, size=32, splits=("train", "val"))
-    config = data.InputConfig(data_dir=str(tmp_path), num_frames=4).resolve()
-    assert (config.num_frames, config.height, config.width) == (4, 32, 32)
-    assert config.labels == ["pick_and_roll", "isolation"] and config.compression == "none"
+    resolved = inputs.resolve_inputs(_config(data_dir=str(tmp_path), num_frames=4))
+    assert (resolved.num_frames, resolved.height, resolved.width) == (4, 32, 32)
+    assert resolved.labels == ["pick_and_roll", "isolation"] and resolved.compression == "none"
+    assert resolved.counts == {"train": 4, "val": 4, "test": 0}
     strategy = tf.distribute.get_strategy()
-    dist = strategy.distribute_datasets_from_function(config.dataset_fn(training=True, global_batch_size=2, seed=1))
+    dist = strategy.distribute_datasets_from_function(
+        resolved.dataset_fn("train", training=True, batch_size=2, seed=1))
     clips, labels = next(iter(dist))
     assert clips.shape == (2, 4, 32, 32, 3) and labels.dtype == tf.int32
-    eval_batches = _batches(config.dataset_fn(training=False, global_batch_size=4)(None))
+    eval_batches = _batches(resolved.dataset("val", training=False, batch_size=4))
     assert eval_batches[0][0].shape == (4, 4, 32, 32, 3)
-    with pytest.raises(ValueError, match="num_frames=9 but the records hold 6"):
-        data.InputConfig(data_dir=str(tmp_path), num_frames=9).resolve()
+    with pytest.raises(UsageError, match="num_frames=9 but the records hold 6"):
+        inputs.resolve_inputs(_config(data_dir=str(tmp_path), num_frames=9))
 
 
 def test_explicit_file_globs(tmp_path):
     record_fixtures.write_dataset(tmp_path, num_plays=4, num_frames=2, size=32, splits=("train", "val"))
-    train = data.match_files(f"{tmp_path}/train-*, {tmp_path}/train-00000-*")
+    train = inputs.match_files(f"{tmp_path}/train-*, {tmp_path}/train-00000-*")
     assert [os.path.basename(f) for f in train] == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
-    config = data.InputConfig(train_files=f"{tmp_path}/train-*", eval_files=f"{tmp_path}/val-*",
-                              num_frames=2, height=32, width=32).resolve()
-    assert len(config.files(training=False)) == 2
-    with pytest.raises(ValueError, match="give height and width"):
-        data.InputConfig(train_files=f"{tmp_path}/train-*").resolve()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    for path in tmp_path.glob("*.tfrecord"):
+        path.rename(other / path.name)
+    resolved = inputs.resolve_inputs(_config(
+        train_files=f"{other}/train-*", eval_files=f"{other}/val-*", num_frames=2, height=32,
+        width=32, labels=["a", "b"]))
+    assert len(resolved.files["val"]) == 2 and resolved.counts["val"] == 4
+    with pytest.raises(UsageError, match="give --height and --width"):
+        inputs.resolve_inputs(_config(train_files=f"{other}/train-*", labels=["a", "b"]))
 
 
 # ------------------------------------------------------------ error cases
@@ -315,11 +328,11 @@ def test_explicit_file_globs(tmp_path):
 def test_no_matching_files_and_missing_card_are_clear_errors(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=2, num_frames=2, size=32)
     with pytest.raises(ValueError, match="no file matches"):
-        data.match_files(str(tmp_path / "*.nothing"))
+        inputs.match_files(str(tmp_path / "*.nothing"))
     with pytest.raises(ValueError, match="no shard of split 'test'"):
-        data.split_files(str(tmp_path), "test", card)
-    with pytest.raises(FileNotFoundError, match="records job's --output_dir"):
-        data.load_card(str(tmp_path / "elsewhere"))
+        inputs.split_files(str(tmp_path), "test", card)
+    with pytest.raises(UsageError, match="records job's --output_dir"):
+        inputs.load_card(str(tmp_path / "elsewhere"))
     with pytest.raises(ValueError, match="no input files"):
         data.make_dataset([], training=False, global_batch_size=1, num_frames=2, image_size=(32, 32))
 
@@ -329,21 +342,21 @@ def test_card_of_another_schema_version_is_rejected(tmp_path):
     card.schema_version = play_record.SCHEMA_VERSION + 1
     (tmp_path / dataset_card.CARD_NAME).write_text(card.to_json())
     with pytest.raises(play_record.SchemaError, match="schema version 2, this code reads version 1"):
-        data.load_card(str(tmp_path))
+        inputs.load_card(str(tmp_path))
 
 
 def test_check_files_accepts_play_records_and_empty_shards(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=1, num_frames=2, size=32, num_shards=3)
-    files = data.split_files(str(tmp_path), "train", card)
+    files = inputs.split_files(str(tmp_path), "train", card)
     assert len(files) == 3  # two of them empty
-    data.check_files(files, card.compression)
+    inputs.check_files(files, card.compression)
 
 
 def test_check_files_rejects_a_text_file(tmp_path):
     path = tmp_path / "notes.tfrecord"
     path.write_text("this is not a record file\n" * 20)
     with pytest.raises(ValueError, match="notes.tfrecord.*not a TFRecord file.*compression"):
-        data.check_files([str(path)], "none")
+        inputs.check_files([str(path)], "none")
 
 
 def test_check_files_rejects_an_example_of_another_layout(tmp_path):
@@ -352,7 +365,7 @@ def test_check_files_rejects_an_example_of_another_layout(tmp_path):
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}))
     path = record_fixtures.write_records(str(tmp_path / "other.tfrecord"), [example.SerializeToString()])
     with pytest.raises(play_record.SchemaError, match="other.tfrecord.*not a playclips play record"):
-        data.check_files([path], "none")
+        inputs.check_files([path], "none")
 
 
 @pytest.mark.parametrize("frame, message", [
@@ -365,7 +378,7 @@ def test_check_files_rejects_frames_unlike_the_record_states(tmp_path, frame, me
     path = record_fixtures.write_records(str(tmp_path / "odd.tfrecord"),
                                          [play_record.encode_play(record)])
     with pytest.raises(play_record.SchemaError, match="odd.tfrecord.*" + message):
-        data.check_files([path], "none")
+        inputs.check_files([path], "none")
 
 
 def _record_of_version(version):
@@ -382,7 +395,7 @@ def _record_of_version(version):
 def test_schema_version_mismatch_names_both_versions(tmp_path):
     path = record_fixtures.write_records(str(tmp_path / "v2.tfrecord"), [_record_of_version(2)])
     with pytest.raises(play_record.SchemaError, match=r"version 2, this code reads version 1"):
-        data.check_files([path], "none")
+        inputs.check_files([path], "none")
     # Without the check, the pipeline itself still stops with the schema's message.
     ds = data.make_dataset([path], training=False, global_batch_size=1, num_frames=1,
                            image_size=(32, 32))
@@ -392,13 +405,13 @@ def test_schema_version_mismatch_names_both_versions(tmp_path):
 
 def test_gzip_shards(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=5, num_frames=3, size=32, compression="gzip")
-    files = data.split_files(str(tmp_path), "train", card)
+    files = inputs.split_files(str(tmp_path), "train", card)
     assert all(f.endswith(".tfrecord.gz") for f in files)
-    data.check_files(files, card.compression)
+    inputs.check_files(files, card.compression)
     batches = _batches(_dataset(tmp_path, card, training=True, global_batch_size=2, seed=0))
     assert len(batches) == 2 and batches[0][0].shape == (2, 3, 32, 32, 3)
     with pytest.raises(ValueError, match="compression='none'"):
-        data.check_files(files, "none")
+        inputs.check_files(files, "none")
     with pytest.raises(ValueError, match="unknown compression"):
         data.compression_type("lz4")
 
@@ -420,10 +433,10 @@ def test_s3_hdfs_az_load_tensorflow_io():
 
 
 def test_file_system_errors_are_clear(monkeypatch):
-    with pytest.raises(ValueError, match="unknown file system 'ftp://'"):
+    with pytest.raises(UsageError, match="unknown file system 'ftp://'"):
         filesystems.ensure_filesystem("ftp://host/x")
     monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # makes `import tensorflow_io` fail
-    with pytest.raises(RuntimeError, match="s3:// paths.*needs tensorflow-io.*tensorflow-io==0.37.1"):
+    with pytest.raises(UsageError, match="s3:// paths.*needs tensorflow-io.*tensorflow-io==0.37.1"):
         filesystems.ensure_filesystem("s3://bucket/records")
 
 

@@ -138,12 +138,13 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
 
 
 def test_evaluate_model_on_the_real_eval_pipeline(tmp_path):
-    from tests import record_fixtures
+    from media import synthetic_records as record_fixtures
+    from trainer import inputs
     from trainer import data
     labels = ["pick_and_roll", "isolation", "post_up"]
     card = record_fixtures.write_dataset(tmp_path / "records", num_plays=7, num_frames=6, size=32,
                                          labels=labels, splits=("test",), num_shards=2)
-    dataset = data.make_dataset(data.split_files(str(tmp_path / "records"), "test"),
+    dataset = data.make_dataset(inputs.split_files(str(tmp_path / "records"), "test"),
                                 training=False, global_batch_size=4, num_frames=3,
                                 image_size=(32, 32))
     clips = keras.Input((None, 32, 32, 3), dtype="uint8")

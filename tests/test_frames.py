@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_jobs import frames
+from media import frames
 from tests import media_fixtures as mf
 
 

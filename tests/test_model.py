@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from trainer import model as model_lib  # noqa: E402
-from trainer.config import UsageError  # noqa: E402
+from schemas.errors import UsageError  # noqa: E402
 
 SIZE = (32, 32)
 

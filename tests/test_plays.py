@@ -5,7 +5,8 @@ import os
 import pytest
 
 from beam_jobs import plays
-from beam_jobs.plays import PlaySpec, UsageError
+from beam_jobs.plays import PlaySpec
+from schemas.errors import UsageError
 from tests import media_fixtures as mf
 
 

@@ -14,7 +14,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import frames, make_records, pipeline as records_pipeline, splits
+from beam_jobs import make_records, pipeline as records_pipeline, splits
+from media import frames
 from beam_jobs.plays import PlaySpec
 from schemas import dataset_card, play_record
 from tests import media_fixtures as mf
@@ -51,7 +52,7 @@ def test_demo_job_round_trip(tmp_path):
     assert card == make_records.read_card(out)
     assert card.num_input == 33 and card.num_rejected == 0 and sum(card.counts.values()) == 33
     assert card.height == card.width == 32 and card.num_frames == 8
-    from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
     assert card.labels == sorted(demo_plays.DEMO_LABELS)
     assert card.shard_pattern == "{split}-*-of-*.tfrecord"
     for name in _shards(out):

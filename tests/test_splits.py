@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from beam_jobs import splits
-from beam_jobs.plays import UsageError
+from schemas.errors import UsageError
 
 
 def test_parse_splits():

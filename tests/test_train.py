@@ -16,7 +16,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tests import record_fixtures  # noqa: E402
+from media import synthetic_records as record_fixtures  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from trainer import task, train  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402

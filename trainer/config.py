@@ -1,11 +1,21 @@
-"""The trainer's run configuration: one dataclass, written to JOB_DIR/config.json."""
+"""The trainer's run configuration: one dataclass, its command-line flags and their checks.
+
+Each field of `TrainConfig` is declared once, with its default, help text and
+choices; `build_parser` turns the fields into the `python -m trainer.task`
+flags and `TrainConfig.validate` checks values that argparse cannot (also for
+configs built in code). The resolved configuration is written to
+JOB_DIR/config.json, so that a run can be reproduced.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from schemas.errors import UsageError
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "default", "tpu")
 RNN_TYPES = ("lstm", "gru")
@@ -13,84 +23,126 @@ MIXED_PRECISION = ("none", "bf16", "fp16")
 JIT_COMPILE = ("auto", "true", "false")
 
 
-class UsageError(ValueError):
-    """A configuration or environment problem the user can fix; the CLI prints it as one line."""
+def _optional_int(text: str) -> Optional[int]:
+    return None if text.lower() in ("", "none") else int(text)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _label_list(text: str) -> Optional[List[str]]:
+    return [s.strip() for s in text.split(",") if s.strip()] or None
+
+
+def flag(default: Any, help: str, *, group: str, parse: Optional[Callable[[str], Any]] = None,  # pylint: disable=redefined-builtin
+         choices: Optional[Sequence[str]] = None, env: str = "", minimum: Optional[float] = None):
+    """A TrainConfig field that is also a command-line flag.
+
+    Args:
+      default: the field's default (the one definition of it).
+      help: the flag's help text.
+      group: the --help section.
+      parse: text -> value (default: the type of `default`).
+      choices: the allowed values (checked by `validate`).
+      env: an environment variable whose value, when set, is the flag's default
+        (Vertex AI's AIP_* variables).
+      minimum: the smallest allowed value (checked by `validate`).
+    """
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, parse=parse, choices=choices, env=env, minimum=minimum))
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs (the CLI flags of `python -m trainer.task`)."""
+    """Everything a training run needs: the flags of `python -m trainer.task`."""
 
     # Data: a records-job output folder, or globs (+ the card's values given explicitly).
-    data_dir: str = ""
-    train_files: str = ""
-    eval_files: str = ""
-    test_files: str = ""
-    num_frames: Optional[int] = None  # default: the card's frames per play
-    height: Optional[int] = None  # default: the card's frame size
-    width: Optional[int] = None
-    compression: Optional[str] = None
-    labels: Optional[List[str]] = None  # default: the card's vocabulary
-    shuffle_buffer: int = 256
+    data_dir: str = flag("", "the records job's --output_dir (has dataset.json)", group="data")
+    train_files: str = flag("", "comma-separated globs of the training shards (instead of "
+                            "--data_dir)", group="data")
+    eval_files: str = flag("", "comma-separated globs of the validation shards", group="data")
+    test_files: str = flag("", "comma-separated globs of the test shards", group="data")
+    num_frames: Optional[int] = flag(None, "frames per clip (default: all the records hold)",
+                                     group="data", parse=_optional_int, minimum=1)
+    height: Optional[int] = flag(None, "frame height (default: the card's)", group="data",
+                                 parse=_optional_int, minimum=1)
+    width: Optional[int] = flag(None, "frame width (default: the card's)", group="data",
+                                parse=_optional_int, minimum=1)
+    compression: Optional[str] = flag(None, "none|gzip (default: the card's)", group="data",
+                                      parse=str)
+    labels: Optional[List[str]] = flag(None, "comma-separated label vocabulary (default: the "
+                                       "card's)", group="data", parse=_label_list)
+    shuffle_buffer: int = flag(256, "record shuffle buffer (training)", group="data", minimum=0)
 
     # Outputs.
-    job_dir: str = ""
-    checkpoint_dir: str = ""  # default JOB_DIR/checkpoints (Vertex AI: AIP_CHECKPOINT_DIR)
-    log_dir: str = ""  # default JOB_DIR/logs (Vertex AI: AIP_TENSORBOARD_LOG_DIR)
+    job_dir: str = flag("", "checkpoints, logs, history, results (default: $AIP_MODEL_DIR)",
+                        group="outputs", env="AIP_MODEL_DIR")
+    checkpoint_dir: str = flag("", "default: $AIP_CHECKPOINT_DIR or JOB_DIR/checkpoints",
+                               group="outputs", env="AIP_CHECKPOINT_DIR")
+    log_dir: str = flag("", "TensorBoard logs (default: $AIP_TENSORBOARD_LOG_DIR or "
+                        "JOB_DIR/logs)", group="outputs", env="AIP_TENSORBOARD_LOG_DIR")
 
     # Model.
-    cut_layer: str = "block5_pool"
-    weights: str = "imagenet"  # imagenet | none | PATH
-    trainable_from: str = "none"  # LAYER | none | all
-    rnn: str = "lstm"
-    rnn_units: int = 256
-    bidirectional: bool = False
-    dropout: float = 0.3
-    feature_norm: bool = True
+    cut_layer: str = flag("block5_pool", "last VGG16 layer kept, e.g. block4_pool", group="model")
+    weights: str = flag("imagenet", "imagenet | none | PATH of VGG16 notop weights", group="model")
+    trainable_from: str = flag("none", "first trainable VGG16 layer | none (frozen base) | all",
+                               group="model")
+    rnn: str = flag("lstm", "recurrent layer", group="model", choices=RNN_TYPES)
+    rnn_units: int = flag(256, "units of the recurrent layer", group="model", minimum=1)
+    bidirectional: bool = flag(False, "a bidirectional recurrent layer", group="model")
+    dropout: float = flag(0.3, "dropout before the softmax, in [0, 1)", group="model", minimum=0)
+    feature_norm: bool = flag(True, "layer-normalize the pooled frame features before the RNN",
+                              group="model")
 
     # Training.
-    epochs: int = 10
-    batch_size: int = 8  # global
-    learning_rate: float = 1e-3
-    steps_per_epoch: Optional[int] = None  # default: train plays // batch_size
-    validation_steps: Optional[int] = None  # default: all eval plays
-    fine_tune_epochs: int = 0
-    fine_tune_from: str = ""  # default: first conv of the last block kept by the cut
-    fine_tune_learning_rate: float = 1e-5
-    seed: Optional[int] = 42
-    mixed_precision: str = "none"
-    jit_compile: str = "auto"
+    epochs: int = flag(10, "epochs of the head phase", group="training", minimum=1)
+    batch_size: int = flag(8, "global batch size", group="training", minimum=1)
+    learning_rate: float = flag(1e-3, "learning rate of the head phase", group="training")
+    steps_per_epoch: Optional[int] = flag(None, "default: train plays // batch_size",
+                                          group="training", parse=_optional_int, minimum=1)
+    validation_steps: Optional[int] = flag(None, "default: all validation plays",
+                                           group="training", parse=_optional_int, minimum=1)
+    fine_tune_epochs: int = flag(0, "epochs of a second phase with the top VGG16 blocks unfrozen",
+                                 group="training", minimum=0)
+    fine_tune_from: str = flag("", "first layer unfrozen in the fine-tune phase (default: first "
+                               "conv of the last block kept by the cut)", group="training")
+    fine_tune_learning_rate: float = flag(1e-5, "learning rate of the fine-tune phase",
+                                          group="training")
+    seed: Optional[int] = flag(42, "seed of weights, shuffles and augmentation (none: unseeded)",
+                               group="training", parse=_optional_int)
+    mixed_precision: str = flag("none", "mixed precision policy (for accelerators)",
+                                group="training", choices=MIXED_PRECISION)
+    jit_compile: str = flag("auto", "XLA; auto = on with GPUs, off on CPU", group="training",
+                            choices=JIT_COMPILE)
 
     # Distribution.
-    strategy: str = "mirrored"
-    cpu_replicas: int = 0
-    tpu: str = ""
+    strategy: str = flag("mirrored", "tf.distribute strategy", group="distribution",
+                         choices=STRATEGIES)
+    cpu_replicas: int = flag(0, "without GPUs, split the CPU into N devices for "
+                             "--strategy=mirrored", group="distribution", minimum=0)
+    tpu: str = flag("", "TPU name or address for --strategy=tpu", group="distribution")
 
     def validate(self) -> "TrainConfig":
-        """Checks values that argparse cannot; raises UsageError."""
-        if self.strategy not in STRATEGIES:
-            raise UsageError(f"unknown --strategy={self.strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if self.rnn not in RNN_TYPES:
-            raise UsageError(f"unknown --rnn={self.rnn!r}: use one of {', '.join(RNN_TYPES)}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise UsageError(f"unknown --mixed_precision={self.mixed_precision!r}: "
-                             f"use one of {', '.join(MIXED_PRECISION)}")
-        if self.jit_compile not in JIT_COMPILE:
-            raise UsageError(f"--jit_compile must be one of {', '.join(JIT_COMPILE)}")
+        """Checks choices, bounds and required values; raises UsageError."""
+        for field in dataclasses.fields(self):
+            value, meta = getattr(self, field.name), field.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise UsageError(f"unknown --{field.name}={value!r}: use one of "
+                                 f"{', '.join(meta['choices'])}")
+            if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
+                raise UsageError(f"--{field.name} must be >= {meta['minimum']}, got {value}")
         if not self.data_dir and not self.train_files:
             raise UsageError("no training data: give --data_dir (the records job's output) "
                              "or --train_files (and --eval_files) globs")
         if not self.job_dir:
             raise UsageError("no --job_dir (or AIP_MODEL_DIR) to write checkpoints and the model to")
-        for name in ("epochs", "batch_size", "rnn_units"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.fine_tune_epochs < 0:
-            raise UsageError(f"--fine_tune_epochs must be >= 0, got {self.fine_tune_epochs}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.cpu_replicas < 0:
-            raise UsageError(f"--cpu_replicas must be >= 0, got {self.cpu_replicas}")
         return self
 
     @property
@@ -118,3 +170,33 @@ class TrainConfig:
         if unknown:
             raise UsageError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**values)
+
+
+def build_parser(prog: str = "python -m trainer.task", description: str = "",
+                 environ: Optional[Dict[str, str]] = None) -> argparse.ArgumentParser:
+    """The command-line flags of TrainConfig's fields, grouped as declared."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups: Dict[str, argparse._ArgumentGroup] = {}  # pylint: disable=protected-access
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        default = field.default
+        if meta["env"] and environ.get(meta["env"]):
+            default = environ[meta["env"]]
+        # Choices go in the help text and are checked by `validate`, whose error is one line.
+        text = meta["help"] + (f" ({'|'.join(meta['choices'])})" if meta["choices"] else "")
+        kwargs: Dict[str, Any] = dict(default=default, help=text)
+        if isinstance(field.default, bool):
+            kwargs.update(type=_bool, nargs="?", const=True)
+        else:
+            kwargs["type"] = meta["parse"] or type(field.default)
+        group.add_argument(f"--{field.name}", **kwargs)
+    return parser
+
+
+def parse_flags(argv: Optional[Sequence[str]] = None, **parser_kwargs) -> TrainConfig:
+    """Flags -> TrainConfig (argparse exits 2 on a malformed flag)."""
+    args = build_parser(**parser_kwargs).parse_args(argv)
+    return TrainConfig.from_dict(vars(args))

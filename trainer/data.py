@@ -7,9 +7,8 @@
     -> flip and pad the whole clip with the same draw] -> batch (per-replica
     size) -> prefetch
 
-On a 2-core host training runs at 0.87-0.93 (median 0.905) of the rate of
-decoding the same frames whole from memory, with no parsing or augmentation
-(benchmarks/input_pipeline.py); the augmentation costs about 6%.
+`benchmarks/input_pipeline.py` measures it against the rate of decoding the
+same frames whole from memory, with no parsing or augmentation.
 
 Clips stay uint8 until the model: the dataset yields
 `(clips uint8 [B, T, H, W, 3], labels int32 [B])`; the cast and the VGG16
@@ -18,14 +17,12 @@ preprocessing live inside the model.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from schemas import dataset_card, play_record
-from trainer import filesystems
+from schemas import play_record
+from schemas.errors import UsageError
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 256
@@ -44,108 +41,6 @@ def compression_type(compression: Optional[str]) -> str:
 # ---------------------------------------------------------------- files
 
 
-def load_card(data_dir: str) -> dataset_card.DatasetCard:
-    """Reads `dataset.json` from a records-job output folder."""
-    filesystems.ensure_filesystem(data_dir)
-    path = os.path.join(data_dir, dataset_card.CARD_NAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"no {dataset_card.CARD_NAME} in {data_dir!r}: --data_dir must be the records job's "
-            f"--output_dir (or pass --train_files/--eval_files globs)")
-    with tf.io.gfile.GFile(path, "r") as f:
-        return dataset_card.DatasetCard.from_json(f.read())
-
-
-def match_files(patterns: Union[str, Sequence[str]]) -> List[str]:
-    """Expands comma-separated (or listed) globs into a sorted, de-duplicated file list."""
-    if isinstance(patterns, str):
-        patterns = [p.strip() for p in patterns.split(",")]
-    patterns = [p for p in patterns if p]
-    if not patterns:
-        raise ValueError("no file pattern given")
-    files = set()
-    for pattern in patterns:
-        filesystems.ensure_filesystem(pattern)
-        matched = tf.io.gfile.glob(pattern)
-        if not matched:
-            raise ValueError(f"no file matches {pattern!r}")
-        files.update(matched)
-    return sorted(files)
-
-
-def split_files(data_dir: str, split: str,
-                card: Optional[dataset_card.DatasetCard] = None) -> List[str]:
-    """The shards of one split of a records-job output folder."""
-    card = card or load_card(data_dir)
-    pattern = os.path.join(data_dir, card.shard_glob(split))
-    filesystems.ensure_filesystem(pattern)
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise ValueError(
-            f"no shard of split {split!r} matches {pattern!r} (dataset.json counts: {card.counts})")
-    return files
-
-
-def check_files(files: Sequence[str], compression: Optional[str],
-                max_files: Optional[int] = None) -> None:
-    """Reads the first record of each file eagerly and checks it is a play record.
-
-    Run before training so that a wrong file (a text file, another compression,
-    a tf.train.Example of another layout, another schema version) fails with
-    a message naming the file instead of an error deep in a tf.data iterator.
-    Empty shards are allowed. Raises ValueError, FileNotFoundError or
-    schemas.play_record.SchemaError.
-    """
-    files = list(files)
-    if not files:
-        raise ValueError("no input files to check")
-    ctype = compression_type(compression)
-    for path in files[:max_files]:
-        filesystems.ensure_filesystem(path)
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(f"input file {path!r} does not exist")
-        try:
-            first = next(iter(tf.data.TFRecordDataset(path, compression_type=ctype).take(1)), None)
-        except tf.errors.OpError as err:
-            raise ValueError(
-                f"{path!r} is not a TFRecord file readable with compression={compression or 'none'!r} "
-                f"({type(err).__name__}: {err.message.strip()}). Pass the compression the records "
-                f"were written with (dataset.json 'compression') and only the records job's shards"
-            ) from None
-        if first is None:
-            continue
-        try:
-            record = play_record.decode_play(first.numpy())
-        except play_record.SchemaError as err:
-            raise play_record.SchemaError(
-                f"{path!r}: {err} — not a playclips play record of schema version "
-                f"{play_record.SCHEMA_VERSION} (a tf.train.Example of another layout, or written by "
-                f"another version of the records job: re-run it)") from None
-        except Exception as err:  # google.protobuf DecodeError and friends
-            raise play_record.SchemaError(
-                f"{path!r}: the first record is not a tf.train.SequenceExample ({err})") from None
-        if not record.frames:
-            raise play_record.SchemaError(
-                f"{path!r}: the first record has no '{play_record.IMAGE_ENCODED}' frames: not a "
-                f"playclips play record")
-        _check_frame_size(path, record)
-
-
-def _check_frame_size(path: str, record: play_record.PlayRecord) -> None:
-    """The first frame is a JPEG of the size the record states (training crops by that size)."""
-    try:
-        shape = tf.io.extract_jpeg_shape(record.frames[0]).numpy().tolist()
-    except tf.errors.InvalidArgumentError:
-        raise play_record.SchemaError(
-            f"{path!r}: the first frame of the first record is not a JPEG, as "
-            f"'{play_record.IMAGE_ENCODED}' must be") from None
-    if shape[:2] != [record.height, record.width]:
-        raise play_record.SchemaError(
-            f"{path!r}: the first record states {record.height}x{record.width} frames "
-            f"('{play_record.IMAGE_HEIGHT}', '{play_record.IMAGE_WIDTH}') but its first frame is "
-            f"{shape[0]}x{shape[1]}: the record was not written by the records job")
-
-
 def _pipeline_of(input_context: Optional[tf.distribute.InputContext]) -> Tuple[int, int]:
     if input_context is None:
         return 1, 0
@@ -160,7 +55,7 @@ def shard_files(files: Sequence[str],
     if not files:
         raise ValueError("no input files")
     if len(files) < num_pipelines:
-        raise ValueError(
+        raise UsageError(
             f"{len(files)} shard(s) for {num_pipelines} input pipelines: every pipeline (worker) "
             f"needs at least one shard of its own. Re-run the records job with --num_shards of at "
             f"least {num_pipelines} (a multiple of it balances the workers), or use fewer workers")
@@ -233,9 +128,8 @@ def decode_frames(jpegs: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """Decodes JPEG (or PNG) frames, string [T] -> uint8 [T, height, width, 3].
 
     Frames of another size are resized (bilinear) to (height, width). With a
-    static T the graph is unrolled and checks the sizes once per clip; a
-    `tf.map_fn` loop with a `tf.cond` per frame (used when T is unknown) costs
-    about a quarter more than the decoding itself on 224 px frames.
+    static T the graph is unrolled and checks the sizes once per clip, cheaper
+    than the `tf.map_fn` loop with a `tf.cond` per frame used when T is unknown.
     """
     jpegs = tf.convert_to_tensor(jpegs, tf.string)
     count = jpegs.shape[0]
@@ -467,8 +361,8 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
     # One clip per call, clips in parallel: a clip's frames are decoded in one
     # unrolled graph (num_frames known) with no per-frame tf.data elements.
     ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    # A plain batch: a parallel one costs about a tenth of the throughput on a
-    # 2-core host (its copy threads compete with decoding; benchmarks/input_pipeline.py).
+    # A plain batch: a parallel one's copy threads compete with decoding on small
+    # hosts (benchmarks/input_pipeline.py).
     ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
     return without_autotune(ds)
 
@@ -478,78 +372,10 @@ def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
 
     In TF 2.16 deleting an iterator waits for that thread's next wake-up, up to
     60 s (cancelling the iterator does not wake it): Keras deletes its iterators
-    at the end of each `fit`, which stalled for 10-60 s per iterator (114 s of a
-    5-minute demo). Without autotuning, parallel calls default to the number of
-    CPU cores; on 2 cores the training pipeline measures the same clips/s either
-    way (benchmarks/input_pipeline.py).
+    at the end of each `fit`, which stalled for up to a minute per iterator.
+    Without autotuning, parallel calls default to the number of CPU cores,
+    which on a small host gives the same clips/s (benchmarks/input_pipeline.py).
     """
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.with_options(options)
-
-
-# ---------------------------------------------------------------- config
-
-
-@dataclasses.dataclass
-class InputConfig:
-    """Where the records are and what a clip looks like; `resolve` fills gaps from dataset.json."""
-
-    data_dir: str = ""
-    train_files: str = ""  # comma-separated globs; override data_dir's train split
-    eval_files: str = ""  # comma-separated globs; override data_dir's eval split
-    train_split: str = "train"
-    eval_split: str = "val"
-    num_frames: Optional[int] = None  # default: all stored frames (card.num_frames)
-    height: Optional[int] = None
-    width: Optional[int] = None
-    compression: Optional[str] = None
-    labels: Optional[List[str]] = None
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
-
-    def resolve(self) -> "InputConfig":
-        """A copy with frame count, size, compression and labels taken from the card."""
-        if not self.data_dir and not self.train_files and not self.eval_files:
-            raise ValueError("give --data_dir (the records job's output) or --train_files/--eval_files")
-        values = {}
-        if self.data_dir:
-            card = load_card(self.data_dir)
-            if self.num_frames and self.num_frames > card.num_frames:
-                raise ValueError(
-                    f"num_frames={self.num_frames} but the records hold {card.num_frames} frames "
-                    f"per play (re-run the records job with more frames, or ask for fewer)")
-            values = dict(num_frames=self.num_frames or card.num_frames,
-                          height=self.height or card.height, width=self.width or card.width,
-                          compression=self.compression or card.compression,
-                          labels=self.labels or list(card.labels))
-        resolved = dataclasses.replace(self, **values)
-        missing = [name for name in ("height", "width") if not getattr(resolved, name)]
-        if missing:
-            raise ValueError(f"without --data_dir, give {' and '.join(missing)} explicitly")
-        return resolved
-
-    def files(self, training: bool) -> List[str]:
-        """The train (training=True) or eval files."""
-        globs = self.train_files if training else self.eval_files
-        if globs:
-            return match_files(globs)
-        if not self.data_dir:
-            raise ValueError(f"no --{'train' if training else 'eval'}_files and no --data_dir")
-        return split_files(self.data_dir, self.train_split if training else self.eval_split)
-
-    def dataset_fn(self, training: bool, global_batch_size: int, seed: Optional[int] = None,
-                   repeat: bool = False, check: bool = True
-                   ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
-        """A function for `strategy.distribute_datasets_from_function` (files checked now)."""
-        files = self.files(training)
-        if check:
-            check_files(files, self.compression)
-
-        def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-            return make_dataset(
-                files, training=training, global_batch_size=global_batch_size,
-                num_frames=self.num_frames, image_size=(self.height, self.width),
-                compression=self.compression, input_context=input_context, seed=seed,
-                shuffle_buffer=self.shuffle_buffer, repeat=repeat)
-
-        return fn

@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Iterable, Optional
 
+import tensorflow as tf
+
+from schemas.errors import UsageError
+
 # Schemes TensorFlow reads without extra imports.
 BUILTIN_SCHEMES = ("", "file", "gs", "ram")
 # Schemes that tensorflow-io's plugin library registers.
@@ -26,20 +30,20 @@ def ensure_filesystem(path: str) -> None:
     """Makes sure tf.io.gfile can read `path`'s file system.
 
     Imports tensorflow_io for s3://, hdfs://, az:// and the other schemes it
-    registers. Raises ValueError for an unknown scheme and RuntimeError when
-    tensorflow-io cannot be loaded.
+    registers. Raises UsageError for an unknown scheme or when tensorflow-io
+    cannot be loaded.
     """
     scheme = scheme_of(path)
     if scheme in BUILTIN_SCHEMES:
         return
     if scheme not in TFIO_SCHEMES:
-        raise ValueError(
+        raise UsageError(
             f"cannot read {path!r}: unknown file system '{scheme}://' "
             f"(supported: local paths, gs://, {', '.join(s + '://' for s in TFIO_SCHEMES)})")
     try:
         importlib.import_module("tensorflow_io")
-    except Exception as err:  # ImportError, or tf.errors.NotFoundError from a bad .so
-        raise RuntimeError(
+    except (ImportError, tf.errors.NotFoundError) as err:  # not installed, or a .so that fails to load
+        raise UsageError(
             f"reading {scheme}:// paths ({path!r}) needs tensorflow-io, which failed to load: "
             f"{type(err).__name__}: {err}. Install the pinned version that matches "
             f"TensorFlow (pip install tensorflow-io==0.37.1 for tensorflow 2.16), or copy the "

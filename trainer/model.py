@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 import keras
 from keras import layers, ops
 
-from trainer.config import UsageError
+from schemas.errors import UsageError
 
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 # keras.applications.vgg16.preprocess_input ("caffe" mode) constants, BGR order.
@@ -69,6 +69,15 @@ def default_fine_tune_from(cut_layer: str) -> str:
     return cut_layer.split("_")[0] + "_conv1"
 
 
+def check_cut(cut_layer: str, fine_tune_from: Optional[str] = None) -> None:
+    """UsageError unless `cut_layer` is a VGG16 layer and `fine_tune_from` one the cut keeps."""
+    _check_layer(cut_layer, "--cut_layer", VGG16_LAYERS)
+    kept = VGG16_LAYERS[:VGG16_LAYERS.index(cut_layer) + 1]
+    if fine_tune_from is not None and fine_tune_from not in kept:
+        raise UsageError(f"unknown --fine_tune_from={fine_tune_from!r}: use a layer kept by the "
+                         f"cut: {', '.join(kept)}")
+
+
 def _check_layer(name: str, flag: str, valid: Sequence[str]) -> None:
     if name not in valid:
         raise UsageError(f"unknown {flag}={name!r}: use one of {', '.join(valid)}")
@@ -83,7 +92,11 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
     if key.lower() == "imagenet":
         try:
             return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
-        except Exception as err:  # keras.utils.get_file raises a bare Exception when offline
+        except Exception as err:  # pylint: disable=broad-except
+            # keras.utils.get_file turns a failed download into a plain Exception; other
+            # error types are bugs and keep their traceback.
+            if type(err) is not Exception and not isinstance(err, OSError):
+                raise
             cache = os.path.join(os.path.expanduser("~"), ".keras", "models")
             raise WeightsUnavailableError(
                 f"cannot get the ImageNet VGG16 weights ({str(err).splitlines()[0][:160]}): copy "
@@ -96,7 +109,7 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     try:
         base.load_weights(key)
-    except Exception as err:
+    except (ValueError, OSError, KeyError) as err:  # wrong layers or shapes, not an HDF5 file
         raise WeightsUnavailableError(
             f"--weights={key!r} is not a VGG16 notop weights file ({type(err).__name__}: "
             f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None

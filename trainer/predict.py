@@ -3,7 +3,7 @@
     python -m trainer.predict --model JOB_DIR PLAY [PLAY ...] [--top_k 3] [--json]
 
 A PLAY is a folder of frame images or a video file. Frames are sampled the way
-the records job samples them (`beam_jobs.frames.read_play`, with the frame
+the records job samples them (`media.frames.read_play`, with the frame
 count, size and resize mode stored in the export metadata) and sent as JPEG
 bytes to the SavedModel's `serving_default` signature, which picks and decodes
 the frames itself. JOB_DIR may also be the `saved_model/` folder.
@@ -23,7 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-EXIT_ERROR = 2
+from media import frames  # noqa: E402
+from schemas import sampling  # noqa: E402
+from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
 
 
 class Predictor:
@@ -37,20 +39,20 @@ class Predictor:
         self._loaded = tf.saved_model.load(self.saved_model_dir)
         signature = self.metadata.get("signature", export.SIGNATURE_NAME)
         if signature not in self._loaded.signatures:
-            raise ValueError(f"{self.saved_model_dir!r} has no {signature!r} signature")
+            raise UsageError(f"{self.saved_model_dir!r} has no {signature!r} signature")
         self._serve = self._loaded.signatures[signature]
         self._input = self.metadata.get("input", export.INPUT_NAME)
         self.labels: List[str] = list(self.metadata["labels"])
         self.pad_short = self.metadata.get("pad_short", "") if pad_short is None else pad_short
 
     def read(self, path: str) -> List[bytes]:
-        """The play's sampled JPEG frames (raises beam_jobs.frames.PlayError)."""
-        from beam_jobs import frames  # pylint: disable=g-import-not-at-top
+        """The play's sampled JPEG frames (raises media.frames.PlayError)."""
         height, width = (int(v) for v in self.metadata["image_size"])
         sampled = frames.read_play(
             path, int(self.metadata["record_num_frames"]), (height, width),
-            resize_mode=self.metadata.get("resize_mode", "crop"), pad_short=self.pad_short,
-            jpeg_quality=int(self.metadata.get("jpeg_quality", 90)),
+            resize_mode=self.metadata.get("resize_mode", sampling.DEFAULT_RESIZE_MODE),
+            pad_short=self.pad_short,
+            jpeg_quality=int(self.metadata.get("jpeg_quality", sampling.DEFAULT_JPEG_QUALITY)),
             frame_rate=self.metadata.get("frame_rate"))
         return list(sampled.frames)
 
@@ -107,22 +109,22 @@ def _error(message: str) -> None:
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """The CLI; returns the exit status."""
     args = parse_args(argv)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
         predictor = Predictor(args.model, pad_short=args.pad_short)
-    except Exception as err:  # one line, whatever failed while loading
-        _error(f"cannot load model {args.model!r}: {_one_line(err)}")
-        return EXIT_ERROR
+    except (UsageError, OSError, tf.errors.OpError) as err:  # missing, unreadable or foreign model
+        _error(f"cannot load model {args.model!r}: {one_line(err)}")
+        return EXIT_USAGE
 
-    from beam_jobs.frames import PlayError  # pylint: disable=g-import-not-at-top
     results: List[Dict[str, Any]] = []
     failed = 0
     for path in args.plays:
         try:
             result = predictor.classify(path, top_k=args.top_k)
-        except PlayError as err:
-            result = {"path": path, "error": _one_line(err)}
-        except Exception as err:  # a frame TensorFlow cannot decode, etc.
-            result = {"path": path, "error": f"{type(err).__name__}: {_one_line(err)}"}
+        except frames.PlayError as err:
+            result = {"path": path, "error": one_line(err)}
+        except tf.errors.InvalidArgumentError as err:  # a frame TensorFlow cannot decode
+            result = {"path": path, "error": f"{type(err).__name__}: {one_line(err)}"}
         if "error" in result:
             failed += 1
             _error(f"{path}: {result['error']}")
@@ -131,12 +133,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         results.append(result)
     if args.json:
         print(json.dumps(results, indent=2))
-    return EXIT_ERROR if failed else 0
-
-
-def _one_line(err: BaseException) -> str:
-    message = getattr(err, "message", None) or str(err) or type(err).__name__
-    return " ".join(str(message).split())
+    return EXIT_USAGE if failed else 0
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Media I/O for one play: sample exactly `num_frames` frames, resize, JPEG-encode.
 
 Pure Python (Pillow for images, PyAV for video), no pipeline code: the records
-job calls `read_play` inside a DoFn and `trainer/predict.py` calls it to
+job calls `read_play` inside a DoFn and `trainer.predict` calls it to
 classify a folder or a video with the same sampling.
 
 A play's `path` is one of:
@@ -9,9 +9,9 @@ A play's `path` is one of:
     (frame_2 before frame_10);
   * a glob of frame images (`plays/p1/*.png`);
   * a video file (mp4, avi, mov, webm, mkv, m4v), decoded with PyAV;
-  * `demo://<seed>/<index>`: a synthetic play from `beam_jobs.demo_plays`.
-Paths may be on any filesystem Beam supports (local, gs://...): files are read
-through `apache_beam.io.filesystems.FileSystems`.
+  * `demo://<seed>/<index>`: a synthetic play from `media.demo_plays`.
+Local paths are read directly; other file systems (gs://, s3://...) through
+Beam's FileSystems (`media.files`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
+from media import files
+from schemas import sampling
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
-RESIZE_MODES = ("crop", "pad")
-PAD_SHORT_MODES = ("", "loop", "last")
+RESIZE_MODES = sampling.RESIZE_MODES
+PAD_SHORT_MODES = sampling.PAD_SHORT_MODES
+DEFAULT_FRAME_RATE = sampling.DEFAULT_FRAME_RATE
 DEMO_SCHEME = "demo://"
-DEFAULT_FRAME_RATE = 30.0
 
 FrameSize = Union[int, Sequence[int]]
 
@@ -133,7 +136,7 @@ def resize_image(image: Image.Image, frame_size: FrameSize, resize_mode: str = "
     return canvas
 
 
-def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
+def encode_jpeg(image: Image.Image, quality: int = sampling.DEFAULT_JPEG_QUALITY) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
@@ -152,14 +155,10 @@ def _image_to_jpeg(data: bytes, name: str, frame_size: FrameSize, resize_mode: s
             scale = _target_scale(image.width, image.height, height, width, resize_mode)
             image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
         image.load()
-    except Exception as err:  # Pillow raises many types for bad files
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        # Pillow's errors for truncated, corrupt or oversized files
         raise PlayError(f"unreadable or corrupt image {name}: {err}", kind="corrupt_image") from err
     return encode_jpeg(resize_image(image, frame_size, resize_mode), quality)
-
-
-def _filesystems():
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
-    return FileSystems
 
 
 def _is_glob(path: str) -> bool:
@@ -176,21 +175,19 @@ def is_video(path: str) -> bool:
 
 def list_frame_files(path: str) -> List[str]:
     """Image files of a frame folder or glob, in natural order (PlayError if none)."""
-    fs = _filesystems()
-    pattern = path if _is_glob(path) else fs.join(path.rstrip("/"), "*")
+    pattern = path if _is_glob(path) else files.join(path.rstrip("/"), "*")
     try:
-        matched = fs.match([pattern])[0].metadata_list
-    except Exception as err:  # BeamIOError for a missing prefix on some filesystems
-        matched = []
-        if not _is_glob(path) and not fs.exists(path):
-            raise PlayError(f"missing folder {path}", kind="missing_path") from err
-    files = [m.path for m in matched if _extension(m.path) in IMAGE_EXTENSIONS]
-    if not files:
-        if not matched and not _is_glob(path) and not fs.exists(path):
-            raise PlayError(f"missing folder {path}", kind="missing_path")
+        matched = files.match(pattern)
+        missing = not matched and not _is_glob(path) and not files.exists(path)
+    except OSError as err:  # BeamIOError: the file system could not list or check the path
+        raise PlayError(f"cannot list {path}: {err}", kind="missing_path") from err
+    if missing:
+        raise PlayError(f"missing folder {path}", kind="missing_path")
+    frame_files = [m for m in matched if _extension(m) in IMAGE_EXTENSIONS]
+    if not frame_files:
         what = "glob" if _is_glob(path) else "folder"
         raise PlayError(f"no image frames in {what} {path}", kind="no_frames")
-    return sorted(files, key=lambda p: natural_key(posixpath.basename(p)))
+    return sorted(frame_files, key=lambda p: natural_key(posixpath.basename(p)))
 
 
 def _timestamps(indices: Iterable[int], frame_rate: float) -> List[int]:
@@ -198,23 +195,22 @@ def _timestamps(indices: Iterable[int], frame_rate: float) -> List[int]:
 
 
 def _read_folder(path, num_frames, frame_size, resize_mode, pad_short, quality, frame_rate):
-    files = list_frame_files(path)
-    indices = sample_indices(len(files), num_frames, pad_short)
-    fs = _filesystems()
+    frame_files = list_frame_files(path)
+    indices = sample_indices(len(frame_files), num_frames, pad_short)
     encoded = {}
     for index in sorted(set(indices)):
-        name = files[index]
+        name = frame_files[index]
         try:
-            with fs.open(name) as f:
+            with files.open_read(name) as f:
                 data = f.read()
-        except Exception as err:
+        except OSError as err:
             raise PlayError(f"unreadable image {name}: {err}", kind="corrupt_image") from err
         encoded[index] = _image_to_jpeg(data, name, frame_size, resize_mode, quality)
     rate = float(frame_rate or DEFAULT_FRAME_RATE)
     return SampledPlay(
         frames=[encoded[i] for i in indices], timestamps_us=_timestamps(indices, rate),
-        source_num_frames=len(files), frame_rate=rate,
-        pad_mode=pad_short if len(files) < num_frames else "")
+        source_num_frames=len(frame_files), frame_rate=rate,
+        pad_mode=pad_short if len(frame_files) < num_frames else "")
 
 
 def _count_video_frames(container, stream) -> int:
@@ -258,17 +254,16 @@ def _decode_video(fileobj, path, num_frames, pad_short, known_count=None):
 
 def _read_video(path, num_frames, frame_size, resize_mode, pad_short, quality):
     import av  # pylint: disable=g-import-not-at-top
-    fs = _filesystems()
     try:
-        fs_exists = fs.exists(path)
-    except Exception:  # pylint: disable=broad-except
-        fs_exists = True
-    if not fs_exists:
+        found = files.exists(path)
+    except OSError as err:  # the file system could not tell
+        raise PlayError(f"cannot check video file {path}: {err}", kind="missing_path") from err
+    if not found:
         raise PlayError(f"missing video file {path}", kind="missing_path")
     known = None
     for _ in range(2):
         try:
-            with fs.open(path) as f:
+            with files.open_read(path) as f:
                 images, stamps, indices, count, decoded, fps = _decode_video(
                     f, path, num_frames, pad_short, known)
         except PlayError:
@@ -305,7 +300,7 @@ def demo_source_frames(num_frames: int) -> int:
 
 
 def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
-    from beam_jobs import demo_plays  # pylint: disable=g-import-not-at-top
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
     seed, index = parse_demo_path(path)
     play = demo_plays.render_play(seed, index, num_frames=demo_source_frames(num_frames))
     count = int(play.frames.shape[0])
@@ -320,8 +315,9 @@ def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
         pad_mode=pad_short if count < num_frames else "")
 
 
-def read_play(path: str, num_frames: int, frame_size: FrameSize, *, resize_mode: str = "crop",
-              pad_short: str = "", jpeg_quality: int = 90,
+def read_play(path: str, num_frames: int, frame_size: FrameSize, *,
+              resize_mode: str = sampling.DEFAULT_RESIZE_MODE, pad_short: str = "",
+              jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
               frame_rate: Optional[float] = None) -> SampledPlay:
     """Samples `num_frames` frames of the play at `path` as JPEGs of `frame_size`.
 

@@ -1,0 +1,244 @@
+"""Where a run's records are: the dataset card, the shards of each split, their counts.
+
+`resolve_inputs(config)` turns the trainer's flags (a records-job folder, or
+shard globs plus the clip settings) into `Inputs`, checks every file once at
+start-up, and gives `strategy.distribute_datasets_from_function` its dataset
+functions (`Inputs.dataset_fn`). Problems a user can fix raise UsageError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, List, Optional, Sequence, Union
+
+import tensorflow as tf
+from google.protobuf import message
+
+from schemas import dataset_card, play_record
+from schemas.errors import UsageError
+from trainer import data, filesystems
+
+SPLITS = ("train", "val", "test")
+
+
+def load_card(data_dir: str) -> dataset_card.DatasetCard:
+    """Reads `dataset.json` from a records-job output folder."""
+    filesystems.ensure_filesystem(data_dir)
+    path = os.path.join(data_dir, dataset_card.CARD_NAME)
+    if not tf.io.gfile.exists(path):
+        raise UsageError(
+            f"no {dataset_card.CARD_NAME} in {data_dir!r}: --data_dir must be the records job's "
+            f"--output_dir (or pass --train_files/--eval_files globs)")
+    with tf.io.gfile.GFile(path, "r") as f:
+        return dataset_card.DatasetCard.from_json(f.read())
+
+
+def match_files(patterns: Union[str, Sequence[str]]) -> List[str]:
+    """Expands comma-separated (or listed) globs into a sorted, de-duplicated file list."""
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",")]
+    patterns = [p for p in patterns if p]
+    if not patterns:
+        raise UsageError("no file pattern given")
+    files = set()
+    for pattern in patterns:
+        filesystems.ensure_filesystem(pattern)
+        matched = tf.io.gfile.glob(pattern)
+        if not matched:
+            raise UsageError(f"no file matches {pattern!r}")
+        files.update(matched)
+    return sorted(files)
+
+
+def split_files(data_dir: str, split: str,
+                card: Optional[dataset_card.DatasetCard] = None) -> List[str]:
+    """The shards of one split of a records-job output folder."""
+    card = card or load_card(data_dir)
+    pattern = os.path.join(data_dir, card.shard_glob(split))
+    filesystems.ensure_filesystem(pattern)
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise UsageError(
+            f"no shard of split {split!r} matches {pattern!r} (dataset.json counts: {card.counts})")
+    return files
+
+
+def check_files(files: Sequence[str], compression: Optional[str],
+                max_files: Optional[int] = None) -> None:
+    """Reads the first record of each file eagerly and checks it is a play record.
+
+    Run before training so that a wrong file (a text file, another compression,
+    a tf.train.Example of another layout, another schema version) fails with
+    a message naming the file instead of an error deep in a tf.data iterator.
+    Empty shards are allowed. Raises UsageError (SchemaError for a record
+    that is not a play record of this schema version).
+    """
+    files = list(files)
+    if not files:
+        raise UsageError("no input files to check")
+    ctype = data.compression_type(compression)
+    for path in files[:max_files]:
+        filesystems.ensure_filesystem(path)
+        if not tf.io.gfile.exists(path):
+            raise UsageError(f"input file {path!r} does not exist")
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path, compression_type=ctype).take(1)), None)
+        except tf.errors.OpError as err:
+            raise UsageError(
+                f"{path!r} is not a TFRecord file readable with compression={compression or 'none'!r} "
+                f"({type(err).__name__}: {err.message.strip()}). Pass the compression the records "
+                f"were written with (dataset.json 'compression') and only the records job's shards"
+            ) from None
+        if first is None:
+            continue
+        try:
+            record = play_record.decode_play(first.numpy())
+        except play_record.SchemaError as err:
+            raise play_record.SchemaError(
+                f"{path!r}: {err} — not a playclips play record of schema version "
+                f"{play_record.SCHEMA_VERSION} (a tf.train.Example of another layout, or written by "
+                f"another version of the records job: re-run it)") from None
+        except message.DecodeError as err:
+            raise play_record.SchemaError(
+                f"{path!r}: the first record is not a tf.train.SequenceExample ({err})") from None
+        if not record.frames:
+            raise play_record.SchemaError(
+                f"{path!r}: the first record has no '{play_record.IMAGE_ENCODED}' frames: not a "
+                f"playclips play record")
+        _check_frame_size(path, record)
+
+
+def _check_frame_size(path: str, record: play_record.PlayRecord) -> None:
+    """The first frame is a JPEG of the size the record states (training crops by that size)."""
+    try:
+        shape = tf.io.extract_jpeg_shape(record.frames[0]).numpy().tolist()
+    except tf.errors.InvalidArgumentError:
+        raise play_record.SchemaError(
+            f"{path!r}: the first frame of the first record is not a JPEG, as "
+            f"'{play_record.IMAGE_ENCODED}' must be") from None
+    if shape[:2] != [record.height, record.width]:
+        raise play_record.SchemaError(
+            f"{path!r}: the first record states {record.height}x{record.width} frames "
+            f"('{play_record.IMAGE_HEIGHT}', '{play_record.IMAGE_WIDTH}') but its first frame is "
+            f"{shape[0]}x{shape[1]}: the record was not written by the records job")
+
+
+
+
+def count_records(files: Sequence[str], compression: Optional[str]) -> int:
+    """The number of records in `files` (reads them all)."""
+    ds = tf.data.TFRecordDataset(list(files), compression_type=data.compression_type(compression))
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+@dataclasses.dataclass
+class Inputs:
+    """A run's resolved input side: clip settings, shard files and play counts per split."""
+
+    num_frames: int
+    height: int
+    width: int
+    compression: str
+    labels: List[str]
+    files: dict  # split -> shard paths ([] when the split is absent)
+    counts: dict  # split -> plays
+    card: Optional[dataset_card.DatasetCard] = None
+    shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
+
+    @property
+    def image_size(self):
+        return (self.height, self.width)
+
+    def dataset(self, split: str, *, training: bool, batch_size: int, seed: Optional[int] = None,
+                repeat: bool = False,
+                input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        """`data.make_dataset` over one split's shards with this run's clip settings."""
+        return data.make_dataset(
+            self.files[split], training=training, global_batch_size=batch_size,
+            num_frames=self.num_frames, image_size=self.image_size, compression=self.compression,
+            input_context=input_context, seed=seed, shuffle_buffer=self.shuffle_buffer,
+            repeat=repeat)
+
+    def dataset_fn(self, split: str, *, training: bool, batch_size: int,
+                   seed: Optional[int] = None
+                   ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
+        """A repeated dataset of one split, for `strategy.distribute_datasets_from_function`."""
+        def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+            return self.dataset(split, training=training, batch_size=batch_size, seed=seed,
+                                repeat=True, input_context=input_context)
+        return fn
+
+
+def _clip_settings(config, card: Optional[dataset_card.DatasetCard]) -> dict:
+    """Frame count, size, compression and labels: the flags, else the card."""
+    if card is not None and config.num_frames and config.num_frames > card.num_frames:
+        raise UsageError(
+            f"--num_frames={config.num_frames} but the records hold {card.num_frames} frames "
+            f"per play (re-run the records job with more frames, or ask for fewer)")
+    settings = dict(num_frames=config.num_frames, height=config.height, width=config.width,
+                    compression=config.compression, labels=config.labels)
+    if card is not None:
+        defaults = dict(num_frames=card.num_frames, height=card.height, width=card.width,
+                        compression=card.compression, labels=list(card.labels))
+        settings = {k: v or defaults[k] for k, v in settings.items()}
+    missing = [name for name in ("height", "width") if not settings[name]]
+    if missing:
+        raise UsageError(f"without --data_dir, give --{' and --'.join(missing)} explicitly")
+    if not settings["labels"]:
+        raise UsageError("no label vocabulary: give --data_dir, put dataset.json beside the "
+                         "--train_files, or pass --labels")
+    if not settings["num_frames"]:
+        raise UsageError("no frame count: give --data_dir or --num_frames")
+    settings["compression"] = settings["compression"] or "none"
+    return settings
+
+
+def _split_files(config, card: Optional[dataset_card.DatasetCard]) -> dict:
+    """split -> shard paths: the globs given, else the card's shards of that split."""
+    globs = {"train": config.train_files, "val": config.eval_files, "test": config.test_files}
+    files = {}
+    for split in SPLITS:
+        if globs[split]:
+            files[split] = match_files(globs[split])
+        elif config.data_dir and card is not None and (split == "train" or card.counts.get(split)):
+            files[split] = split_files(config.data_dir, split, card)
+        else:
+            files[split] = []
+    return files
+
+
+def resolve_inputs(config) -> Inputs:
+    """The `Inputs` of a TrainConfig; every shard file is checked once (UsageError)."""
+    card = load_card(config.data_dir) if config.data_dir else None
+    files = _split_files(config, card)
+    if not files["train"]:
+        raise UsageError("no training data: give --data_dir or --train_files")
+    if card is None:
+        card = _card_beside(files["train"])
+    settings = _clip_settings(config, card)
+    counts = {}
+    globs = {"train": config.train_files, "val": config.eval_files, "test": config.test_files}
+    for split, split_files_ in files.items():
+        if not split_files_:
+            counts[split] = 0
+            continue
+        check_files(split_files_, settings["compression"])
+        from_card = card is not None and not globs[split] and split in card.counts
+        counts[split] = (int(card.counts[split]) if from_card
+                         else count_records(split_files_, settings["compression"]))
+        if not counts[split]:
+            # A repeated empty dataset never yields: training would hang, not fail.
+            raise UsageError(f"no play records in the {split} files ({len(split_files_)} file(s), "
+                             f"e.g. {split_files_[0]!r}): every file is empty or not a complete "
+                             f"TFRecord file")
+    return Inputs(files=files, counts=counts, card=card, shuffle_buffer=config.shuffle_buffer,
+                  **settings)
+
+
+def _card_beside(files: Sequence[str]) -> Optional[dataset_card.DatasetCard]:
+    """The dataset card in the folder of the first file, if there is one."""
+    folder = os.path.dirname(files[0])
+    if tf.io.gfile.exists(os.path.join(folder, dataset_card.CARD_NAME)):
+        return load_card(folder)
+    return None
