@@ -8,6 +8,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from media import frame_features  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 
@@ -27,7 +28,7 @@ def clips(batch=2, frames=4, seed=0):
 
 def test_layer_names_match_keras_vgg16():
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(*SIZE, 3))
-    assert model_lib.vgg16_layer_names() == [layer.name for layer in base.layers[1:]]
+    assert frame_features.vgg16_layer_names() == [layer.name for layer in base.layers[1:]]
 
 
 @pytest.mark.parametrize("rnn,bidirectional", [("lstm", False), ("gru", True)])
@@ -43,17 +44,17 @@ def test_output_shapes_and_any_frame_count(rnn, bidirectional):
 
 @pytest.mark.parametrize("cut,channels", [("block1_pool", 64), ("block2_conv2", 128), ("block3_pool", 256)])
 def test_cut_layer(cut, channels):
-    base = model_lib.build_base(cut, "none", SIZE)
+    base = frame_features.build_base(cut, "none", SIZE)
     names = [layer.name for layer in base.layers]
     assert cut in names
-    later = model_lib.vgg16_layer_names()[model_lib.vgg16_layer_names().index(cut) + 1:]
+    later = frame_features.vgg16_layer_names()[frame_features.vgg16_layer_names().index(cut) + 1:]
     assert not set(later) & set(names)
     assert base.output_shape == (None, channels)
 
 
 def test_unknown_cut_layer_lists_valid_names():
     with pytest.raises(UsageError, match="block5_pool") as info:
-        model_lib.build_base("block9_conv1", "none", SIZE)
+        frame_features.build_base("block9_conv1", "none", SIZE)
     assert "--cut_layer='block9_conv1'" in str(info.value)
 
 
@@ -120,12 +121,12 @@ def test_weights_from_file(tmp_path, fmt):
 
 
 def test_weights_file_errors(tmp_path):
-    with pytest.raises(model_lib.WeightsUnavailableError, match="no such file"):
-        model_lib.build_base("block1_pool", str(tmp_path / "missing.h5"), SIZE)
+    with pytest.raises(frame_features.WeightsUnavailableError, match="no such file"):
+        frame_features.build_base("block1_pool", str(tmp_path / "missing.h5"), SIZE)
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5")
-    with pytest.raises(model_lib.WeightsUnavailableError, match="not a VGG16 notop weights file"):
-        model_lib.build_base("block1_pool", str(bad), SIZE)
+    with pytest.raises(frame_features.WeightsUnavailableError, match="not a VGG16 notop weights file"):
+        frame_features.build_base("block1_pool", str(bad), SIZE)
 
 
 def test_imagenet_unavailable_says_what_to_do(monkeypatch):
@@ -136,16 +137,16 @@ def test_imagenet_unavailable_says_what_to_do(monkeypatch):
                         "[Errno -2] Name or service not known")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(model_lib.WeightsUnavailableError) as info:
-        model_lib.build_base("block1_pool", "imagenet", SIZE)
+    with pytest.raises(frame_features.WeightsUnavailableError) as info:
+        frame_features.build_base("block1_pool", "imagenet", SIZE)
     message = str(info.value)
-    for hint in (model_lib.VGG16_NOTOP_FILE, ".keras/models", "--weights=PATH", "--weights=none"):
+    for hint in (frame_features.VGG16_NOTOP_FILE, ".keras/models", "--weights=PATH", "--weights=none"):
         assert hint in message
 
 
 def test_preprocessing_inside_model_matches_keras():
     frames = clips(batch=1, frames=2)
-    ours = model_lib.VGGPreprocess()(frames).numpy()
+    ours = frame_features.VGGPreprocess()(frames).numpy()
     expected = keras.applications.vgg16.preprocess_input(frames.astype("float32"))
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-4)
 

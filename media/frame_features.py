@@ -1,0 +1,112 @@
+"""The frozen frame feature extractor: VGG16 cut at a named layer, global-average-pooled.
+
+Shared by the trainer (inside the classifier, `trainer.model`) and the embed job
+(`beam_jobs/embed_records.py`, which runs it once per stored frame), so both
+compute the same features from the same weights:
+
+    frames uint8 [..., H, W, 3] -> VGGPreprocess -> VGG16 layers up to the cut
+      -> GlobalAveragePooling2D -> features [..., C]
+
+Weights: "imagenet" (the Keras cache, ~/.keras/models, offline), "none" (random
+initialization) or the path of a VGG16 notop weights file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Sequence, Tuple
+
+import keras
+from keras import layers, ops
+
+from schemas.errors import UsageError
+
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# keras.applications.vgg16.preprocess_input ("caffe" mode) constants, BGR order.
+_IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+BASE_NAME = "vgg16_base"
+
+
+class WeightsUnavailableError(UsageError):
+    """The requested VGG16 weights cannot be loaded."""
+
+
+@keras.saving.register_keras_serializable(package="playclips")
+class VGGPreprocess(layers.Layer):
+    """`keras.applications.vgg16.preprocess_input` on uint8 RGB frames, inside the model.
+
+    Any input rank with channels last; computes in the layer's compute dtype so
+    that mixed precision policies apply.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        x = ops.flip(x, axis=-1)  # RGB -> BGR
+        mean = ops.convert_to_tensor(_IMAGENET_MEAN_BGR, dtype=self.compute_dtype)
+        return x - mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+# keras.applications.VGG16(include_top=False) layers after the input, in order.
+VGG16_LAYERS = (
+    "block1_conv1", "block1_conv2", "block1_pool",
+    "block2_conv1", "block2_conv2", "block2_pool",
+) + tuple(f"block{b}_{n}" for b in (3, 4, 5) for n in ("conv1", "conv2", "conv3", "pool"))
+
+
+def vgg16_layer_names() -> List[str]:
+    """The VGG16 (include_top=False) layer names a cut may end at, input to output."""
+    return list(VGG16_LAYERS)
+
+
+def check_layer(name: str, flag: str, valid: Sequence[str]) -> None:
+    if name not in valid:
+        raise UsageError(f"unknown {flag}={name!r}: use one of {', '.join(valid)}")
+
+
+def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
+    """The full VGG16 notop with `weights` = imagenet | none | PATH."""
+    shape = (int(image_size[0]), int(image_size[1]), 3)
+    key = (weights or "none").strip()
+    if key.lower() == "none":
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if key.lower() == "imagenet":
+        try:
+            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as err:  # pylint: disable=broad-except
+            # keras.utils.get_file turns a failed download into a plain Exception; other
+            # error types are bugs and keep their traceback.
+            if type(err) is not Exception and not isinstance(err, OSError):
+                raise
+            cache = os.path.join(os.path.expanduser("~"), ".keras", "models")
+            raise WeightsUnavailableError(
+                f"cannot get the ImageNet VGG16 weights ({str(err).splitlines()[0][:160]}): copy "
+                f"{VGG16_NOTOP_FILE} into {cache}/ (the Keras cache), or pass --weights=PATH to a "
+                f"VGG16 notop weights file, or --weights=none to train from scratch") from None
+    if not os.path.exists(key) and "://" not in key:
+        raise WeightsUnavailableError(
+            f"--weights={key!r}: no such file. Give a VGG16 notop weights file (.h5 or .weights.h5), "
+            f"'imagenet' or 'none'")
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    try:
+        base.load_weights(key)
+    except (ValueError, OSError, KeyError) as err:  # wrong layers or shapes, not an HDF5 file
+        raise WeightsUnavailableError(
+            f"--weights={key!r} is not a VGG16 notop weights file ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    return base
+
+
+def build_base(cut_layer: str = "block5_pool", weights: str = "imagenet",
+               image_size: Tuple[int, int] = (224, 224)) -> keras.Model:
+    """VGG16 notop cut after `cut_layer`, then global average pooling: [H, W, 3] -> [C]."""
+    check_layer(cut_layer, "--cut_layer", vgg16_layer_names())
+    full = _load_vgg16(weights, image_size)  # weights load into the full base, then the cut
+    features = layers.GlobalAveragePooling2D(name="features_pool")(full.get_layer(cut_layer).output)
+    return keras.Model(full.input, features, name=BASE_NAME)
