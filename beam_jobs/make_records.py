@@ -4,8 +4,9 @@
     python beam_jobs/make_records.py --input=plays.csv --output_dir=gs://b/recs \
         --runner=DataflowRunner --project=... --region=... --setup_file=./setup.py
 
-Flags this job does not define go to Beam's PipelineOptions
-(--direct_num_workers, --direct_running_mode=multi_processing, Dataflow flags...).
+The job's flags are `RecordsOptions` and `beam_jobs.options.OutputOptions`;
+the other flags are Beam's (--direct_num_workers,
+--direct_running_mode=multi_processing, Dataflow flags...).
 An unusable run (missing manifest, no usable column, empty input, bad --splits,
 unwritable output, a flag neither this job nor Beam defines) prints one
 `error: ...` line and exits with status 2.
@@ -14,7 +15,6 @@ unwritable output, a flag neither this job nor Beam defines) prints one
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
@@ -30,14 +30,13 @@ if not __package__:  # run as a script: make the repo root importable (here and 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top,wrong-import-position
 from apache_beam.io.filesystems import FileSystems  # pylint: disable=wrong-import-position
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
-    PipelineOptions, SetupOptions)
+    GoogleCloudOptions, PipelineOptions, SetupOptions)
 
+from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs import pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
-from media import frames  # pylint: disable=wrong-import-position
-from schemas import dataset_card  # pylint: disable=wrong-import-position
-
-UsageError = plays.UsageError
-EXIT_USAGE = 2
+from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
+from schemas import dataset_card, sampling  # pylint: disable=wrong-import-position
+from schemas.errors import EXIT_USAGE, UsageError, one_line  # pylint: disable=wrong-import-position
 DEFAULT_OUTPUT_DIR = "runs/demo/records"
 
 
@@ -45,53 +44,62 @@ def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class RecordsOptions(PipelineOptions):
+    """The records job's own flags (`--output_dir` and `--num_shards` are in OutputOptions)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input", default="",
+            help="a manifest (.csv or .jsonl: play_id,label,path[,game_id,split,frame_rate]; "
+                 "relative paths are relative to the manifest) or a folder tree "
+                 "ROOT/<label>/<play_id>/<frames> | ROOT/<label>/<play_id>.<mp4|avi|mov|webm|mkv>. "
+                 "Default: synthetic demo plays")
+        parser.add_argument(
+            "--label_vocabulary", default="",
+            help="comma-separated label vocabulary in index order; plays with other labels are "
+                 "rejected (default: the sorted set of labels seen). Not --labels: that is "
+                 "Beam's flag for Dataflow job labels")
+        parser.add_argument(
+            "--num_frames", type=int, default=sampling.DEFAULT_NUM_FRAMES,
+            help="frames per play, sampled uniformly over the whole play")
+        parser.add_argument("--frame_size", default=str(sampling.DEFAULT_FRAME_SIZE),
+                            help="output frame size: N (square) or HxW")
+        parser.add_argument(
+            "--resize_mode", choices=sampling.RESIZE_MODES, default=sampling.DEFAULT_RESIZE_MODE,
+            help="crop: scale the shorter side to the frame size, then center-crop; pad: scale "
+                 "the longer side to the frame size, then letterbox on black")
+        parser.add_argument(
+            "--pad_short", choices=sampling.PAD_SHORT_MODES, default="",
+            help="plays with fewer than --num_frames frames: rejected (default), or padded by "
+                 "looping from the start (loop) or repeating the last frame (last)")
+        parser.add_argument(
+            "--jpeg_quality", type=int, default=sampling.DEFAULT_JPEG_QUALITY,
+            help="JPEG quality of re-encoded frames; frames that are already RGB JPEGs of the "
+                 "frame size are copied unchanged")
+        parser.add_argument(
+            "--frame_rate", type=float, default=sampling.DEFAULT_FRAME_RATE,
+            help="frames per second of frame folders, for timestamps, unless the manifest has a "
+                 "frame_rate column (videos use their own timestamps)")
+        parser.add_argument(
+            "--splits", default=splits_lib.DEFAULT_SPLITS,
+            help="split fractions, summing to 1; plays go to splits by a stable hash of game_id "
+                 "(else play_id); a manifest split column overrides")
+        parser.add_argument("--compression", choices=("none", "gzip"), default="none",
+                            help="TFRecord compression (gzip adds .gz to shard names)")
+        parser.add_argument("--demo_plays", type=int, default=330,
+                            help="number of demo plays without --input (330 = 30 per label)")
+        parser.add_argument("--demo_seed", type=int, default=0, help="demo play seed")
+
+
+OPTION_CLASSES = (RecordsOptions, OutputOptions)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="make_records.py",
-        description="Turn plays into sharded TFRecords (one SequenceExample per play). Flags not "
-                    "listed here are passed to Beam's PipelineOptions.")
-    parser.add_argument("--input", default="",
-                        help="a manifest (.csv or .jsonl: play_id,label,path[,game_id,split,"
-                             "frame_rate]; relative paths are relative to the manifest) or a "
-                             "folder tree ROOT/<label>/<play_id>/<frames> | ROOT/<label>/"
-                             "<play_id>.<mp4|avi|mov|webm|mkv>. Default: synthetic demo plays")
-    parser.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR,
-                        help=f"where shards, dataset.json and rejected-*.jsonl go, local or gs:// "
-                             f"(default {DEFAULT_OUTPUT_DIR})")
-    parser.add_argument("--labels", default="",
-                        help="comma-separated label vocabulary in index order; plays with other "
-                             "labels are rejected (default: the sorted set of labels seen)")
-    parser.add_argument("--num_frames", type=int, default=40,
-                        help="frames per play, sampled uniformly over the whole play (default 40)")
-    parser.add_argument("--frame_size", default="224",
-                        help="output frame size: N (square) or HxW (default 224)")
-    parser.add_argument("--resize_mode", choices=frames.RESIZE_MODES, default="crop",
-                        help="crop: scale the shorter side to the frame size, then center-crop; "
-                             "pad: scale the longer side to the frame size, then letterbox on "
-                             "black (default crop)")
-    parser.add_argument("--pad_short", choices=frames.PAD_SHORT_MODES, default="",
-                        help="plays with fewer than --num_frames frames: rejected (default), or "
-                             "padded by looping from the start (loop) or repeating the last "
-                             "frame (last); the record stores the pad mode")
-    parser.add_argument("--jpeg_quality", type=int, default=90,
-                        help="JPEG quality of re-encoded frames (default 90); frames that are "
-                             "already RGB JPEGs of the frame size are copied unchanged")
-    parser.add_argument("--frame_rate", type=float, default=frames.DEFAULT_FRAME_RATE,
-                        help="frames per second of frame folders, for timestamps, unless the "
-                             "manifest has a frame_rate column (default 30; videos use their "
-                             "own timestamps)")
-    parser.add_argument("--splits", default=splits_lib.DEFAULT_SPLITS,
-                        help="split fractions, summing to 1; plays go to splits by a stable hash "
-                             "of game_id (else play_id); a manifest split column overrides "
-                             f"(default {splits_lib.DEFAULT_SPLITS})")
-    parser.add_argument("--num_shards", type=int, default=0,
-                        help="shards per split (default 0: the runner decides)")
-    parser.add_argument("--compression", choices=("none", "gzip"), default="none",
-                        help="TFRecord compression (gzip adds .gz to shard names; default none)")
-    parser.add_argument("--demo_plays", type=int, default=330,
-                        help="number of demo plays without --input (default 330 = 30 per label)")
-    parser.add_argument("--demo_seed", type=int, default=0, help="demo play seed (default 0)")
-    return parser
+    """The job's flags as an argparse parser (--help, typo hints, tests)."""
+    return options_lib.help_parser(
+        "make_records.py", "Turn plays into sharded TFRecords (one SequenceExample per play). "
+        "Flags not listed here are Beam's pipeline options.", OPTION_CLASSES)
 
 
 def _parse_frame_size(text: str):
@@ -106,6 +114,15 @@ def _parse_frame_size(text: str):
     return parts[0], parts[1]
 
 
+def args_of(options: PipelineOptions, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The job's own flags from `options` (with the job's default --output_dir)."""
+    views = [options.view_as(cls) for cls in OPTION_CLASSES]
+    args = argparse.Namespace(**{name: next(getattr(v, name) for v in views if hasattr(v, name))
+                                 for name in vars(parser.parse_args([]))})
+    args.output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
+    return args
+
+
 def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     """Validates the flags (UsageError) and checks input and output at launch."""
     if args.num_frames < 1:
@@ -118,9 +135,9 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         raise UsageError(f"--num_shards must be >= 0, got {args.num_shards}")
     height, width = _parse_frame_size(args.frame_size)
     split_fractions = splits_lib.parse_splits(args.splits)
-    labels = [label.strip() for label in args.labels.split(",") if label.strip()] or None
+    labels = [label.strip() for label in args.label_vocabulary.split(",") if label.strip()] or None
     if labels and len(set(labels)) != len(labels):
-        raise UsageError(f"--labels has repeated labels: {args.labels}")
+        raise UsageError(f"--label_vocabulary has repeated labels: {args.label_vocabulary}")
     if args.input:
         plays.check_input(args.input)
     elif args.demo_plays < 1:
@@ -136,24 +153,6 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         jpeg_quality=args.jpeg_quality, frame_rate=frame_rate, splits=split_fractions,
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
         demo_seed=args.demo_seed, args=dict(sorted(vars(args).items())))
-
-
-def check_beam_flags(parser: argparse.ArgumentParser, options: PipelineOptions) -> None:
-    """UsageError for a flag that neither this job nor any Beam PipelineOptions defines.
-
-    Beam only logs and drops such flags, so a typo (`--manifest=plays.csv`)
-    would quietly run the job on the demo plays.
-    """
-    known = set(options.get_all_options())
-    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - known)
-    if unknown:
-        ours = [flag for action in parser._actions for flag in action.option_strings  # pylint: disable=protected-access
-                if flag.startswith("--")]
-        flag = f"--{unknown[0]}"
-        close = difflib.get_close_matches(flag, ours + [f"--{name}" for name in known], n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UsageError(f"unknown flag {flag}{hint}: neither this job nor Beam's pipeline "
-                         f"options define it (see --help)")
 
 
 def read_card(output_dir: str) -> dataset_card.DatasetCard:
@@ -175,10 +174,17 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dataset_card.DatasetCard:
     """Runs the job; returns the dataset card it wrote. Raises UsageError for an unusable run."""
     parser = build_parser()
-    args, beam_args = parser.parse_known_args(argv)
-    options = PipelineOptions(beam_args)
-    check_beam_flags(parser, options)
-    config = config_from_args(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    options = PipelineOptions(argv)
+    options_lib.check_flags(options, parser)
+    job_labels = options.view_as(GoogleCloudOptions).labels or []
+    if any("=" not in label for label in job_labels):
+        raise UsageError(f"--labels={','.join(job_labels)} is Beam's flag for Dataflow job labels "
+                         f"(key=value); give the label vocabulary with --label_vocabulary")
+    config = config_from_args(args_of(options, parser))
     if _repo_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         # Multi-processing workers (subprocesses) import beam_jobs and schemas from here.
         os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -196,7 +202,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         run(argv)
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from beam_jobs import splits as splits_lib
 from media import frames
 from beam_jobs.plays import PlaySpec, read_plays, rejection
-from schemas import dataset_card
+from schemas import dataset_card, sampling
 
 REJECTED = "rejected"
 PLAYS = "plays"
@@ -39,13 +39,13 @@ class JobConfig:
     output_dir: str
     input: str = ""  # manifest or folder tree; "" = demo plays
     labels: Optional[List[str]] = None  # fixed vocabulary, else the sorted labels seen
-    num_frames: int = 40
-    height: int = 224
-    width: int = 224
-    resize_mode: str = "crop"
+    num_frames: int = sampling.DEFAULT_NUM_FRAMES
+    height: int = sampling.DEFAULT_FRAME_SIZE
+    width: int = sampling.DEFAULT_FRAME_SIZE
+    resize_mode: str = sampling.DEFAULT_RESIZE_MODE
     pad_short: str = ""
-    jpeg_quality: int = 90
-    frame_rate: float = frames.DEFAULT_FRAME_RATE
+    jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY
+    frame_rate: float = sampling.DEFAULT_FRAME_RATE
     splits: Dict[str, float] = dataclasses.field(
         default_factory=lambda: splits_lib.parse_splits(splits_lib.DEFAULT_SPLITS))
     num_shards: int = 0

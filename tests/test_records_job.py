@@ -11,13 +11,15 @@ import sys
 import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import make_records, pipeline as records_pipeline, splits
-from media import frames
+from beam_jobs import make_records, options as beam_options, pipeline as records_pipeline, splits
 from beam_jobs.plays import PlaySpec
+from media import frames
 from schemas import dataset_card, play_record
+from schemas.errors import UsageError
 from tests import media_fixtures as mf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +122,7 @@ def test_bad_inputs_go_to_dead_letter_and_counts_add_up(tmp_path):
     out = str(tmp_path / "recs")
     args = make_records.build_parser().parse_args([
         f"--input={manifest}", f"--output_dir={out}", "--num_frames=5", "--frame_size=32",
-        "--labels=post_up,cut", "--num_shards=1"])
+        "--label_vocabulary=post_up,cut", "--num_shards=1"])
     config = make_records.config_from_args(args)
     p = test_pipeline.TestPipeline()
     records_pipeline.build(p, config)
@@ -255,3 +257,47 @@ def test_script_multiprocessing_and_usage_error(tmp_path):
     card = dataset_card.DatasetCard.from_json((out / "dataset.json").read_text())
     assert sum(card.counts.values()) == 6
     assert sum(len(_records(os.path.join(out, card.shard_glob(s)))) for s in card.counts) == 6
+
+
+RUNNER_MODULE = '''
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.direct.direct_runner import DirectRunner
+
+
+class ClusterOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--cluster_address", default="")
+
+
+class ClusterRunner(DirectRunner):
+    """Like the Dask runner: its option class registers when its module is imported."""
+'''
+
+
+def test_flags_of_runner_modules_are_not_refused(tmp_path, monkeypatch):
+    (tmp_path / "cluster_runner.py").write_text(RUNNER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    parser = make_records.build_parser()
+    flag = "--cluster_address=tcp://127.0.0.1:8786"
+    # Not imported yet: no option class defines the flag, so it is a typo.
+    with pytest.raises(UsageError, match="unknown flag --cluster_address"):
+        beam_options.check_flags(PipelineOptions([flag]), parser)
+    # Named as the runner, its module is imported first and its flags are known.
+    beam_options.check_flags(PipelineOptions([flag, "--runner=cluster_runner.ClusterRunner"]),
+                             parser)
+    with pytest.raises(UsageError, match="--runner=nowhere.Runner is not available"):
+        beam_options.check_flags(PipelineOptions(["--runner=nowhere.Runner"]), parser)
+
+
+def test_dataflow_labels_flag_is_not_the_vocabulary(capsys):
+    err = _main_error(capsys, ["--labels=post_up,cut"])
+    assert "--label_vocabulary" in err and "Dataflow job labels" in err
+
+
+def test_help_lists_the_job_flags(capsys):
+    with pytest.raises(SystemExit) as info:
+        make_records.run(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--label_vocabulary" in out and "--output_dir" in out and "--num_shards" in out
