@@ -21,6 +21,8 @@ from keras import layers, ops
 
 from schemas.errors import UsageError
 
+DEFAULT_CUT_LAYER = "block5_pool"  # the whole convolutional base
+DEFAULT_WEIGHTS = "imagenet"
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 # keras.applications.vgg16.preprocess_input ("caffe" mode) constants, BGR order.
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -103,7 +105,7 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
     return base
 
 
-def build_base(cut_layer: str = "block5_pool", weights: str = "imagenet",
+def build_base(cut_layer: str = DEFAULT_CUT_LAYER, weights: str = DEFAULT_WEIGHTS,
                image_size: Tuple[int, int] = (224, 224)) -> keras.Model:
     """VGG16 notop cut after `cut_layer`, then global average pooling: [H, W, 3] -> [C]."""
     check_layer(cut_layer, "--cut_layer", vgg16_layer_names())

@@ -17,7 +17,7 @@ preprocessing live inside the model.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -72,24 +72,20 @@ def _uniform_int(maxval, seed) -> tf.Tensor:
     return tf.random.stateless_uniform([], seed, 0, maxval, dtype=tf.int32)
 
 
-def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = False,
+def frame_indices(total: tf.Tensor, num_frames: int, training: bool = False,
                   seed: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """Chooses `num_frames` of the T stored frames (string [T] -> string [num_frames]).
+    """Which `num_frames` of a clip's `total` stored frames to use: int32 [num_frames].
 
     Eval: evenly spaced with stride max(T // num_frames, 1), centred in the
     clip. Training: a random stride in [S - S // 4, S], S = max(T // num_frames, 1)
     (so a training clip spans at least 3/4 of what eval sees: the play's course
     over time is the signal), and a random offset inside the clip. A clip shorter
-    than `num_frames` repeats its last frame. `num_frames=None` keeps all T.
-    `seed` is an optional stateless seed (int [2]); without it training draws
-    from TensorFlow's global generator.
+    than `num_frames` repeats its last frame. `seed` is an optional stateless
+    seed (int [2]); without it training draws from TensorFlow's global generator.
     """
-    jpegs = tf.convert_to_tensor(jpegs, tf.string)
-    if num_frames is None:
-        return jpegs
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    total = tf.shape(jpegs, out_type=tf.int32)[0]
+    total = tf.cast(total, tf.int32)
     check = tf.debugging.assert_positive(total, message="play record has no frames")
     with tf.control_dependencies([check]):
         max_stride = tf.maximum(total // num_frames, 1)
@@ -104,8 +100,19 @@ def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = 
     else:
         stride = max_stride
         offset = tf.maximum(total - ((num_frames - 1) * stride + 1), 0) // 2
-    indices = tf.minimum(offset + tf.range(num_frames, dtype=tf.int32) * stride, total - 1)
-    selected = tf.gather(jpegs, indices)
+    return tf.minimum(offset + tf.range(num_frames, dtype=tf.int32) * stride, total - 1)
+
+
+def select_frames(jpegs: tf.Tensor, num_frames: Optional[int], training: bool = False,
+                  seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Chooses `num_frames` of the T stored frames (string [T] -> string [num_frames]).
+
+    The frames are those of `frame_indices`; `num_frames=None` keeps all T.
+    """
+    jpegs = tf.convert_to_tensor(jpegs, tf.string)
+    if num_frames is None:
+        return jpegs
+    selected = tf.gather(jpegs, frame_indices(tf.shape(jpegs)[0], num_frames, training, seed))
     selected.set_shape([num_frames])
     return selected
 
@@ -280,6 +287,48 @@ def decode_and_augment(jpegs: tf.Tensor, height: int, width: int,
 # ---------------------------------------------------------------- dataset
 
 
+def _record_stream(files: Sequence[str], *, training: bool, compression: Optional[str],
+                   input_context: Optional[tf.distribute.InputContext], seed: Optional[int],
+                   shuffle_buffer: int, repeat: bool, random_draws: bool) -> tf.data.Dataset:
+    """(serialized record, stateless seed int64 [2]) pairs of this pipeline's shards.
+
+    Files are sharded per input pipeline, shuffled and interleaved in parallel
+    when training; records are shuffled. Each record gets its own stateless
+    seed (reproducible with `seed`, fresh each epoch) when `random_draws`.
+    """
+    ctype = compression_type(compression)
+    files = shard_files(files, input_context)
+    _, pipeline_id = _pipeline_of(input_context)
+    # Each pipeline draws differently from the same user seed.
+    pipeline_seed = None if seed is None else seed + 1000003 * pipeline_id
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=pipeline_seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=ctype),
+        cycle_length=min(len(files), 16), block_length=1,
+        num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=pipeline_seed, reshuffle_each_iteration=True)
+    if random_draws:
+        seeds = tf.data.Dataset.random(seed=pipeline_seed, rerandomize_each_iteration=True).batch(2)
+        return tf.data.Dataset.zip((ds, seeds))
+    return ds.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
+
+
+def _batched(ds: tf.data.Dataset, training: bool, global_batch_size: int,
+             input_context: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
+    """Per-replica batches (the last partial one dropped when training), prefetched."""
+    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                  if input_context else int(global_batch_size))
+    # A plain batch: a parallel one's copy threads compete with decoding on small
+    # hosts (benchmarks/input_pipeline.py).
+    ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+    return without_autotune(ds)
+
+
 def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int,
                  num_frames: Optional[int], image_size: Tuple[int, int],
                  compression: Optional[str] = "none",
@@ -291,8 +340,8 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
     """Builds `(clips uint8 [B, T, H, W, 3], labels int32 [B])` batches from play-record shards.
 
     Args:
-      files: shard paths (see `split_files`, `match_files`); sharded per input
-        pipeline by `input_context` (one pipeline needs at least one shard).
+      files: shard paths (see `inputs.split_files`, `inputs.match_files`); sharded
+        per input pipeline by `input_context` (one pipeline needs at least one shard).
       training: shuffles files and records, interleaves non-deterministically,
         picks frames at a random offset/stride, augments (unless `augment` is
         False) and drops the last partial batch. Otherwise the order, frames
@@ -312,59 +361,61 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
       augment: random crop + flip; defaults to `training`.
     """
     height, width = (int(v) for v in image_size)
-    ctype = compression_type(compression)
-    files = shard_files(files, input_context)
-    _, pipeline_id = _pipeline_of(input_context)
-    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
-                  if input_context else int(global_batch_size))
     augment = training if augment is None else augment
-    deterministic = not training
-    # Each pipeline draws differently from the same user seed.
-    pipeline_seed = None if seed is None else seed + 1000003 * pipeline_id
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=pipeline_seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=ctype),
-        cycle_length=min(len(files), 16), block_length=1,
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    if training and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=pipeline_seed, reshuffle_each_iteration=True)
-
     random_draws = training or augment
-    if random_draws:
-        # One stateless seed per record: reproducible with `seed`, fresh each epoch.
-        seeds = tf.data.Dataset.random(seed=pipeline_seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
-    else:
-        ds = ds.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
+    ds = _record_stream(files, training=training, compression=compression,
+                        input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
+                        repeat=repeat, random_draws=random_draws)
 
-    def parse_and_select(serialized, record_seed):
+    def to_clip(serialized, record_seed):
         parsed = play_record.parse_play(serialized)
         select_seed, augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(record_seed, 2))
         jpegs = select_frames(parsed["frames"], num_frames, training=training,
                               seed=select_seed if random_draws else None)
-        stored_size = (parsed["height"], parsed["width"])
-        return jpegs, tf.cast(parsed["label"], tf.int32), augment_seed, stored_size
-
-    def to_clip(serialized, record_seed):
-        jpegs, label, augment_seed, stored_size = parse_and_select(serialized, record_seed)
+        label = tf.cast(parsed["label"], tf.int32)
         if augment:
             return decode_and_augment(jpegs, height, width, seed=augment_seed,
-                                      stored_size=stored_size), label
+                                      stored_size=(parsed["height"], parsed["width"])), label
         return decode_frames(jpegs, height, width), label
 
     # One clip per call, clips in parallel: a clip's frames are decoded in one
     # unrolled graph (num_frames known) with no per-frame tf.data elements.
-    ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    # A plain batch: a parallel one's copy threads compete with decoding on small
-    # hosts (benchmarks/input_pipeline.py).
-    ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
-    return without_autotune(ds)
+    ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    return _batched(ds, training, global_batch_size, input_context)
+
+
+def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_size: int,
+                         num_frames: int, parse_fn: Callable[[tf.Tensor], dict],
+                         input_context: Optional[tf.distribute.InputContext] = None,
+                         seed: Optional[int] = None,
+                         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+                         repeat: bool = False) -> tf.data.Dataset:
+    """`(features float32 [B, num_frames, C], labels int32 [B])` from cached-feature shards.
+
+    The frozen-base counterpart of `make_dataset`: the same file handling and
+    the same frame choice (`frame_indices`: random stride and offset when
+    training, centred for eval) over every stored frame's features. When the
+    records hold several views (the flipped frames' features), training draws
+    one view per clip, as `augment_clip` flips a whole clip; eval uses view 0.
+    `parse_fn` is `schemas.feature_record.parse_features` with the card's dtype.
+    """
+    ds = _record_stream(files, training=training, compression="none",
+                        input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
+                        repeat=repeat, random_draws=training)
+
+    def to_features(serialized, record_seed):
+        parsed = parse_fn(serialized)
+        views = parsed["features"]  # [V, T, C]
+        select_seed, view_seed = tf.unstack(tf.random.experimental.stateless_split(record_seed, 2))
+        view = _uniform_int(tf.shape(views)[0], view_seed) if training else 0
+        clip = tf.gather(views, view)
+        indices = frame_indices(tf.shape(clip)[0], num_frames, training,
+                                seed=select_seed if training else None)
+        return tf.gather(clip, indices), tf.cast(parsed["label"], tf.int32)
+
+    ds = ds.map(to_features, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    return _batched(ds, training, global_batch_size, input_context)
 
 
 def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:

@@ -3,6 +3,7 @@
     clips uint8 [B, T, H, W, 3]          (T may be None: any number of frames)
       -> VGGPreprocess                   cast to the compute dtype, RGB->BGR, minus ImageNet mean
       -> TimeDistributed(VGG16 cut)      per-frame conv features, global average pooled [B, T, C]
+                                         (or cached features of the same base: build_head_model)
       -> LayerNormalization (optional)   per-frame feature normalization             [B, T, C]
       -> LSTM | GRU (optionally bidirectional)                                      [B, U]
       -> Dropout
@@ -16,7 +17,8 @@ from typing import Optional, Sequence, Tuple
 import keras
 from keras import layers
 
-from media.frame_features import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
+from media.frame_features import (DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS, VGG16_LAYERS,
+                                  VGGPreprocess, build_base, check_layer)
 from schemas.errors import UsageError
 
 FEATURES_NAME = "frame_features"
@@ -59,35 +61,19 @@ def set_trainable_from(base: keras.Model, trainable_from: str) -> None:
         layer.trainable = layer.name not in frozen
 
 
-def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Optional[int] = None,
-                cut_layer: str = "block5_pool", weights: str = "imagenet",
-                trainable_from: str = "none", rnn: str = "lstm", rnn_units: int = 256,
-                bidirectional: bool = False, dropout: float = 0.3,
-                feature_norm: bool = True) -> keras.Model:
-    """uint8 clips [B, T, H, W, 3] -> class probabilities [B, num_classes] (float32).
+def build_head(features, num_classes: int, *, rnn: str = "lstm", rnn_units: int = 256,
+               bidirectional: bool = False, dropout: float = 0.3, feature_norm: bool = True):
+    """The classifier's head on per-frame features [B, T, C] -> probabilities [B, num_classes].
 
-    Args:
-      num_classes: size of the label vocabulary (dataset.json).
-      image_size: (height, width) of the frames.
-      num_frames: T, or None to take any number of frames.
-      cut_layer: the last VGG16 layer kept (see `vgg16_layer_names`).
-      weights: "imagenet", "none" or the path of a VGG16 notop weights file.
-      trainable_from: the first trainable base layer, "none" (frozen base) or "all".
-      rnn, rnn_units, bidirectional, dropout: the recurrent head.
-      feature_norm: layer-normalize each frame's pooled features before the RNN (pooled conv
-        features carry a large constant offset; normalizing lets the RNN see how they change).
+    The one definition of the head, used on top of the base (`build_model`) and on
+    cached features (`build_head_model`); its layers have the same names in both,
+    so weights move between them by name (`copy_head_weights`).
     """
     if num_classes < 2:
         raise UsageError(f"need at least 2 labels, got {num_classes}")
     if rnn not in ("lstm", "gru"):
         raise UsageError(f"unknown --rnn={rnn!r}: use lstm or gru")
-    height, width = (int(v) for v in image_size)
-    base = build_base(cut_layer, weights, (height, width))
-    set_trainable_from(base, trainable_from)
-
-    clips = keras.Input(shape=(num_frames, height, width, 3), dtype="uint8", name="clips")
-    x = VGGPreprocess(name="vgg_preprocess")(clips)
-    x = layers.TimeDistributed(base, name=FEATURES_NAME)(x)
+    x = features
     if feature_norm:
         x = layers.LayerNormalization(name="feature_norm")(x)
     cell = layers.LSTM if rnn == "lstm" else layers.GRU
@@ -97,5 +83,48 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
     x = recurrent(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
-    probs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(clips, probs, name="playclips")
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def build_head_model(num_classes: int, feature_dim: int, **head) -> keras.Model:
+    """Cached frame features float32 [B, T, feature_dim] -> probabilities (see `build_head`)."""
+    features = keras.Input(shape=(None, int(feature_dim)), dtype="float32", name="features")
+    return keras.Model(features, build_head(features, num_classes, **head), name="playclips_head")
+
+
+def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copies the head's weights by layer name (head model <-> full model)."""
+    names = {layer.name for layer in source.layers if layer.weights}
+    for name in names:
+        if name == FEATURES_NAME:
+            continue
+        target.get_layer(name).set_weights(source.get_layer(name).get_weights())
+
+
+def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Optional[int] = None,
+                cut_layer: str = DEFAULT_CUT_LAYER, weights: str = DEFAULT_WEIGHTS,
+                trainable_from: str = "none", base: Optional[keras.Model] = None,
+                **head) -> keras.Model:
+    """uint8 clips [B, T, H, W, 3] -> class probabilities [B, num_classes] (float32).
+
+    Args:
+      num_classes: size of the label vocabulary (dataset.json).
+      image_size: (height, width) of the frames.
+      num_frames: T, or None to take any number of frames.
+      cut_layer: the last VGG16 layer kept (see `vgg16_layer_names`).
+      weights: "imagenet", "none" or the path of a VGG16 notop weights file.
+      trainable_from: the first trainable base layer, "none" (frozen base) or "all".
+      base: a ready base ([H, W, 3] -> [C], e.g. the embed job's base.keras) instead of
+        building one from `cut_layer` and `weights`.
+      **head: rnn, rnn_units, bidirectional, dropout, feature_norm (see `build_head`;
+        feature_norm: pooled conv features carry a large constant offset, normalizing
+        lets the RNN see how they change).
+    """
+    height, width = (int(v) for v in image_size)
+    if base is None:
+        base = build_base(cut_layer, weights, (height, width))
+    set_trainable_from(base, trainable_from)
+    clips = keras.Input(shape=(num_frames, height, width, 3), dtype="uint8", name="clips")
+    x = VGGPreprocess(name="vgg_preprocess")(clips)
+    x = layers.TimeDistributed(base, name=FEATURES_NAME)(x)
+    return keras.Model(clips, build_head(x, num_classes, **head), name="playclips")
