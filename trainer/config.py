@@ -62,7 +62,12 @@ class TrainConfig:
     """Everything a training run needs: the flags of `python -m trainer.task`."""
 
     # Data: a records-job output folder, or globs (+ the card's values given explicitly).
-    data_dir: str = flag("", "the records job's --output_dir (has dataset.json)", group="data")
+    data_dir: str = flag("", "the records job's --output_dir (has dataset.json; with "
+                         "--features_dir, default: the records the features were computed from)",
+                         group="data")
+    features_dir: str = flag("", "the embed job's --output_dir (has features.json): train the "
+                             "head from cached frozen-base features; evaluation, export and "
+                             "fine-tuning use the play records", group="data")
     train_files: str = flag("", "comma-separated globs of the training shards (instead of "
                             "--data_dir)", group="data")
     eval_files: str = flag("", "comma-separated globs of the validation shards", group="data")
@@ -88,8 +93,10 @@ class TrainConfig:
                         "JOB_DIR/logs)", group="outputs", env="AIP_TENSORBOARD_LOG_DIR")
 
     # Model.
-    cut_layer: str = flag("block5_pool", "last VGG16 layer kept, e.g. block4_pool", group="model")
-    weights: str = flag("imagenet", "imagenet | none | PATH of VGG16 notop weights", group="model")
+    cut_layer: Optional[str] = flag(None, "last VGG16 layer kept, e.g. block4_pool (default: the "
+                                    "features card's, else block5_pool)", group="model", parse=str)
+    weights: Optional[str] = flag(None, "imagenet | none | PATH of VGG16 notop weights (default: "
+                                  "the features card's, else imagenet)", group="model", parse=str)
     trainable_from: str = flag("none", "first trainable VGG16 layer | none (frozen base) | all",
                                group="model")
     rnn: str = flag("lstm", "recurrent layer", group="model", choices=RNN_TYPES)
@@ -136,9 +143,9 @@ class TrainConfig:
                                  f"{', '.join(meta['choices'])}")
             if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
                 raise UsageError(f"--{field.name} must be >= {meta['minimum']}, got {value}")
-        if not self.data_dir and not self.train_files:
-            raise UsageError("no training data: give --data_dir (the records job's output) "
-                             "or --train_files (and --eval_files) globs")
+        if not self.data_dir and not self.train_files and not self.features_dir:
+            raise UsageError("no training data: give --data_dir (the records job's output), "
+                             "--features_dir (the embed job's) or --train_files globs")
         if not self.job_dir:
             raise UsageError("no --job_dir (or AIP_MODEL_DIR) to write checkpoints and the model to")
         if not 0.0 <= self.dropout < 1.0:

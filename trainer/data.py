@@ -386,7 +386,8 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
 
 
 def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_size: int,
-                         num_frames: int, parse_fn: Callable[[tf.Tensor], dict],
+                         num_frames: int, feature_dim: int,
+                         parse_fn: Callable[[tf.Tensor], dict],
                          input_context: Optional[tf.distribute.InputContext] = None,
                          seed: Optional[int] = None,
                          shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
@@ -412,7 +413,8 @@ def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_s
         clip = tf.gather(views, view)
         indices = frame_indices(tf.shape(clip)[0], num_frames, training,
                                 seed=select_seed if training else None)
-        return tf.gather(clip, indices), tf.cast(parsed["label"], tf.int32)
+        features = tf.ensure_shape(tf.gather(clip, indices), [num_frames, feature_dim])
+        return features, tf.cast(parsed["label"], tf.int32)
 
     ds = ds.map(to_features, num_parallel_calls=AUTOTUNE, deterministic=not training)
     return _batched(ds, training, global_batch_size, input_context)

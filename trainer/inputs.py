@@ -9,13 +9,14 @@ functions (`Inputs.dataset_fn`). Problems a user can fix raise UsageError.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable, List, Optional, Sequence, Union
 
 import tensorflow as tf
 from google.protobuf import message
 
-from schemas import dataset_card, play_record
+from schemas import dataset_card, feature_record, features_card, play_record
 from schemas.errors import UsageError
 from trainer import data, filesystems
 
@@ -132,8 +133,21 @@ def count_records(files: Sequence[str], compression: Optional[str]) -> int:
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
 
 
+class _SplitDatasets:
+    """`dataset_fn` for any inputs with a `dataset(split, ...)` method."""
+
+    def dataset_fn(self, split: str, *, training: bool, batch_size: int,
+                   seed: Optional[int] = None
+                   ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
+        """A repeated dataset of one split, for `strategy.distribute_datasets_from_function`."""
+        def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+            return self.dataset(split, training=training, batch_size=batch_size, seed=seed,
+                                repeat=True, input_context=input_context)
+        return fn
+
+
 @dataclasses.dataclass
-class Inputs:
+class Inputs(_SplitDatasets):
     """A run's resolved input side: clip settings, shard files and play counts per split."""
 
     num_frames: int
@@ -160,14 +174,67 @@ class Inputs:
             input_context=input_context, seed=seed, shuffle_buffer=self.shuffle_buffer,
             repeat=repeat)
 
-    def dataset_fn(self, split: str, *, training: bool, batch_size: int,
-                   seed: Optional[int] = None
-                   ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
-        """A repeated dataset of one split, for `strategy.distribute_datasets_from_function`."""
-        def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-            return self.dataset(split, training=training, batch_size=batch_size, seed=seed,
-                                repeat=True, input_context=input_context)
-        return fn
+
+@dataclasses.dataclass
+class FeatureInputs(_SplitDatasets):
+    """Cached frozen-base features (the embed job's output): card, shards and counts per split."""
+
+    card: features_card.FeaturesCard
+    features_dir: str
+    num_frames: int
+    files: dict  # split -> shard paths ([] when the split is absent)
+    counts: dict  # split -> plays
+    shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
+
+    def dataset(self, split: str, *, training: bool, batch_size: int, seed: Optional[int] = None,
+                repeat: bool = False,
+                input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        """`data.make_feature_dataset` over one split's feature shards."""
+        return data.make_feature_dataset(
+            self.files[split], training=training, global_batch_size=batch_size,
+            num_frames=self.num_frames, feature_dim=self.card.feature_dim,
+            parse_fn=functools.partial(feature_record.parse_features, dtype=self.card.dtype),
+            input_context=input_context, seed=seed, shuffle_buffer=self.shuffle_buffer,
+            repeat=repeat)
+
+    @property
+    def base_path(self) -> str:
+        """The saved base that computed the features (the exported model's base)."""
+        return os.path.join(self.features_dir, self.card.base_model)
+
+
+def load_features_card(features_dir: str) -> features_card.FeaturesCard:
+    """Reads `features.json` from an embed-job output folder (UsageError when missing)."""
+    filesystems.ensure_filesystem(features_dir)
+    path = os.path.join(features_dir, features_card.CARD_NAME)
+    if not tf.io.gfile.exists(path):
+        raise UsageError(f"no {features_card.CARD_NAME} in {features_dir!r}: --features_dir must "
+                         f"be the embed job's --output_dir (a run that did not finish has none)")
+    with tf.io.gfile.GFile(path, "r") as f:
+        return features_card.FeaturesCard.from_json(f.read())
+
+
+def resolve_feature_inputs(config, records: Inputs) -> FeatureInputs:
+    """The cached features of `config.features_dir`, checked against the play records' card."""
+    card = load_features_card(config.features_dir)
+    if list(card.labels) != list(records.labels):
+        raise UsageError(f"the features' labels {card.labels} differ from the records' "
+                         f"{records.labels}: give the --data_dir the features were computed from "
+                         f"({card.records_dir})")
+    num_frames = config.num_frames or card.num_frames
+    if num_frames > card.num_frames:
+        raise UsageError(f"--num_frames={num_frames} but the features hold {card.num_frames} "
+                         f"frames per play")
+    files, counts = {}, {}
+    for split in SPLITS:
+        pattern = os.path.join(config.features_dir, card.shard_glob(split))
+        files[split] = sorted(tf.io.gfile.glob(pattern)) if card.counts.get(split) else []
+        counts[split] = int(card.counts.get(split, 0)) if files[split] else 0
+    if not counts["train"]:
+        raise UsageError(f"no training features in {config.features_dir!r} (features.json counts: "
+                         f"{card.counts})")
+    return FeatureInputs(card=card, features_dir=config.features_dir, num_frames=num_frames,
+                         files=files, counts=counts, shuffle_buffer=config.shuffle_buffer)
 
 
 def _clip_settings(config, card: Optional[dataset_card.DatasetCard]) -> dict:
@@ -208,8 +275,13 @@ def _split_files(config, card: Optional[dataset_card.DatasetCard]) -> dict:
     return files
 
 
-def resolve_inputs(config) -> Inputs:
-    """The `Inputs` of a TrainConfig; every shard file is checked once (UsageError)."""
+def resolve_inputs(config, data_dir: Optional[str] = None) -> Inputs:
+    """The `Inputs` of a TrainConfig; every shard file is checked once (UsageError).
+
+    `data_dir` overrides `config.data_dir` (the records folder a features card names).
+    """
+    data_dir = data_dir or config.data_dir
+    config = dataclasses.replace(config, data_dir=data_dir)
     card = load_card(config.data_dir) if config.data_dir else None
     files = _split_files(config, card)
     if not files["train"]:

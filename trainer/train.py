@@ -45,6 +45,7 @@ class PlayClassificationTask:
         self.config = config.validate()
         self.strategy: Optional[tf.distribute.Strategy] = None
         self.inputs: Optional[inputs_lib.Inputs] = None
+        self.features: Optional[inputs_lib.FeatureInputs] = None
         self._callbacks: Optional[List[keras.callbacks.Callback]] = None
 
     # ------------------------------------------------------------ set-up
@@ -74,30 +75,66 @@ class PlayClassificationTask:
         return strategy
 
     def build_inputs(self) -> inputs_lib.Inputs:
-        """Finds the shards and clip settings; checks the model flags against them."""
-        self.inputs = inputs_lib.resolve_inputs(self.config)
-        model_lib.check_cut(self.config.cut_layer, self.fine_tune_from if
-                            self.config.fine_tune_epochs else None)
+        """Finds the shards and clip settings (and cached features); checks the model flags."""
+        config = self.config
+        if config.features_dir:
+            card = inputs_lib.load_features_card(config.features_dir)
+            self.inputs = inputs_lib.resolve_inputs(config, config.data_dir or card.records_dir)
+            self.features = inputs_lib.resolve_feature_inputs(config, self.inputs)
+        else:
+            self.inputs = inputs_lib.resolve_inputs(config)
+        model_lib.check_cut(self.cut_layer, self.fine_tune_from if config.fine_tune_epochs else None)
+        if self.features:
+            self.features.card.check_base(self.cut_layer, self.weights, *self.inputs.image_size)
         return self.inputs
 
     @property
+    def cut_layer(self) -> str:
+        """--cut_layer, else the features card's, else the whole convolutional base."""
+        card = self.features.card if self.features else None
+        return self.config.cut_layer or (card.cut_layer if card else model_lib.DEFAULT_CUT_LAYER)
+
+    @property
+    def weights(self) -> str:
+        """--weights, else the features card's, else ImageNet."""
+        card = self.features.card if self.features else None
+        return self.config.weights or (card.weights if card else model_lib.DEFAULT_WEIGHTS)
+
+    @property
     def fine_tune_from(self) -> str:
-        return self.config.fine_tune_from or model_lib.default_fine_tune_from(self.config.cut_layer)
+        return self.config.fine_tune_from or model_lib.default_fine_tune_from(self.cut_layer)
 
     @property
     def is_chief(self) -> bool:
         return distribution.is_chief(self.strategy)
 
+    @property
+    def head_flags(self) -> Dict[str, Any]:
+        config = self.config
+        return dict(rnn=config.rnn, rnn_units=config.rnn_units, bidirectional=config.bidirectional,
+                    dropout=config.dropout, feature_norm=config.feature_norm)
+
     def build_model(self, weights: Optional[str] = None,
                     trainable_from: Optional[str] = None) -> keras.Model:
-        """The classifier with the config's architecture (weights and trainable_from overridable)."""
-        config = self.config
+        """The classifier on uint8 clips (weights and trainable_from overridable).
+
+        With cached features and no `weights` override, the base is the embed
+        job's saved base, so that the model uses exactly the weights that made
+        the features (random-initialized bases included).
+        """
+        base = None
+        if self.features and weights is None:
+            base = keras.models.load_model(self.features.base_path, compile=False)
         return model_lib.build_model(
             len(self.inputs.labels), image_size=self.inputs.image_size, num_frames=None,
-            cut_layer=config.cut_layer, weights=config.weights if weights is None else weights,
-            trainable_from=config.trainable_from if trainable_from is None else trainable_from,
-            rnn=config.rnn, rnn_units=config.rnn_units, bidirectional=config.bidirectional,
-            dropout=config.dropout, feature_norm=config.feature_norm)
+            cut_layer=self.cut_layer, weights=self.weights if weights is None else weights,
+            trainable_from=self.config.trainable_from if trainable_from is None else trainable_from,
+            base=base, **self.head_flags)
+
+    def build_head_model(self) -> keras.Model:
+        """The head alone, on cached features [B, T, C] (see `model.build_head_model`)."""
+        return model_lib.build_head_model(len(self.inputs.labels), self.features.card.feature_dim,
+                                          **self.head_flags)
 
     def compile_model(self, model: keras.Model, learning_rate: float) -> None:
         """Adam, sparse categorical cross-entropy and accuracy (XLA on GPUs unless told)."""
@@ -109,9 +146,13 @@ class PlayClassificationTask:
             jit_compile=(bool(tf.config.list_logical_devices("GPU")) if jit == "auto"
                          else jit == "true"))
 
-    def distributed_datasets(self):
-        """(train, val or None) distributed datasets, repeated, one pipeline per worker."""
-        config, inputs = self.config, self.inputs
+    def distributed_datasets(self, features: bool = False):
+        """(train, val or None) distributed datasets, repeated, one pipeline per worker.
+
+        Of the cached features when `features`, else of the play records.
+        """
+        config = self.config
+        inputs = self.features if features else self.inputs
 
         def distribute(split: str, training: bool):
             return self.strategy.distribute_datasets_from_function(inputs.dataset_fn(
@@ -134,6 +175,8 @@ class PlayClassificationTask:
                                "num_test": inputs.counts["test"],
                                "num_replicas": strategy.num_replicas_in_sync,
                                "strategy": type(strategy).__name__,
+                               "cut_layer": self.cut_layer, "weights": self.weights,
+                               "features_dir": self.config.features_dir,
                                "tensorflow": tf.__version__, "keras": keras.__version__}}
         path = os.path.join(self.config.job_dir, CONFIG_JSON)
         tf.io.gfile.makedirs(os.path.dirname(path))
@@ -169,6 +212,10 @@ class PlayClassificationTask:
             ]
         return self._callbacks
 
+    def reset_callbacks(self) -> None:
+        """The next phase gets new checkpoint callbacks (the model they save has changed)."""
+        self._callbacks = None
+
     def _phase_callbacks(self, phase: int, name: str, keep_backup: bool,
                          monitor: str) -> List[keras.callbacks.Callback]:
         """The phase's backup (resume after a kill), the shared callbacks, then progress."""
@@ -185,14 +232,17 @@ class PlayClassificationTask:
     def total_epochs(self) -> int:
         return self.config.epochs + self.config.fine_tune_epochs
 
-    def fit_phase(self, model: keras.Model, datasets, phase: int, name: str, initial_epoch: int,
-                  epochs: int, keep_backup: bool) -> None:
-        """One `model.fit` from `initial_epoch` to `epochs` (resumes from its backup)."""
-        config, inputs = self.config, self.inputs
+    def fit_phase(self, model: keras.Model, datasets, counts: Dict[str, int], phase: int,
+                  name: str, initial_epoch: int, epochs: int, keep_backup: bool) -> None:
+        """One `model.fit` from `initial_epoch` to `epochs` (resumes from its backup).
+
+        `counts` are the plays per split of `datasets` (for the steps per epoch).
+        """
+        config = self.config
         train_ds, val_ds = datasets
-        steps = config.steps_per_epoch or max(1, inputs.counts["train"] // config.batch_size)
+        steps = config.steps_per_epoch or max(1, counts["train"] // config.batch_size)
         val_steps = config.validation_steps or (
-            math.ceil(inputs.counts["val"] / config.batch_size) if inputs.counts["val"] else None)
+            math.ceil(counts["val"] / config.batch_size) if counts["val"] else None)
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
         compat.reset_initial_epoch(model)
         model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
@@ -251,20 +301,28 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     task = PlayClassificationTask(config)
     strategy = task.build_strategy()
     inputs = task.build_inputs()
+    features = task.features
     if task.is_chief:
         task.write_config()
+        counts = (features or inputs).counts
         print(f"strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
-              f"replica(s); {inputs.counts['train']} train / {inputs.counts['val']} val / "
-              f"{inputs.counts['test']} test plays; {len(inputs.labels)} labels", flush=True)
+              f"replica(s); {counts['train']} train / {counts['val']} val / {counts['test']} test "
+              f"plays{' (cached features)' if features else ''}; {len(inputs.labels)} labels",
+              flush=True)
+    # Phase 1: the head on the (partly) frozen base, or on the base's cached features. Its
+    # backup is kept until the fine-tune phase ends, so that a restart skips a finished phase 1.
     with strategy.scope():
-        model = task.build_model()
+        model = task.build_head_model() if features else task.build_model()
         task.compile_model(model, config.learning_rate)
-    datasets = task.distributed_datasets()
-
-    # Phase 1: the head on the (partly) frozen base. Its backup is kept until the
-    # fine-tune phase ends, so that a restart skips a finished phase 1.
-    task.fit_phase(model, datasets, 1, "head", 0, config.epochs,
+    task.fit_phase(model, task.distributed_datasets(features=bool(features)),
+                   (features or inputs).counts, 1, "head", 0, config.epochs,
                    keep_backup=config.fine_tune_epochs > 0)
+    if features:  # the trained head on the base that made the features
+        with strategy.scope():
+            full = task.build_model()
+            model_lib.copy_head_weights(model, full)
+        model = full
+        task.reset_callbacks()  # checkpoints of phase 2 hold the full model's weights
     trainable_from = config.trainable_from
     if config.fine_tune_epochs:
         # Phase 2: unfreeze the top blocks, recompile at the fine-tune learning rate.
@@ -272,8 +330,8 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         with strategy.scope():
             model_lib.set_trainable_from(model_lib.base_of(model), trainable_from)
             task.compile_model(model, config.fine_tune_learning_rate)
-        task.fit_phase(model, datasets, 2, "fine_tune", config.epochs, task.total_epochs,
-                       keep_backup=False)
+        task.fit_phase(model, task.distributed_datasets(), inputs.counts, 2, "fine_tune",
+                       config.epochs, task.total_epochs, keep_backup=False)
         task.remove_backup(1)
 
     summary: Dict[str, Any] = {"chief": task.is_chief, "epochs": task.total_epochs,
