@@ -77,10 +77,10 @@ class EmbedOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument("--records_dir", default="",
                             help="a records-job output folder (dataset.json and the play shards)")
-        parser.add_argument("--weights", default="imagenet",
+        parser.add_argument("--weights", default=features_card.DEFAULT_WEIGHTS,
                             help="imagenet | none (random, seeded by --seed) | PATH of VGG16 notop "
                                  "weights")
-        parser.add_argument("--cut_layer", default="block5_pool",
+        parser.add_argument("--cut_layer", default=features_card.DEFAULT_CUT_LAYER,
                             help="last VGG16 layer of the base, e.g. block4_pool")
         parser.add_argument("--views", choices=("none", "flip"), default="none",
                             help="flip: also store the left-right flipped frames' features as view 1")

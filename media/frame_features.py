@@ -19,11 +19,12 @@ from typing import List, Sequence, Tuple
 import keras
 from keras import layers, ops
 
+from schemas import features_card
 from schemas.errors import UsageError
 
-DEFAULT_CUT_LAYER = "block5_pool"  # the whole convolutional base
-DEFAULT_WEIGHTS = "imagenet"
-VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+DEFAULT_CUT_LAYER = features_card.DEFAULT_CUT_LAYER
+DEFAULT_WEIGHTS = features_card.DEFAULT_WEIGHTS
+VGG16_NOTOP_FILE = features_card.IMAGENET_WEIGHTS_FILE
 # keras.applications.vgg16.preprocess_input ("caffe" mode) constants, BGR order.
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 BASE_NAME = "vgg16_base"

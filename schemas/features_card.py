@@ -22,7 +22,10 @@ CARD_NAME = "features.json"
 BASE_FILE = "base.keras"
 POOLING = "avg"
 VIEWS = ("none", "flip")
-# The Keras cache name of the ImageNet VGG16 notop weights (keras.applications.vgg16).
+# The frozen base's identity: its defaults, and the Keras cache name of the ImageNet VGG16
+# notop weights (keras.applications.vgg16).
+DEFAULT_CUT_LAYER = "block5_pool"  # the whole convolutional base
+DEFAULT_WEIGHTS = "imagenet"
 IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 

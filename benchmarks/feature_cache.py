@@ -1,0 +1,159 @@
+"""Frozen base, streamed or cached: time per epoch, accuracy, and the embed job's one-off cost.
+
+In one run, on the same play records and the same head (same flags and seed):
+
+  stream  the trainer's frame path: every epoch decodes the clips' JPEGs and runs
+          them through the frozen VGG16 base, then the head;
+  cached  the embed job (`beam_jobs/embed_records.py`) runs the base once on every
+          stored frame; the head trains from the cached features.
+
+Both models are evaluated the same way, as the product does: the full model (the
+embed job's saved base + the trained head) on the test split's JPEGs.
+
+    python benchmarks/feature_cache.py --preset=demo     # the demo's settings (make demo)
+    python benchmarks/feature_cache.py --preset=seed     # 224 px, block5_pool, 40 frames, few plays
+
+Prints `key=value` lines: stream_epoch_s, cached_epoch_s, epoch_speedup, embed_s,
+break_even_epochs, stream_accuracy, cached_accuracy, and embed_frames_per_s for the
+DirectRunner with 1 and 2 worker processes (embed_frames_per_s_w1, _w2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from beam_jobs import embed_records, make_records  # noqa: E402
+from trainer import compat, evaluate  # noqa: E402
+from trainer import model as model_lib  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.train import PlayClassificationTask  # noqa: E402
+
+PRESETS: Dict[str, Dict] = {
+    # The demo's settings (Makefile DEMO_* flags).
+    "demo": dict(plays=330, frame_size=32, cut_layer="block2_pool", num_frames=8, epochs=4,
+                 rnn="gru", rnn_units=64, batch_size=8),
+    # The seed's settings on a small subset: 224 px, the whole VGG16 base, 40 frames.
+    "seed": dict(plays=22, frame_size=224, cut_layer="block5_pool", num_frames=40, epochs=2,
+                 rnn="lstm", rnn_units=64, batch_size=4),
+}
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: List[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _task(args, records: str, features: str, job_dir: str) -> PlayClassificationTask:
+    config = TrainConfig(
+        data_dir=records, features_dir=features, job_dir=job_dir, num_frames=args.num_frames,
+        rnn=args.rnn, rnn_units=args.rnn_units, batch_size=args.batch_size, epochs=args.epochs,
+        learning_rate=3e-3, strategy="default", seed=0)
+    task = PlayClassificationTask(config)
+    task.build_strategy()
+    task.build_inputs()
+    return task
+
+
+def _fit(task: PlayClassificationTask, cached: bool) -> tuple:
+    """Trains the head (streamed or cached) for the configured epochs; returns (epoch seconds, full model)."""
+    keras.utils.set_random_seed(0)
+    model = task.build_head_model() if cached else task.build_model()
+    task.compile_model(model, task.config.learning_rate)
+    inputs = task.features if cached else task.inputs
+    train_ds = inputs.dataset("train", training=True, batch_size=task.config.batch_size, seed=0,
+                              repeat=True)
+    timer = EpochTimer()
+    steps = max(1, inputs.counts["train"] // task.config.batch_size)
+    model.fit(train_ds, epochs=task.config.epochs, steps_per_epoch=steps, callbacks=[timer],
+              verbose=0)
+    if cached:
+        full = task.build_model()
+        model_lib.copy_head_weights(model, full)
+        model = full
+    return timer.seconds, model
+
+
+def _accuracy(task: PlayClassificationTask, model) -> float:
+    split = "test" if task.inputs.files["test"] else "val"
+    ds = task.inputs.dataset(split, training=False, batch_size=task.config.batch_size)
+    labels, probabilities = evaluate.predict_dataset(model, ds)
+    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
+
+
+def _embed(records: str, out: str, args, workers: int) -> float:
+    """Seconds of one embed job run with `workers` DirectRunner worker processes."""
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    embed_records.run([f"--records_dir={records}", f"--output_dir={out}", "--weights=none",
+                       f"--cut_layer={args.cut_layer}", "--num_shards=2",
+                       "--direct_running_mode=multi_processing",
+                       f"--direct_num_workers={workers}"])
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    for name, value in PRESETS["demo"].items():
+        parser.add_argument(f"--{name}", type=type(value), default=None)
+    args = parser.parse_args()
+    for name, value in PRESETS[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    compat.apply_all()
+    tmp = tempfile.mkdtemp(prefix="feature_cache_")
+    try:
+        records, features = os.path.join(tmp, "records"), os.path.join(tmp, "features")
+        make_records.run([f"--output_dir={records}", f"--demo_plays={args.plays}",
+                          f"--frame_size={args.frame_size}", "--num_shards=2"])
+        frames_total = sum(make_records.read_card(records).counts.values()) * 40
+        embed_s = {w: _embed(records, features, args, w) for w in (1, 2)}
+        task = _task(args, records, features, os.path.join(tmp, "job"))
+        stream_seconds, stream_model = _fit(task, cached=False)
+        cached_seconds, cached_model = _fit(task, cached=True)
+        # The first epoch traces the graphs: time the others.
+        stream_epoch = statistics.median(stream_seconds[1:] or stream_seconds)
+        cached_epoch = statistics.median(cached_seconds[1:] or cached_seconds)
+        results = {
+            "preset": args.preset, "plays": args.plays, "frame_size": args.frame_size,
+            "cut_layer": args.cut_layer, "num_frames": args.num_frames,
+            "stream_epoch_s": round(stream_epoch, 3), "cached_epoch_s": round(cached_epoch, 3),
+            "epoch_speedup": round(stream_epoch / cached_epoch, 1),
+            "embed_s": round(embed_s[2], 1),
+            "break_even_epochs": round(embed_s[2] / max(stream_epoch - cached_epoch, 1e-9), 2),
+            "stream_accuracy": round(_accuracy(task, stream_model), 4),
+            "cached_accuracy": round(_accuracy(task, cached_model), 4),
+            "embed_frames_per_s_w1": round(frames_total / embed_s[1], 1),
+            "embed_frames_per_s_w2": round(frames_total / embed_s[2], 1),
+        }
+        for key, value in results.items():
+            print(f"{key}={value}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
