@@ -25,20 +25,28 @@ test: $(STAMP)
 records: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA)
 
-# Demo training settings: 64 px frames, 8 of the 40 stored frames, VGG16 cut at block2_pool.
-# No ImageNet weights offline, so the demo uses a frozen, randomly initialized base
-# (--weights=none); with the Keras cache or a weights file, use --weights=imagenet.
-DEMO_TRAIN_FLAGS := --num_frames=8 --cut_layer=block2_pool --weights=none --trainable_from=none \
-	--rnn=gru --rnn_units=64 --epochs=30 --batch_size=8 --learning_rate=3e-3
+# The demo: 330 synthetic plays of 40 frames at 32 px -> the frozen VGG16 base (cut at
+# block2_pool) run once per stored frame by the embed job -> the head (GRU 64 on 8 of the
+# 40 frames) trained from the cached features -> evaluation and export of the full model.
+# No ImageNet weights offline, so the base is randomly initialized (--weights=none, seeded);
+# with the Keras cache or a weights file, use --weights=imagenet or --weights=PATH.
+DEMO_FEATURES := runs/demo/features
+DEMO_RECORD_FLAGS := --frame_size=32 --demo_plays=330
+DEMO_EMBED_FLAGS := --weights=none --cut_layer=block2_pool
+DEMO_TRAIN_FLAGS := --num_frames=8 --trainable_from=none --rnn=gru --rnn_units=64 --epochs=30 \
+	--batch_size=8 --learning_rate=3e-3
 
 demo: $(STAMP)
-	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --frame_size=64 --demo_plays=660
-	$(PY) -m trainer.task --strategy=mirrored --cpu_replicas=2 --data_dir=$(DEMO_DATA) \
+	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) $(DEMO_RECORD_FLAGS)
+	$(PY) beam_jobs/embed_records.py --runner=DirectRunner --records_dir=$(DEMO_DATA) \
+		--output_dir=$(DEMO_FEATURES) --overwrite $(DEMO_EMBED_FLAGS)
+	$(PY) -m trainer.task --strategy=mirrored --cpu_replicas=2 --features_dir=$(DEMO_FEATURES) \
 		--job_dir=$(DEMO_JOB)/job $(DEMO_TRAIN_FLAGS)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/records_job.py
 	$(PY) benchmarks/input_pipeline.py
+	$(PY) benchmarks/feature_cache.py --preset=demo
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,0 +1,128 @@
+"""Training the head from cached features: the `make demo` path at a tiny size.
+
+records job (demo plays) -> embed job (frozen base once per stored frame) ->
+`python -m trainer.task --features_dir` -> evaluation and export of the full model.
+"""
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from beam_jobs import embed_records, make_records  # noqa: E402
+from media import frame_features  # noqa: E402
+from schemas import feature_record, play_record  # noqa: E402
+from trainer import data, inputs, task  # noqa: E402
+from trainer import model as model_lib  # noqa: E402
+
+CUT = "block1_pool"
+HEAD = ["--rnn=gru", "--rnn_units=8", "--num_frames=4", "--dropout=0", "--batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def demo_dirs(tmp_path_factory):
+    """The demo's first two steps, tiny: 22 demo plays of 8 frames at 32 px, embedded."""
+    root = tmp_path_factory.mktemp("demo")
+    records, features = str(root / "records"), str(root / "features")
+    make_records.run([f"--output_dir={records}", "--demo_plays=22", "--num_frames=8",
+                      "--frame_size=32", "--num_shards=2"])
+    embed_records.run([f"--records_dir={records}", f"--output_dir={features}", "--weights=none",
+                       f"--cut_layer={CUT}", "--views=flip", "--seed=3"])
+    return records, features
+
+
+def _train(features, job, *extra):
+    return task.run([f"--features_dir={features}", f"--job_dir={job}", "--strategy=default",
+                     "--epochs=2", *HEAD, *extra])
+
+
+def test_demo_path_trains_evaluates_and_exports(demo_dirs, tmp_path):
+    records, features = demo_dirs
+    job = tmp_path / "job"
+    assert _train(features, job) == 0
+    config = json.loads((job / "config.json").read_text())["resolved"]
+    assert config["cut_layer"] == CUT and config["weights"] == "none"  # from the features card
+    assert config["train_files"][0].startswith(records)  # --data_dir from the card
+    report = json.loads((job / "eval.json").read_text())
+    card = make_records.read_card(records)
+    split = "test" if card.counts.get("test") else "val"
+    assert report["num_examples"] == card.counts[split] and 0.0 <= report["accuracy"] <= 1.0
+    assert (job / "saved_model" / "saved_model.pb").exists() and (job / "model.keras").exists()
+    history = (job / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header + 2 epochs of the head phase
+
+
+def test_export_equals_base_plus_head_on_the_plays_jpegs(demo_dirs, tmp_path):
+    """The exported model (raw JPEGs in) gives base + head's probabilities on those frames."""
+    records, features = demo_dirs
+    job = tmp_path / "job"
+    assert _train(features, job) == 0
+    fcard = inputs.load_features_card(features)
+    base = keras.models.load_model(os.path.join(features, fcard.base_model), compile=False)
+    trained = keras.models.load_model(str(job / "model.keras"), compile=False)
+    head = model_lib.build_head_model(fcard.num_classes, fcard.feature_dim, rnn="gru", rnn_units=8,
+                                      dropout=0.0)
+    model_lib.copy_head_weights(trained, head)
+
+    serve = tf.saved_model.load(str(job / "saved_model")).signatures["serving_default"]
+    shard = inputs.split_files(records, "val")[0]
+    checked = 0
+    for serialized in tf.data.TFRecordDataset(shard).take(3):
+        record = play_record.decode_play(serialized.numpy())
+        exported = serve(clips=tf.constant([record.frames]))["probabilities"].numpy()[0]
+        chosen = data.select_frames(tf.constant(record.frames), 4)
+        frames = data.decode_frames(chosen, record.height, record.width)
+        per_frame = base(frame_features.VGGPreprocess()(frames), training=False)
+        ours = head(per_frame[tf.newaxis], training=False).numpy()[0]
+        np.testing.assert_allclose(exported, ours, rtol=1e-4, atol=1e-5)
+        checked += 1
+    assert checked
+
+
+def test_features_of_another_base_are_refused(demo_dirs, tmp_path, capsys):
+    _, features = demo_dirs
+    for flag, message in (("--cut_layer=block2_pool", "--cut_layer=block2_pool but the cached "
+                           "features"), ("--weights=imagenet", "--weights=imagenet but the cached")):
+        assert _train(features, tmp_path / "job", flag) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_incomplete_features_dir_is_refused(demo_dirs, tmp_path, capsys):
+    assert _train(str(tmp_path), tmp_path / "job") == 2
+    err = capsys.readouterr().err
+    assert "no features.json" in err and "embed job" in err
+
+
+def test_feature_dataset_frame_choice_and_views(demo_dirs, tmp_path):
+    """Eval: view 0, centred frames; training: both views drawn, strided frames."""
+    _, features = demo_dirs
+    fcard = inputs.load_features_card(features)
+    assert fcard.views == ["none", "flip"]
+    shards = sorted(tf.io.gfile.glob(os.path.join(features, fcard.shard_glob("train"))))
+    serialized = next(iter(tf.data.TFRecordDataset(shards).take(1))).numpy()
+    first = feature_record.decode_features(serialized)
+    files = [str(tmp_path / "one.tfrecord")]
+    with tf.io.TFRecordWriter(files[0]) as writer:
+        writer.write(serialized)
+    parse = lambda s: feature_record.parse_features(s, fcard.dtype)  # noqa: E731
+    eval_ds = data.make_feature_dataset(files, training=False, global_batch_size=1, num_frames=4,
+                                        feature_dim=fcard.feature_dim, parse_fn=parse)
+    clip, _ = next(iter(eval_ds))
+    expected = first.features[0].astype(np.float32)[[0, 2, 4, 6]]  # stride 2, centred
+    np.testing.assert_array_equal(clip.numpy()[0], expected)
+    train_ds = data.make_feature_dataset(files, training=True, global_batch_size=1, num_frames=4,
+                                         feature_dim=fcard.feature_dim, parse_fn=parse, seed=0,
+                                         shuffle_buffer=0, repeat=True)
+    views = first.features.astype(np.float32)
+    seen = set()
+    for clip, _ in train_ds.take(40):
+        row = clip.numpy()[0, 0]
+        for v in range(2):
+            if any(np.array_equal(row, views[v, t]) for t in range(views.shape[1])):
+                seen.add(v)
+    assert seen == {0, 1}
