@@ -1,34 +1,52 @@
 """playclips: classify basketball plays from video (Beam records job + Keras trainer).
 
-Versions are pinned and known to work together: tensorflow-io 0.37.1 (its last
-release) is built for TensorFlow 2.16.x only, so TensorFlow stays on 2.16 and
-numpy/protobuf stay on the ranges that both TensorFlow 2.16 and Beam accept.
+Versions are pinned and known to work together on Python 3.11: tensorflow-io
+0.37.1 (its last release) is built for TensorFlow 2.16.x only, so TensorFlow
+stays on 2.16 and numpy/protobuf stay on the ranges that both TensorFlow 2.16
+and Beam accept. trainer/compat.py holds the Keras/TF patches, each guarded by
+the version range it was verified for: moving keras or tensorflow past a range
+makes training fail with a RuntimeError that names the patch to re-check.
 """
 import setuptools
 
 REQUIRED = [
+    # 2.16.2: the newest TensorFlow that tensorflow-io 0.37.1's .so files load with.
     "tensorflow==2.16.2",
-    "keras==3.6.0",
+    # 3.15.1: the newest Keras (and the newest available); tests pass with TF 2.16.2.
+    # Needs trainer/compat.py's patches for keras#20585 (still open); the
+    # is_tf_dataset patch is gone (keras#20134, fixed in 3.9). 3.15 needs Python >= 3.11.
+    "keras==3.15.1",
+    # 0.37.1: the last tensorflow-io release, built against TF 2.16.
     "tensorflow-io==0.37.1",
     "tensorflow-io-gcs-filesystem==0.37.1",
+    # 1.26.4: TensorFlow 2.16 requires numpy < 2.
     "numpy==1.26.4",
+    # 4.25.9: TensorFlow 2.16 requires protobuf < 5; Beam accepts 4.25.
     "protobuf==4.25.9",
-    "apache-beam==2.61.0",
+    # 2.72.0: the newest Beam whose [gcp] extra still resolves with protobuf 4.25
+    # (2.76/2.77[gcp] need google-cloud-bigtable >= 2.42/2.44, which need protobuf >= 6.33;
+    # pip did not resolve 2.73-2.75[gcp] within 4 min). 2.77 also logs an "apitools not
+    # found" warning on import that breaks the one-line CLI errors. After 2.68 crcmod
+    # (WriteToTFRecord's CRC) moved to the [tfrecord] extra; without it the job fails.
+    "apache-beam[tfrecord]==2.72.0",
     "av==14.0.1",
-    "pillow==10.4.0",
+    # 12.3.0: Beam >= 2.72 requires pillow >= 12.1.1, < 13.
+    "pillow==12.3.0",
     "matplotlib==3.9.2",
 ]
 
 EXTRAS = {
     "test": ["pytest==8.3.4"],
-    "gcp": ["apache-beam[gcp]==2.61.0"],
+    "gcp": ["apache-beam[gcp]==2.72.0"],
 }
 
 setuptools.setup(
     name="playclips",
     version="0.1.0",
     description="Classify basketball plays from video clips: Beam TFRecords job and tf.distribute trainer.",
-    python_requires=">=3.9,<3.13",
+    # 3.11 only: the one version tested. keras 3.15 requires >= 3.11 (and the code
+    # uses zip(strict=True), 3.10+); 3.12 is untested.
+    python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["schemas", "schemas.*", "media", "media.*", "beam_jobs", "beam_jobs.*", "trainer", "trainer.*"]),
     install_requires=REQUIRED,
     extras_require=EXTRAS,

@@ -43,7 +43,7 @@ from trainer.train import PlayClassificationTask  # noqa: E402
 
 PRESETS: Dict[str, Dict] = {
     # The demo's settings (Makefile DEMO_* flags).
-    "demo": dict(plays=330, frame_size=32, cut_layer="block2_pool", num_frames=8, epochs=4,
+    "demo": dict(plays=330, frame_size=32, cut_layer="block2_pool", num_frames=8, epochs=30,
                  rnn="gru", rnn_units=64, batch_size=8),
     # The seed's settings on a small subset: 224 px, the whole VGG16 base, 40 frames.
     "seed": dict(plays=22, frame_size=224, cut_layer="block5_pool", num_frames=40, epochs=2,
