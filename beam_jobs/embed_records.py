@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import logging
 import os
 import sys
 import tempfile
@@ -53,21 +52,17 @@ from apache_beam.metrics import Metrics  # pylint: disable=wrong-import-position
 from apache_beam.ml.inference.base import (  # pylint: disable=wrong-import-position
     ModelHandler, PredictionResult, RunInference)
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
-    PipelineOptions, SetupOptions)
+    PipelineOptions)
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
 from beam_jobs.pipeline import (  # pylint: disable=wrong-import-position
-    METRICS_NAMESPACE, PLAYS, REJECTED, SHARD_TEMPLATE, WriteRejected)
+    METRICS_NAMESPACE, PLAYS, REJECTED, WriteRejected, WriteSplitShards)
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
-from schemas.errors import EXIT_USAGE, UsageError, one_line  # pylint: disable=wrong-import-position
+from schemas.errors import UsageError, one_line  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
 
 FRAMES_PER_CALL = 128  # frames per base call: bounds the activations' memory at 224 px
-
-
-def _repo_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class EmbedOptions(PipelineOptions):
@@ -316,28 +311,6 @@ class EmbedPlays(beam.PTransform):
                 | "Encode" >> beam.ParDo(_EncodeFeaturesFn(cfg.card.dtype)))
 
 
-class WriteSplitShards(beam.PTransform):
-    """(split, record) -> `<split>-SSSSS-of-NNNNN.tfrecord`; returns the written file names."""
-
-    def __init__(self, config: EmbedConfig):
-        super().__init__()
-        self._config = config
-
-    def expand(self, records):
-        cfg = self._config
-        names = list(cfg.split_patterns)
-        parts = records | "BySplit" >> beam.Partition(lambda rec, n: names.index(rec[0]), len(names))
-        written = []
-        for name, part in zip(names, parts):
-            written.append(
-                part
-                | f"Bytes_{name}" >> beam.Map(lambda rec: rec[1])
-                | f"Write_{name}" >> beam.io.WriteToTFRecord(
-                    FileSystems.join(cfg.output_dir, name), file_name_suffix=".tfrecord",
-                    num_shards=cfg.num_shards, shard_name_template=SHARD_TEMPLATE))
-        return written | "AllShards" >> beam.Flatten()
-
-
 class _WriteCardFn(beam.DoFn):
     def __init__(self, config: EmbedConfig):
         self._config = config
@@ -389,7 +362,8 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig):
     num_input = records | "CountInput" >> beam.combiners.Count.Globally()
     parsed = records | "ParsePlays" >> ParsePlays(config.card)
     encoded = parsed[PLAYS] | "EmbedPlays" >> EmbedPlays(config)
-    shard_files = encoded | "WriteSplitShards" >> WriteSplitShards(config)
+    shard_files = encoded | "WriteSplitShards" >> WriteSplitShards(
+        config.output_dir, list(config.split_patterns), config.num_shards)
     rejected_files = parsed[REJECTED] | "WriteRejected" >> WriteRejected(config.output_dir)
     counts = ((encoded | "WrittenEvents" >> beam.Map(lambda rec: ("written", rec[0])),
                parsed[REJECTED] | "RejectedEvents" >> beam.Map(lambda e: ("rejected", e["kind"])))
@@ -408,13 +382,6 @@ def build_parser() -> argparse.ArgumentParser:
         "embed_records.py", "Compute the frozen VGG16 base's features of every stored frame of "
         "play records (a feature cache for the trainer). Flags not listed here are Beam's "
         "pipeline options.", OPTION_CLASSES)
-
-
-def args_of(options: PipelineOptions, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """The job's own flags from `options`."""
-    views = [options.view_as(cls) for cls in OPTION_CLASSES]
-    return argparse.Namespace(**{name: next(getattr(v, name) for v in views if hasattr(v, name))
-                                 for name in vars(parser.parse_args([]))})
 
 
 def _absolute(path: str) -> str:
@@ -548,31 +515,15 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> FeaturesCard:
     """Runs the job; returns the features card it wrote. Raises UsageError for an unusable run."""
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "-h" in argv or "--help" in argv:
-        parser.print_help()
-        raise SystemExit(0)
-    options = PipelineOptions(argv)
-    options_lib.check_flags(options, parser)
-    config = config_from_args(args_of(options, parser))
-    if _repo_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        # Multi-processing workers (subprocesses) import beam_jobs, media and schemas from here.
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
-    options.view_as(SetupOptions).save_main_session = save_main_session
-    with (test_pipeline or beam.Pipeline(options=options)) as p:
-        build(p, config)
+    options = options_lib.parse_job_options(argv, parser)
+    config = config_from_args(options_lib.job_args(options, parser, OPTION_CLASSES))
+    options_lib.run_pipeline(options, lambda p: build(p, config), save_main_session,
+                             test_pipeline)
     card = read_card(config.output_dir)
     print(summary(card, config.output_dir))
     return card
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    try:
-        run(argv)
-    except UsageError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return EXIT_USAGE
-    return 0
+    return options_lib.main(run, argv)
 

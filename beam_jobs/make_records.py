@@ -15,7 +15,6 @@ unwritable output, a flag neither this job nor Beam defines) prints one
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -30,18 +29,14 @@ if not __package__:  # run as a script: make the repo root importable (here and 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top,wrong-import-position
 from apache_beam.io.filesystems import FileSystems  # pylint: disable=wrong-import-position
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
-    GoogleCloudOptions, PipelineOptions, SetupOptions)
+    PipelineOptions)
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs import pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
 from schemas import dataset_card, sampling  # pylint: disable=wrong-import-position
-from schemas.errors import EXIT_USAGE, UsageError, one_line  # pylint: disable=wrong-import-position
+from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 DEFAULT_OUTPUT_DIR = "runs/demo/records"
-
-
-def _repo_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class RecordsOptions(PipelineOptions):
@@ -114,15 +109,6 @@ def _parse_frame_size(text: str):
     return parts[0], parts[1]
 
 
-def args_of(options: PipelineOptions, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """The job's own flags from `options` (with the job's default --output_dir)."""
-    views = [options.view_as(cls) for cls in OPTION_CLASSES]
-    args = argparse.Namespace(**{name: next(getattr(v, name) for v in views if hasattr(v, name))
-                                 for name in vars(parser.parse_args([]))})
-    args.output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
-    return args
-
-
 def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     """Validates the flags (UsageError) and checks input and output at launch."""
     if args.num_frames < 1:
@@ -142,13 +128,14 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         plays.check_input(args.input)
     elif args.demo_plays < 1:
         raise UsageError(f"--demo_plays must be >= 1 without --input, got {args.demo_plays}")
-    plays.check_output_dir(args.output_dir)
+    output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
+    plays.check_output_dir(output_dir)
     frame_rate = args.frame_rate
     if not args.input:
         from media import demo_plays  # pylint: disable=g-import-not-at-top
         frame_rate = float(demo_plays.DEMO_FRAME_RATE)
     return records_pipeline.JobConfig(
-        output_dir=args.output_dir, input=args.input, labels=labels, num_frames=args.num_frames,
+        output_dir=output_dir, input=args.input, labels=labels, num_frames=args.num_frames,
         height=height, width=width, resize_mode=args.resize_mode, pad_short=args.pad_short,
         jpeg_quality=args.jpeg_quality, frame_rate=frame_rate, splits=split_fractions,
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
@@ -174,37 +161,17 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> dataset_card.DatasetCard:
     """Runs the job; returns the dataset card it wrote. Raises UsageError for an unusable run."""
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "-h" in argv or "--help" in argv:
-        parser.print_help()
-        raise SystemExit(0)
-    options = PipelineOptions(argv)
-    options_lib.check_flags(options, parser)
-    job_labels = options.view_as(GoogleCloudOptions).labels or []
-    if any("=" not in label for label in job_labels):
-        raise UsageError(f"--labels={','.join(job_labels)} is Beam's flag for Dataflow job labels "
-                         f"(key=value); give the label vocabulary with --label_vocabulary")
-    config = config_from_args(args_of(options, parser))
-    if _repo_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        # Multi-processing workers (subprocesses) import beam_jobs and schemas from here.
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_repo_root(), os.environ.get("PYTHONPATH", "")) if p)
-    options.view_as(SetupOptions).save_main_session = save_main_session
-    with (test_pipeline or beam.Pipeline(options=options)) as p:
-        records_pipeline.build(p, config)
+    options = options_lib.parse_job_options(argv, parser)
+    config = config_from_args(options_lib.job_args(options, parser, OPTION_CLASSES))
+    options_lib.run_pipeline(options, lambda p: records_pipeline.build(p, config), save_main_session,
+                             test_pipeline)
     card = read_card(config.output_dir)
     print(summary(card, config.output_dir))
     return card
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    try:
-        run(argv)
-    except UsageError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return EXIT_USAGE
-    return 0
+    return options_lib.main(run, argv)
 
 
 if __name__ == "__main__":

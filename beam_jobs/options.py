@@ -1,4 +1,4 @@
-"""Command-line flags of the Beam jobs, as `PipelineOptions` subclasses (the Beam way).
+"""The Beam jobs' command lines: flags as `PipelineOptions` subclasses (the Beam way), checks, run.
 
 Beam gathers the flags of every imported `PipelineOptions` subclass into one
 parser, so a flag may be declared by one class only: `--output_dir` and
@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from typing import Sequence, Type
+import logging
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence, Type
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+import apache_beam as beam
+from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
+                                                  SetupOptions, StandardOptions)
 
-from schemas.errors import UsageError
+from schemas.errors import EXIT_USAGE, UsageError, one_line
 
 
 class OutputOptions(PipelineOptions):
@@ -70,3 +75,59 @@ def check_flags(options: PipelineOptions, parser: argparse.ArgumentParser) -> No
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise UsageError(f"unknown flag {flag}{hint}: neither this job nor Beam's pipeline "
                          f"options define it (see --help)")
+
+
+def parse_job_options(argv: Optional[Sequence[str]],
+                      parser: argparse.ArgumentParser) -> PipelineOptions:
+    """All of a job's flags as PipelineOptions, after --help and the typo checks.
+
+    Raises UsageError for an unknown flag, and for Beam's `--labels` (Dataflow
+    job labels, key=value) given like a label list.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    options = PipelineOptions(argv)
+    check_flags(options, parser)
+    job_labels = options.view_as(GoogleCloudOptions).labels or []
+    if any("=" not in label for label in job_labels):
+        raise UsageError(f"--labels={','.join(job_labels)} is Beam's flag for Dataflow job labels "
+                         f"(key=value); the records job's label list is --label_vocabulary")
+    return options
+
+
+def job_args(options: PipelineOptions, parser: argparse.ArgumentParser,
+             classes: Sequence[Type[PipelineOptions]]) -> argparse.Namespace:
+    """The job's own flags (those of `classes`) from `options`, as a namespace."""
+    views = [options.view_as(cls) for cls in classes]
+    return argparse.Namespace(**{name: next(getattr(v, name) for v in views if hasattr(v, name))
+                                 for name in vars(parser.parse_args([]))})
+
+
+def run_pipeline(options: PipelineOptions, build: Callable[[beam.Pipeline], None],
+                 save_main_session: bool = True,
+                 test_pipeline: Optional[beam.Pipeline] = None) -> None:
+    """Builds and runs a job's pipeline (or `build`s into `test_pipeline`), waiting for it.
+
+    Multi-processing and portable workers import the repo's packages (schemas,
+    media, beam_jobs) from PYTHONPATH, which gets the repo root here.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    with (test_pipeline or beam.Pipeline(options=options)) as pipeline:
+        build(pipeline)
+
+
+def main(run: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[str]] = None) -> int:
+    """A job's command line: runs `run(argv)`; a UsageError prints one `error:` line, exit 2."""
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        run(argv)
+    except UsageError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0

@@ -55,12 +55,8 @@ class JobConfig:
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
-    def shard_suffix(self) -> str:
-        return ".tfrecord.gz" if self.compression == "gzip" else ".tfrecord"
-
-    @property
     def shard_pattern(self) -> str:
-        return "{split}-*-of-*" + self.shard_suffix
+        return "{split}-*-of-*" + (".tfrecord.gz" if self.compression == "gzip" else ".tfrecord")
 
 
 def _counter(name: str) -> None:
@@ -256,27 +252,35 @@ class SampleAndEncode(beam.PTransform):
 
 
 class WriteSplitShards(beam.PTransform):
-    """(split, label, record) -> `<split>-SSSSS-of-NNNNN.tfrecord[.gz]`; returns written file names."""
+    """(split, ..., record bytes) -> `<split>-SSSSS-of-NNNNN.tfrecord[.gz]`; returns the file names.
 
-    def __init__(self, config: JobConfig):
+    Shared by the records job and the embed job: the split is the first item of
+    each element and the serialized record the last.
+    """
+
+    def __init__(self, output_dir: str, splits: Sequence[str], num_shards: int = 0,
+                 compression: str = "none"):
         super().__init__()
-        self._config = config
+        self._output_dir = output_dir
+        self._splits = list(splits)
+        self._num_shards = num_shards
+        self._compression = compression
 
     def expand(self, records):
-        cfg = self._config
-        names = list(cfg.splits)
+        names = self._splits
         parts = records | "BySplit" >> beam.Partition(lambda rec, n: names.index(rec[0]), len(names))
-        compression = (CompressionTypes.GZIP if cfg.compression == "gzip"
-                       else CompressionTypes.UNCOMPRESSED)
+        gzip = self._compression == "gzip"
         written = []
         for name, part in zip(names, parts):
             written.append(
                 part
-                | f"Bytes_{name}" >> beam.Map(lambda rec: rec[2])
+                | f"Bytes_{name}" >> beam.Map(lambda rec: rec[-1])
                 | f"Write_{name}" >> beam.io.WriteToTFRecord(
-                    FileSystems.join(cfg.output_dir, name), file_name_suffix=cfg.shard_suffix,
-                    num_shards=cfg.num_shards, shard_name_template=SHARD_TEMPLATE,
-                    compression_type=compression))
+                    FileSystems.join(self._output_dir, name),
+                    file_name_suffix=".tfrecord.gz" if gzip else ".tfrecord",
+                    num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE,
+                    compression_type=(CompressionTypes.GZIP if gzip
+                                      else CompressionTypes.UNCOMPRESSED)))
         return written | "AllShards" >> beam.Flatten()
 
 
@@ -371,7 +375,8 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
     checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
     labels = checked[PLAYS] | "LabelVocabulary" >> LabelVocabulary(config.labels)
     encoded = checked[PLAYS] | "SampleAndEncode" >> SampleAndEncode(config, labels)
-    shard_files = encoded[PLAYS] | "WriteSplitShards" >> WriteSplitShards(config)
+    shard_files = encoded[PLAYS] | "WriteSplitShards" >> WriteSplitShards(
+        config.output_dir, list(config.splits), config.num_shards, config.compression)
 
     rejected = ((read[REJECTED], unique[REJECTED], checked[REJECTED], encoded[REJECTED])
                 | "AllRejected" >> beam.Flatten())

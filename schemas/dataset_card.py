@@ -16,8 +16,42 @@ CARD_NAME = "dataset.json"
 SPLITS = ("train", "val", "test")
 
 
+class Card:
+    """What the cards of a job's output folder share: labels, shard globs, JSON.
+
+    Subclasses are dataclasses with `labels` and `shard_pattern` fields; they
+    check the versions of what they read in `check_versions`.
+    """
+
+    labels: List[str]
+    shard_pattern: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def shard_glob(self, split: str) -> str:
+        """The shard glob of one split, relative to the folder holding the card."""
+        return self.shard_pattern.format(split=split)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def check_versions(cls, data: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, text: str):
+        """The card in `text` (SchemaError for another version; unknown keys are ignored)."""
+        data = json.loads(text)
+        cls.check_versions(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclasses.dataclass
-class DatasetCard:
+class DatasetCard(Card):
     """What a records-job output folder holds."""
 
     num_frames: int
@@ -38,22 +72,7 @@ class DatasetCard:
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = play_record.SCHEMA_VERSION
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.labels)
-
-    def shard_glob(self, split: str) -> str:
-        """The shard glob of one split, relative to the folder holding the card."""
-        return self.shard_pattern.format(split=split)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
     @classmethod
-    def from_json(cls, text: str) -> "DatasetCard":
-        data = json.loads(text)
-        play_record.check_schema_version(
-            data.get("schema_version"), "dataset card",
-            ": re-run the records job with this version")
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def check_versions(cls, data: Dict[str, Any]) -> None:
+        play_record.check_schema_version(data.get("schema_version"), "dataset card",
+                                         ": re-run the records job with this version")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-from typing import Dict, List
+from typing import Any, Dict, List
 
-from schemas import feature_record, play_record
+from schemas import dataset_card, feature_record, play_record
 from schemas.errors import UsageError
 
 CARD_NAME = "features.json"
@@ -69,7 +68,7 @@ def weights_sha256(weights: str) -> str:
 
 
 @dataclasses.dataclass
-class FeaturesCard:
+class FeaturesCard(dataset_card.Card):
     """What an embed-job output folder holds and which base made it."""
 
     weights: str  # as given: "imagenet", "none" or a path
@@ -96,26 +95,12 @@ class FeaturesCard:
     schema_version: int = play_record.SCHEMA_VERSION
     feature_schema_version: int = feature_record.FEATURE_SCHEMA_VERSION
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.labels)
-
-    def shard_glob(self, split: str) -> str:
-        """The shard glob of one split, relative to the folder holding the card."""
-        return self.shard_pattern.format(split=split)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
     @classmethod
-    def from_json(cls, text: str) -> "FeaturesCard":
-        data = json.loads(text)
+    def check_versions(cls, data: Dict[str, Any]) -> None:
         hint = ": re-run the embed job with this version"
         play_record.check_schema_version(data.get("schema_version"), "features card", hint)
         feature_record.check_feature_schema_version(
             data.get("feature_schema_version"), "features card", hint)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
     def check_base(self, cut_layer: str, weights: str, height: int, width: int) -> None:
         """UsageError when a trainer's flags describe another base than the one that made the features.

@@ -24,7 +24,7 @@ Feature lists (per frame):
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from schemas import example_proto, sampling
 from schemas.errors import SchemaError
