@@ -327,6 +327,12 @@ def _jitter_color(rng, rgb, amount=14.0) -> np.ndarray:
 
 def _render(script: _Script, rng: np.random.Generator, num_frames: int, size: int,
             side: float, zoom_profile: Sequence[float]) -> np.ndarray:
+    """The frames of one play, uint8 [T, size, size, 3].
+
+    One straight pass (time warp, player and ball tracks, camera, then drawing
+    each frame), longer than most functions here: its steps share a dozen
+    per-frame arrays that helpers would only hand back and forth.
+    """
     # Time warp: events shift and stretch a little per play.
     t = np.linspace(0.0, 1.0, num_frames)
     u = np.clip(rng.uniform(-0.05, 0.05) + rng.uniform(0.9, 1.1) * t, 0.0, 1.0)
