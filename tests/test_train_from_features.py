@@ -126,3 +126,19 @@ def test_feature_dataset_frame_choice_and_views(demo_dirs, tmp_path):
             if any(np.array_equal(row, views[v, t]) for t in range(views.shape[1])):
                 seen.add(v)
     assert seen == {0, 1}
+
+
+def test_fine_tune_continues_on_the_jpegs_from_the_trained_head(demo_dirs, tmp_path):
+    """Phase 2 unfreezes the top block of the features' base and trains on the play records."""
+    _, features = demo_dirs
+    job = tmp_path / "job"
+    assert _train(features, job, "--fine_tune_epochs=1", "--fine_tune_learning_rate=1e-2") == 0
+    history = (job / "history.csv").read_text().splitlines()
+    assert len(history) == 4  # header, 2 head epochs (cached features), 1 fine-tune epoch (JPEGs)
+    fcard = inputs.load_features_card(features)
+    base = keras.models.load_model(os.path.join(features, fcard.base_model), compile=False)
+    tuned = model_lib.base_of(keras.models.load_model(str(job / "model.keras"), compile=False))
+    conv1, conv2 = base.get_layer("block1_conv1"), base.get_layer("block1_conv2")
+    # block1_pool's block is the top block: unfrozen from block1_conv1, so both convs moved.
+    assert not np.allclose(conv2.get_weights()[0], tuned.get_layer("block1_conv2").get_weights()[0])
+    assert not np.allclose(conv1.get_weights()[0], tuned.get_layer("block1_conv1").get_weights()[0])
