@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 records: $(STAMP)
-	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA)
+	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --overwrite
 
 # The demo: 330 synthetic plays of 40 frames at 32 px -> the frozen VGG16 base (cut at
 # block2_pool) run once per stored frame by the embed job -> the head (GRU 64 on 8 of the
@@ -37,7 +37,7 @@ DEMO_TRAIN_FLAGS := --num_frames=8 --trainable_from=none --rnn=gru --rnn_units=6
 	--batch_size=8 --learning_rate=3e-3
 
 demo: $(STAMP)
-	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) $(DEMO_RECORD_FLAGS)
+	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --overwrite $(DEMO_RECORD_FLAGS)
 	$(PY) beam_jobs/embed_records.py --runner=DirectRunner --records_dir=$(DEMO_DATA) \
 		--output_dir=$(DEMO_FEATURES) --overwrite $(DEMO_EMBED_FLAGS)
 	$(PY) -m trainer.task --strategy=mirrored --cpu_replicas=2 --features_dir=$(DEMO_FEATURES) \

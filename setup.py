@@ -36,7 +36,8 @@ REQUIRED = [
 ]
 
 EXTRAS = {
-    "test": ["pytest==8.3.4"],
+    # hypothesis 6.170.17: the newest release; tests/test_properties.py.
+    "test": ["pytest==8.3.4", "hypothesis==6.170.17"],
     "gcp": ["apache-beam[gcp]==2.72.0"],
 }
 

@@ -66,7 +66,7 @@ FRAMES_PER_CALL = 128  # frames per base call: bounds the activations' memory at
 
 
 class EmbedOptions(PipelineOptions):
-    """The embed job's own flags (`--output_dir` and `--num_shards` are in OutputOptions)."""
+    """The embed job's own flags (`--output_dir`, `--num_shards`, `--overwrite`: OutputOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -85,8 +85,6 @@ class EmbedOptions(PipelineOptions):
                             help="plays per inference batch")
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the random base with --weights=none")
-        parser.add_argument("--overwrite", action="store_true",
-                            help="replace an output folder that already holds features.json")
 
 
 OPTION_CLASSES = (EmbedOptions, OutputOptions)
@@ -251,7 +249,7 @@ class FrameFeaturesHandler(ModelHandler):
                 with open(local, "wb") as dst:
                     dst.write(src.read())
             base = keras.saving.load_model(
-                local, compile=False,
+                local, compile=False, safe_mode=True,
                 custom_objects={"VGGPreprocess": frame_features.VGGPreprocess})
         return FrameBase(base, frame_features.VGGPreprocess(), self._frames_per_call)
 

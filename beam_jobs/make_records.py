@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import List, Optional, Sequence
 
@@ -27,6 +28,7 @@ if not __package__:  # run as a script: make the repo root importable (here and 
         sys.path.insert(0, _ROOT)
 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top,wrong-import-position
+from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=wrong-import-position
 from apache_beam.io.filesystems import FileSystems  # pylint: disable=wrong-import-position
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
     PipelineOptions)
@@ -34,13 +36,16 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs import pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
-from schemas import dataset_card, sampling  # pylint: disable=wrong-import-position
+from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
+
 DEFAULT_OUTPUT_DIR = "runs/demo/records"
+# What a run of this job writes into --output_dir (--overwrite deletes these, the card first).
+OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl))$")
 
 
 class RecordsOptions(PipelineOptions):
-    """The records job's own flags (`--output_dir` and `--num_shards` are in OutputOptions)."""
+    """The records job's own flags (`--output_dir`, `--num_shards`, `--overwrite`: OutputOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -52,9 +57,10 @@ class RecordsOptions(PipelineOptions):
                  "Default: synthetic demo plays")
         parser.add_argument(
             "--label_vocabulary", default="",
-            help="comma-separated label vocabulary in index order; plays with other labels are "
-                 "rejected (default: the sorted set of labels seen). Not --labels: that is "
-                 "Beam's flag for Dataflow job labels")
+            help="the label vocabulary in index order: a comma-separated list, or a file with "
+                 "one label per line (blank lines and # comments ignored); plays with other "
+                 "labels are rejected (default: the sorted set of labels seen). Not --labels: "
+                 "that is Beam's flag for Dataflow job labels")
         parser.add_argument(
             "--num_frames", type=int, default=sampling.DEFAULT_NUM_FRAMES,
             help="frames per play, sampled uniformly over the whole play")
@@ -109,6 +115,52 @@ def _parse_frame_size(text: str):
     return parts[0], parts[1]
 
 
+def read_label_file(path: str) -> Optional[str]:
+    """A label file's text, local or on any Beam file system (None when there is no such file)."""
+    if "://" not in path:
+        return labels_lib.read_local_file(path)
+    try:
+        if not FileSystems.exists(path):
+            return None
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            return f.read().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:  # Beam's BeamIOError is an OSError
+        raise UsageError(f"cannot read label file {path}: {err}") from None
+
+
+def _listing(output_dir: str) -> List[str]:
+    """The paths in `output_dir` (none when it does not exist)."""
+    if "://" not in output_dir:
+        if not os.path.isdir(output_dir):
+            return []
+        return sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir))
+    try:
+        matched = FileSystems.match([FileSystems.join(output_dir, "*")])[0].metadata_list
+    except OSError:
+        return []
+    return sorted(m.path for m in matched)
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses a non-empty `output_dir` unless `overwrite`; then makes it ready for this run.
+
+    With `overwrite`, an earlier run's files go, dataset.json first: a folder
+    never holds a card beside shards that another run wrote (the card is the
+    last file a run writes, so its presence marks a complete dataset). Other
+    files are left alone.
+    """
+    existing = _listing(output_dir)
+    if existing and not overwrite:
+        raise UsageError(f"--output_dir={output_dir} is not empty ({len(existing)} entries, e.g. "
+                         f"{os.path.basename(existing[0].rstrip('/'))}): pass --overwrite to "
+                         f"replace an earlier run's output, or choose an empty folder")
+    ours = [p for p in existing if OUTPUT_FILE_RE.match(os.path.basename(p))]
+    ours.sort(key=lambda p: os.path.basename(p) != dataset_card.CARD_NAME)  # the card first
+    for path in ours:
+        FileSystems.delete([path])
+    plays.check_output_dir(output_dir)
+
+
 def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     """Validates the flags (UsageError) and checks input and output at launch."""
     if args.num_frames < 1:
@@ -121,15 +173,14 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         raise UsageError(f"--num_shards must be >= 0, got {args.num_shards}")
     height, width = _parse_frame_size(args.frame_size)
     split_fractions = splits_lib.parse_splits(args.splits)
-    labels = [label.strip() for label in args.label_vocabulary.split(",") if label.strip()] or None
-    if labels and len(set(labels)) != len(labels):
-        raise UsageError(f"--label_vocabulary has repeated labels: {args.label_vocabulary}")
+    labels = labels_lib.label_vocabulary(args.label_vocabulary, "--label_vocabulary",
+                                         read_label_file)
     if args.input:
         plays.check_input(args.input)
     elif args.demo_plays < 1:
         raise UsageError(f"--demo_plays must be >= 1 without --input, got {args.demo_plays}")
     output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
-    plays.check_output_dir(output_dir)
+    prepare_output_dir(output_dir, args.overwrite)
     frame_rate = args.frame_rate
     if not args.input:
         from media import demo_plays  # pylint: disable=g-import-not-at-top
@@ -167,6 +218,10 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
                              test_pipeline)
     card = read_card(config.output_dir)
     print(summary(card, config.output_dir))
+    if not sum(card.counts.values()):
+        reasons = ", ".join(f"{k}={v}" for k, v in card.rejected_reasons.items()) or "none"
+        raise UsageError(f"no play written: {card.num_rejected} of {card.num_input} rejected "
+                         f"({reasons}; see {config.output_dir}/rejected-*.jsonl)")
     return card
 
 

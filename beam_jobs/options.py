@@ -28,7 +28,7 @@ from schemas.errors import EXIT_USAGE, UsageError, one_line
 
 
 class OutputOptions(PipelineOptions):
-    """Where a job writes (both jobs)."""
+    """Where a job writes, and whether it may replace what is there (both jobs)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -37,6 +37,10 @@ class OutputOptions(PipelineOptions):
                                  "gs:// (the records job's default: runs/demo/records)")
         parser.add_argument("--num_shards", type=int, default=0,
                             help="shards per split (default 0: the runner decides)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an earlier run's output in --output_dir (without it, "
+                                 "the records job refuses a non-empty folder and the embed job "
+                                 "one that holds features.json)")
 
 
 def help_parser(prog: str, description: str,

@@ -146,7 +146,7 @@ class _AssignSplitFn(beam.DoFn):
     def process(self, spec: PlaySpec):
         if self._labels is not None and spec.label not in self._labels:
             yield pvalue.TaggedOutput(REJECTED, rejection(
-                spec.play_id, spec.path, f"unknown label {spec.label!r} (not in --labels)",
+                spec.play_id, spec.path, f"unknown label {spec.label!r} (not in --label_vocabulary)",
                 "unknown_label", spec.row))
             return
         if spec.split:

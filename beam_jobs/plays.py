@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import posixpath
 import uuid
@@ -113,8 +114,16 @@ def _parse_rows(path: str, text: str) -> Iterator[Union[Dict[str, Any], str]]:
                 continue
             yield row if isinstance(row, dict) else "a JSON line that is not an object"
     else:
-        reader = csv.DictReader(io.StringIO(text))
-        for row in reader:
+        # newline="": the csv module reads \r, \n and \r\n line ends (and ones inside quotes).
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:  # each error consumes its line: the loop ends
+                yield f"unreadable CSV line ({err})"
+                continue
             if not any((v or "").strip() for k, v in row.items() if k is not None):
                 continue  # blank line
             yield row
@@ -128,7 +137,10 @@ def manifest_columns(path: str, text: str) -> List[str]:
             if isinstance(row, dict):
                 keys.update(dict.fromkeys(row))
         return list(keys)
-    first = next(csv.reader(io.StringIO(text)), [])
+    try:
+        first = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as err:
+        raise UsageError(f"manifest {path}: its header line is not CSV ({err})") from None
     return [c.strip() for c in first]
 
 
@@ -151,7 +163,7 @@ def spec_from_row(row: Dict[str, Any], base_dir: str, number: int) -> Item:
             frame_rate = float(_value(row, "frame_rate"))
         except ValueError:
             frame_rate = -1.0
-        if not frame_rate > 0:
+        if not (frame_rate > 0 and math.isfinite(frame_rate)):
             return rejection(play_id, path, f"manifest row {number}: frame_rate must be a positive "
                              f"number, got {_value(row, 'frame_rate')!r}", "bad_value", number)
     return PlaySpec(play_id=play_id, label=label, path=path, game_id=_value(row, "game_id"),

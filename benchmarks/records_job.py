@@ -92,7 +92,8 @@ def run_loop(manifest: str, output: str, num_frames: int, frame_size: int) -> in
 def run_job(manifest: str, output_dir: str, num_frames: int, frame_size: int, beam_args) -> int:
     card = make_records.run([f"--input={manifest}", f"--output_dir={output_dir}",
                              f"--num_frames={num_frames}", f"--frame_size={frame_size}",
-                             "--runner=DirectRunner", *beam_args], save_main_session=False)
+                             "--runner=DirectRunner", "--overwrite", *beam_args],
+                            save_main_session=False)
     return sum(card.counts.values())
 
 

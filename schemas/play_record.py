@@ -123,19 +123,41 @@ def encode_play(record: PlayRecord) -> bytes:
 
 
 def decode_play(serialized: bytes) -> PlayRecord:
-    """Parses SequenceExample bytes back into a PlayRecord (pure Python; for tools and tests)."""
-    seq = example_proto.SequenceExample.FromString(serialized)
+    """Parses SequenceExample bytes back into a PlayRecord (pure Python; for tools and tests).
+
+    Raises SchemaError for bytes that are not a play record of this schema
+    version (not a SequenceExample, another version, a frame or timestamp
+    entry without exactly one value, text that is not UTF-8), never another error.
+    """
+    from google.protobuf.message import DecodeError  # pylint: disable=g-import-not-at-top
+    try:
+        seq = example_proto.SequenceExample.FromString(bytes(serialized))
+    except (DecodeError, RecursionError) as err:
+        raise SchemaError(f"not a tf.train.SequenceExample: {err}") from None
     ctx = seq.context.feature
     version = list(ctx[SCHEMA_VERSION_KEY].int64_list.value) if SCHEMA_VERSION_KEY in ctx else []
     check_schema_version(version[0] if len(version) == 1 else (version or "none"), "record")
 
     def get_bytes(key: str) -> str:
         values = ctx[key].bytes_list.value if key in ctx else []
-        return values[0].decode("utf-8") if values else ""
+        try:
+            return values[0].decode("utf-8") if values else ""
+        except UnicodeDecodeError:
+            raise SchemaError(f"record: '{key}' is not UTF-8 text") from None
 
     def get_int(key: str) -> int:
         values = ctx[key].int64_list.value if key in ctx else []
         return int(values[0]) if values else 0
+
+    def one_each(key: str, kind: str) -> list:
+        values = []
+        for t, feature in enumerate(lists[key].feature if key in lists else []):
+            value = getattr(feature, kind).value
+            if len(value) != 1:
+                raise SchemaError(f"record: '{key}' entry {t} holds {len(value)} {kind} values, "
+                                  f"not one")
+            values.append(value[0])
+        return values
 
     rates = ctx[IMAGE_FRAME_RATE].float_list.value if IMAGE_FRAME_RATE in ctx else []
     lists = seq.feature_lists.feature_list
@@ -145,8 +167,8 @@ def decode_play(serialized: bytes) -> PlayRecord:
         data_path=get_bytes(DATA_PATH),
         label=get_bytes(LABEL_STRING),
         label_index=get_int(LABEL_INDEX),
-        frames=[f.bytes_list.value[0] for f in lists[IMAGE_ENCODED].feature],
-        timestamps_us=[int(f.int64_list.value[0]) for f in lists[IMAGE_TIMESTAMP].feature],
+        frames=[bytes(f) for f in one_each(IMAGE_ENCODED, "bytes_list")],
+        timestamps_us=[int(t) for t in one_each(IMAGE_TIMESTAMP, "int64_list")],
         height=get_int(IMAGE_HEIGHT),
         width=get_int(IMAGE_WIDTH),
         channels=get_int(IMAGE_CHANNELS),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import keras
 
@@ -23,7 +23,38 @@ class EpochSummary(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.monotonic() - (self._start or time.monotonic())
-        metrics = " ".join(f"{name}={float(value):.4f}" for name, value in sorted((logs or {}).items())
+        metrics = " ".join(f"{name}={_number(value)}" for name, value in sorted((logs or {}).items())
                            if name != "learning_rate")
         phase = f" [{self.phase}]" if self.phase else ""
         self.print_fn(f"epoch {epoch + 1}/{self.total_epochs}{phase} {metrics} ({seconds:.1f}s)")
+
+
+def _number(value) -> str:
+    return str(value) if isinstance(value, int) else f"{float(value):.4f}"
+
+
+class CorruptRecordCount(keras.callbacks.Callback):
+    """Puts the corrupt records skipped in each epoch into its logs (--skip_corrupt_records).
+
+    `counters` maps a log name (`corrupt_records`, `val_corrupt_records`) to an
+    int64 variable that the input pipeline adds to as batches leave it
+    (`data.CorruptRecords`); the epoch's count is its growth over the epoch.
+    Placed before CSVLogger, TensorBoard and EpochSummary, which then write it.
+    """
+
+    def __init__(self, counters: Dict[str, "tf.Variable"]):
+        super().__init__()
+        self.counters = dict(counters)
+        self._start: Dict[str, int] = {}
+
+    def _values(self) -> Dict[str, int]:
+        return {name: int(counter.numpy()) for name, counter in self.counters.items()}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._values()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for name, value in self._values().items():
+            logs[name] = value - self._start.get(name, 0)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from schemas import labels as labels_lib
 from schemas.errors import UsageError
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "default", "tpu")
@@ -35,8 +37,44 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _read_label_file(path: str) -> Optional[str]:
+    """A label file's text, local or on a TensorFlow file system (None when there is no such file)."""
+    if "://" not in path:
+        return labels_lib.read_local_file(path)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from trainer import filesystems  # pylint: disable=g-import-not-at-top
+    filesystems.ensure_filesystem(path)
+    try:
+        if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+            return None
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read().decode("utf-8-sig")
+    except (tf.errors.OpError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read label file {path}: {err}") from None
+
+
 def _label_list(text: str) -> Optional[List[str]]:
-    return [s.strip() for s in text.split(",") if s.strip()] or None
+    """--labels: a comma-separated list or a file of one label per line (schemas.labels)."""
+    return labels_lib.label_vocabulary(text, "--labels", _read_label_file)
+
+
+class _FlagError(Exception):
+    """A UsageError raised by a flag's parse function, carried past argparse.
+
+    argparse turns a type function's ValueError into its own `invalid ... value`
+    message (and a usage block); this keeps the UsageError's message for the
+    command's one `error:` line.
+    """
+
+
+def _keeping_usage_errors(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    @functools.wraps(parse)
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except UsageError as err:
+            raise _FlagError(err) from None
+    return convert
 
 
 def flag(default: Any, help: str, *, group: str, parse: Optional[Callable[[str], Any]] = None,  # pylint: disable=redefined-builtin
@@ -80,9 +118,16 @@ class TrainConfig:
                                 parse=_optional_int, minimum=1)
     compression: Optional[str] = flag(None, "none|gzip (default: the card's)", group="data",
                                       parse=str)
-    labels: Optional[List[str]] = flag(None, "comma-separated label vocabulary (default: the "
-                                       "card's)", group="data", parse=_label_list)
+    labels: Optional[List[str]] = flag(None, "label vocabulary: a comma-separated list or a file "
+                                       "with one label per line, blank lines and # comments "
+                                       "ignored (default: the card's)", group="data",
+                                       parse=_label_list)
     shuffle_buffer: int = flag(256, "record shuffle buffer (training)", group="data", minimum=0)
+    skip_corrupt_records: bool = flag(
+        False, "skip records that fail their checksum (a corrupt or truncated shard; TFRecord "
+        "cannot resynchronize, so one ends its file's reading) instead of stopping with an error "
+        "naming the file; the shards are scanned at start-up and the records skipped are counted "
+        "per epoch (history.csv's corrupt_records and val_corrupt_records)", group="data")
 
     # Outputs.
     job_dir: str = flag("", "checkpoints, logs, history, results (default: $AIP_MODEL_DIR)",
@@ -198,12 +243,20 @@ def build_parser(prog: str = "python -m trainer.task", description: str = "",
         if isinstance(field.default, bool):
             kwargs.update(type=_bool, nargs="?", const=True)
         else:
-            kwargs["type"] = meta["parse"] or type(field.default)
+            kwargs["type"] = (_keeping_usage_errors(meta["parse"]) if meta["parse"]
+                              else type(field.default))
         group.add_argument(f"--{field.name}", **kwargs)
     return parser
 
 
 def parse_flags(argv: Optional[Sequence[str]] = None, **parser_kwargs) -> TrainConfig:
-    """Flags -> TrainConfig (argparse exits 2 on a malformed flag)."""
-    args = build_parser(**parser_kwargs).parse_args(argv)
+    """Flags -> TrainConfig (argparse exits 2 on a malformed flag).
+
+    Raises UsageError for a value that a flag's parse function refuses (a
+    missing --labels file).
+    """
+    try:
+        args = build_parser(**parser_kwargs).parse_args(argv)
+    except _FlagError as err:
+        raise err.args[0] from None
     return TrainConfig.from_dict(vars(args))

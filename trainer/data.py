@@ -17,6 +17,7 @@ preprocessing live inside the model.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -287,14 +288,69 @@ def decode_and_augment(jpegs: tf.Tensor, height: int, width: int,
 # ---------------------------------------------------------------- dataset
 
 
+@dataclasses.dataclass(frozen=True)
+class CorruptRecords:
+    """How a pipeline skips corrupt records (the trainer's --skip_corrupt_records).
+
+    Every file is read until its first record that fails its checksum or is
+    cut short (TFRecord cannot resynchronize after a bad length, so the rest of
+    that file is lost for the pass).
+
+    Attributes:
+      files: the files that the start-up scan found corrupt (`inputs.scan_file`).
+        Reaching the end of one puts a marker in the record stream, which
+        rides (after the shuffle) with the next record to the end of the
+        pipeline, where `counter` adds it up as the batch leaves. The count
+        therefore follows the batches consumed, not the reader running ahead.
+      counter: an int64 variable (host) or None: not counted.
+    """
+
+    files: Tuple[str, ...] = ()
+    counter: Optional[tf.Variable] = None
+
+    @property
+    def counting(self) -> bool:
+        return self.counter is not None and bool(self.files)
+
+
+def _read_file(path: tf.Tensor, compression_type: str,
+               corrupt: Optional[CorruptRecords]) -> tf.data.Dataset:
+    """One file's records; with `corrupt`, read up to a corrupt record (and marked, if counted)."""
+    records = tf.data.TFRecordDataset(path, compression_type=compression_type)
+    if corrupt is None:
+        return records
+    records = records.ignore_errors()
+    if not corrupt.counting:
+        return records
+    is_corrupt = tf.reduce_any(tf.equal(path, tf.constant(corrupt.files, tf.string)))
+    marker = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(1, tf.int64)))
+    return (records.map(lambda record: (record, tf.constant(0, tf.int64)))
+            .concatenate(marker.take(tf.cast(is_corrupt, tf.int64))))
+
+
+def _fold_markers(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """(record, marker) -> (record, markers since the previous record): markers ride on records."""
+    def step(pending, element):
+        record, marker = element
+        total = pending + marker
+        return tf.where(marker > 0, total, 0), (record, total, marker > 0)
+
+    return (ds.scan(tf.constant(0, tf.int64), step)
+            .filter(lambda record, skipped, is_marker: tf.logical_not(is_marker))
+            .map(lambda record, skipped, is_marker: (record, skipped)))
+
+
 def _record_stream(files: Sequence[str], *, training: bool, compression: Optional[str],
                    input_context: Optional[tf.distribute.InputContext], seed: Optional[int],
-                   shuffle_buffer: int, repeat: bool, random_draws: bool) -> tf.data.Dataset:
+                   shuffle_buffer: int, repeat: bool, random_draws: bool,
+                   corrupt: Optional[CorruptRecords] = None) -> tf.data.Dataset:
     """(serialized record, stateless seed int64 [2]) pairs of this pipeline's shards.
 
     Files are sharded per input pipeline, shuffled and interleaved in parallel
     when training; records are shuffled. Each record gets its own stateless
     seed (reproducible with `seed`, fresh each epoch) when `random_draws`.
+    With `corrupt` counting, a third item is the number of corrupt records
+    skipped just before the record.
     """
     ctype = compression_type(compression)
     files = shard_files(files, input_context)
@@ -307,25 +363,49 @@ def _record_stream(files: Sequence[str], *, training: bool, compression: Optiona
     if repeat:
         ds = ds.repeat()
     ds = ds.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=ctype),
+        lambda path: _read_file(path, ctype, corrupt),
         cycle_length=min(len(files), 16), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=not training)
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=pipeline_seed, reshuffle_each_iteration=True)
+    counting = corrupt is not None and corrupt.counting
+    if counting:
+        ds = _fold_markers(ds)
     if random_draws:
         seeds = tf.data.Dataset.random(seed=pipeline_seed, rerandomize_each_iteration=True).batch(2)
-        return tf.data.Dataset.zip((ds, seeds))
+        ds = tf.data.Dataset.zip((ds, seeds))
+        if counting:
+            return ds.map(lambda counted, record_seed: (counted[0], record_seed, counted[1]))
+        return ds
+    if counting:
+        return ds.map(lambda serialized, skipped: (serialized, tf.zeros([2], tf.int64), skipped))
     return ds.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
 
 
+def _passing_count(fn: Callable) -> Callable:
+    """`fn(serialized, seed)` on counted elements, with the skipped count carried along."""
+    return lambda serialized, record_seed, skipped: (*fn(serialized, record_seed), skipped)
+
+
+def _count_skipped(ds: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset:
+    """Adds each batch's skipped-record count to `counter` as the batch leaves; drops the count."""
+    def count(inputs, labels, skipped):
+        with tf.control_dependencies([counter.assign_add(tf.reduce_sum(skipped))]):
+            return inputs, tf.identity(labels)
+    return ds.map(count)
+
+
 def _batched(ds: tf.data.Dataset, training: bool, global_batch_size: int,
-             input_context: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
+             input_context: Optional[tf.distribute.InputContext],
+             corrupt: Optional[CorruptRecords] = None) -> tf.data.Dataset:
     """Per-replica batches (the last partial one dropped when training), prefetched."""
     batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                   if input_context else int(global_batch_size))
     # A plain batch: a parallel one's copy threads compete with decoding on small
     # hosts (benchmarks/input_pipeline.py).
     ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+    if corrupt is not None and corrupt.counting:
+        ds = _count_skipped(ds, corrupt.counter)
     return without_autotune(ds)
 
 
@@ -336,7 +416,8 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
                  seed: Optional[int] = None,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                  repeat: bool = False,
-                 augment: Optional[bool] = None) -> tf.data.Dataset:
+                 augment: Optional[bool] = None,
+                 corrupt: Optional[CorruptRecords] = None) -> tf.data.Dataset:
     """Builds `(clips uint8 [B, T, H, W, 3], labels int32 [B])` batches from play-record shards.
 
     Args:
@@ -359,13 +440,15 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
       shuffle_buffer: record shuffle buffer (training only).
       repeat: repeat the file list forever.
       augment: random crop + flip; defaults to `training`.
+      corrupt: skip (and count) corrupt records (see CorruptRecords); None:
+        a corrupt record fails the pipeline with a DataLossError.
     """
     height, width = (int(v) for v in image_size)
     augment = training if augment is None else augment
     random_draws = training or augment
     ds = _record_stream(files, training=training, compression=compression,
                         input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
-                        repeat=repeat, random_draws=random_draws)
+                        repeat=repeat, random_draws=random_draws, corrupt=corrupt)
 
     def to_clip(serialized, record_seed):
         parsed = play_record.parse_play(serialized)
@@ -381,8 +464,10 @@ def make_dataset(files: Sequence[str], *, training: bool, global_batch_size: int
 
     # One clip per call, clips in parallel: a clip's frames are decoded in one
     # unrolled graph (num_frames known) with no per-frame tf.data elements.
+    if corrupt is not None and corrupt.counting:
+        to_clip = _passing_count(to_clip)
     ds = ds.map(to_clip, num_parallel_calls=AUTOTUNE, deterministic=not training)
-    return _batched(ds, training, global_batch_size, input_context)
+    return _batched(ds, training, global_batch_size, input_context, corrupt)
 
 
 def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_size: int,
@@ -391,7 +476,8 @@ def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_s
                          input_context: Optional[tf.distribute.InputContext] = None,
                          seed: Optional[int] = None,
                          shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-                         repeat: bool = False) -> tf.data.Dataset:
+                         repeat: bool = False,
+                         corrupt: Optional[CorruptRecords] = None) -> tf.data.Dataset:
     """`(features float32 [B, num_frames, C], labels int32 [B])` from cached-feature shards.
 
     The frozen-base counterpart of `make_dataset`: the same file handling and
@@ -400,10 +486,11 @@ def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_s
     records hold several views (the flipped frames' features), training draws
     one view per clip, as `augment_clip` flips a whole clip; eval uses view 0.
     `parse_fn` is `schemas.feature_record.parse_features` with the card's dtype.
+    `corrupt` as in `make_dataset`.
     """
     ds = _record_stream(files, training=training, compression="none",
                         input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
-                        repeat=repeat, random_draws=training)
+                        repeat=repeat, random_draws=training, corrupt=corrupt)
 
     def to_features(serialized, record_seed):
         parsed = parse_fn(serialized)
@@ -416,8 +503,10 @@ def make_feature_dataset(files: Sequence[str], *, training: bool, global_batch_s
         features = tf.ensure_shape(tf.gather(clip, indices), [num_frames, feature_dim])
         return features, tf.cast(parsed["label"], tf.int32)
 
+    if corrupt is not None and corrupt.counting:
+        to_features = _passing_count(to_features)
     ds = ds.map(to_features, num_parallel_calls=AUTOTUNE, deterministic=not training)
-    return _batched(ds, training, global_batch_size, input_context)
+    return _batched(ds, training, global_batch_size, input_context, corrupt)
 
 
 def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:

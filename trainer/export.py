@@ -13,7 +13,9 @@ and does the eval-time preprocessing itself (`data.select_frames` picks
   top_label       string  [batch]
   top_probability float32 [batch]
 
-Serving therefore needs no Python preprocessing. `saved_model/assets.extra/`
+Serving therefore needs no Python preprocessing. Both outputs are written under a
+temporary name beside their final one and then renamed, so that a killed
+export never leaves a half-written model under the final name. `saved_model/assets.extra/`
 holds `playclips_export.json` (labels, image size, frame counts, resize mode,
 schema version) so that clients (`trainer.predict`) sample frames from a video
 the way the records job did.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import keras
@@ -103,12 +106,30 @@ def make_serving_fn(model: keras.Model, labels: Sequence[str], image_size: Tuple
     return serve
 
 
+def _temporary_name(path: str) -> str:
+    """A name beside `path` for writing before the rename."""
+    return f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+
+
 def _save_keras(model: keras.Model, path: str) -> None:
-    """model.save to a local temp file, then copy (works for gs:// on any Keras)."""
+    """model.save to a local temp file, copied beside `path` and renamed (works for gs://)."""
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, MODEL_FILENAME)
         model.save(local)
-        tf.io.gfile.copy(local, path, overwrite=True)
+        partial = _temporary_name(path)
+        tf.io.gfile.copy(local, partial, overwrite=True)
+        tf.io.gfile.rename(partial, path, overwrite=True)
+
+
+def _replace_dir(partial: str, path: str) -> None:
+    """Renames the folder `partial` to `path`, replacing an earlier export's folder."""
+    old = None
+    if tf.io.gfile.exists(path):
+        old = _temporary_name(path)
+        tf.io.gfile.rename(path, old)
+    tf.io.gfile.rename(partial, path)
+    if old:
+        tf.io.gfile.rmtree(old)
 
 
 def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
@@ -161,14 +182,16 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
     _save_keras(model, model_path)
 
     saved_model_dir = os.path.join(job_dir, SAVED_MODEL_DIR)
+    partial = _temporary_name(saved_model_dir)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name=SIGNATURE_NAME,
         fn=make_serving_fn(model, labels, (height, width), num_frames),
         input_signature=[tf.TensorSpec([None, None], tf.string, name=INPUT_NAME)])
-    archive.write_out(saved_model_dir, verbose=False)
-    tf.io.gfile.makedirs(os.path.dirname(metadata_path(saved_model_dir)))
-    with tf.io.gfile.GFile(metadata_path(saved_model_dir), "w") as f:
+    archive.write_out(partial, verbose=False)
+    tf.io.gfile.makedirs(os.path.dirname(metadata_path(partial)))
+    with tf.io.gfile.GFile(metadata_path(partial), "w") as f:
         f.write(json.dumps(metadata, indent=2, sort_keys=True))
+    _replace_dir(partial, saved_model_dir)
     return dict(metadata, model_path=model_path, saved_model_dir=saved_model_dir)

@@ -8,16 +8,18 @@ functions (`Inputs.dataset_fn`). Problems a user can fix raise UsageError.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
-from typing import Callable, List, Optional, Sequence, Union
+import re
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 from google.protobuf import message
 
 from schemas import dataset_card, feature_record, features_card, play_record
-from schemas.errors import UsageError
+from schemas.errors import UsageError, one_line
 from trainer import data, filesystems
 
 SPLITS = ("train", "val", "test")
@@ -30,7 +32,8 @@ def load_card(data_dir: str) -> dataset_card.DatasetCard:
     if not tf.io.gfile.exists(path):
         raise UsageError(
             f"no {dataset_card.CARD_NAME} in {data_dir!r}: --data_dir must be the records job's "
-            f"--output_dir (or pass --train_files/--eval_files globs)")
+            f"--output_dir, and a records job that did not finish has none (the card is its "
+            f"last file); or pass --train_files/--eval_files globs")
     with tf.io.gfile.GFile(path, "r") as f:
         return dataset_card.DatasetCard.from_json(f.read())
 
@@ -128,13 +131,149 @@ def _check_frame_size(path: str, record: play_record.PlayRecord) -> None:
 
 
 def count_records(files: Sequence[str], compression: Optional[str]) -> int:
-    """The number of records in `files` (reads them all)."""
-    ds = tf.data.TFRecordDataset(list(files), compression_type=data.compression_type(compression))
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+    """The number of records in `files` (reads them all; CorruptRecordError for a corrupt one)."""
+    with corrupt_records_named([(path, compression) for path in files]):
+        ds = tf.data.TFRecordDataset(list(files),
+                                     compression_type=data.compression_type(compression))
+        return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+# ---------------------------------------------------------------- corrupt records
+
+_OFFSET_RE = re.compile(r"(corrupted|truncated) record at (\d+)")
+
+
+class CorruptRecordError(UsageError):
+    """A shard holds a record that fails its checksum or is cut short (`path`, `offset`)."""
+
+    def __init__(self, message: str, path: str = "", offset: Optional[int] = None):
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+@dataclasses.dataclass(frozen=True)
+class FileScan:
+    """What reading one shard to its end found."""
+
+    path: str
+    records: int  # the records read before the corrupt one (all of them when none)
+    offset: Optional[int] = None  # byte offset of the corrupt record (None: the file is sound)
+    problem: str = ""  # TensorFlow's words for it ("corrupted record at 1234")
+
+    @property
+    def corrupt(self) -> bool:
+        return self.offset is not None
+
+
+def _problem_of(err: tf.errors.OpError) -> Tuple[Optional[int], str]:
+    """(offset, "corrupted record at N") from a DataLossError's message."""
+    match = _OFFSET_RE.search(one_line(err))
+    if not match:
+        return None, one_line(err)
+    return int(match.group(2)), match.group(0)
+
+
+def scan_file(path: str, compression: Optional[str]) -> FileScan:
+    """Reads `path` to its end and reports its first corrupt record, if any.
+
+    TFRecord readers stop at a record whose length or data fails its CRC, or
+    that the file's end cuts (`DataLossError`); a file cut inside a record's
+    12-byte header reads as if it ended there, so for uncompressed files the
+    bytes read are also compared with the file's size.
+    """
+    ctype = data.compression_type(compression)
+    ds = tf.data.TFRecordDataset(path, compression_type=ctype)
+
+    def add(totals, record):
+        return totals[0] + 1, totals[1] + 16 + tf.cast(tf.strings.length(record), tf.int64)
+
+    zero = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+    try:
+        count, size = (int(v) for v in ds.reduce(zero, add))
+    except tf.errors.DataLossError as err:
+        offset, problem = _problem_of(err)
+        good = int(ds.ignore_errors().reduce(zero, add)[0])
+        return FileScan(path, good, offset if offset is not None else -1, problem)
+    if not ctype:
+        length = tf.io.gfile.stat(path).length
+        if length != size:
+            return FileScan(path, count, size, f"truncated record at {size} ({length - size} "
+                                               f"bytes after the last whole record)")
+    return FileScan(path, count)
+
+
+def find_corrupt_file(files: Sequence[Tuple[str, Optional[str]]],
+                      offset: Optional[int] = None) -> Optional[FileScan]:
+    """The first of (path, compression) `files` with a corrupt record (at `offset`, if given)."""
+    first = None
+    for path, compression in files:
+        scan = scan_file(path, compression)
+        if scan.corrupt:
+            if offset is None or scan.offset == offset:
+                return scan
+            first = first or scan
+    return first
+
+
+def corrupt_record_error(scan: FileScan, hint: str = "") -> CorruptRecordError:
+    hint = hint or ("re-run the records job for that file, or pass --skip_corrupt_records to skip "
+                    "corrupt records")
+    return CorruptRecordError(f"corrupt record in {scan.path!r} at offset {scan.offset} "
+                              f"({scan.problem}): {hint}", scan.path, scan.offset)
+
+
+@contextlib.contextmanager
+def corrupt_records_named(files: Sequence[Tuple[str, Optional[str]]]) -> Iterator[None]:
+    """Turns a DataLossError from reading (path, compression) `files` into a CorruptRecordError.
+
+    TensorFlow's message gives the offset but not the file: the files are
+    scanned one by one (only after the error) to name it.
+    """
+    try:
+        yield
+    except tf.errors.DataLossError as err:
+        offset, problem = _problem_of(err)
+        scan = find_corrupt_file(files, offset)
+        if scan is None:
+            raise CorruptRecordError(
+                f"corrupt data while reading the input files ({problem}), but no file of "
+                f"{len(files)} is corrupt when read again") from None
+        raise corrupt_record_error(scan) from None
+
+
+def scan_for_corrupt_records(split: str, files: Sequence[str], compression: Optional[str]
+                             ) -> Tuple[int, List[FileScan]]:
+    """--skip_corrupt_records at start-up: (readable records, scans of the corrupt files).
+
+    Prints a warning per corrupt file.
+    """
+    scans = [scan_file(path, compression) for path in files]
+    corrupt = [scan for scan in scans if scan.corrupt]
+    for scan in corrupt:
+        print(f"warning: {split}: corrupt record in {scan.path!r} at offset {scan.offset} "
+              f"({scan.problem}): skipped with --skip_corrupt_records (with the rest of the "
+              f"file: {scan.records} records read)", flush=True)
+    return sum(scan.records for scan in scans), corrupt
 
 
 class _SplitDatasets:
-    """`dataset_fn` for any inputs with a `dataset(split, ...)` method."""
+    """`dataset_fn` for any inputs with a `dataset(split, ...)` method.
+
+    With --skip_corrupt_records (`corrupt_files` set), `counters` maps "train"
+    and "val" to the int64 variables that count the corrupt records their
+    repeated datasets skip (`PlayClassificationTask.corrupt_counters`).
+    """
+
+    corrupt_files: Optional[Dict[str, List[str]]] = None
+    counters: Optional[Dict[str, tf.Variable]] = None
+
+    def corrupt_records(self, split: str, repeat: bool) -> Optional[data.CorruptRecords]:
+        """How a dataset of `split` skips corrupt records (None: it does not)."""
+        if self.corrupt_files is None:
+            return None
+        counter = (self.counters or {}).get(split) if repeat else None
+        return data.CorruptRecords(tuple(self.corrupt_files.get(split, ())), counter)
 
     def dataset_fn(self, split: str, *, training: bool, batch_size: int,
                    seed: Optional[int] = None
@@ -159,6 +298,8 @@ class Inputs(_SplitDatasets):
     counts: dict  # split -> plays
     card: Optional[dataset_card.DatasetCard] = None
     shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
+    # --skip_corrupt_records: split -> the shards found corrupt at start-up (None: not skipping).
+    corrupt_files: Optional[Dict[str, List[str]]] = None
 
     @property
     def image_size(self):
@@ -172,7 +313,7 @@ class Inputs(_SplitDatasets):
             self.files[split], training=training, global_batch_size=batch_size,
             num_frames=self.num_frames, image_size=self.image_size, compression=self.compression,
             input_context=input_context, seed=seed, shuffle_buffer=self.shuffle_buffer,
-            repeat=repeat)
+            repeat=repeat, corrupt=self.corrupt_records(split, repeat))
 
 
 @dataclasses.dataclass
@@ -185,6 +326,7 @@ class FeatureInputs(_SplitDatasets):
     files: dict  # split -> shard paths ([] when the split is absent)
     counts: dict  # split -> plays
     shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
+    corrupt_files: Optional[Dict[str, List[str]]] = None  # as Inputs.corrupt_files
 
     def dataset(self, split: str, *, training: bool, batch_size: int, seed: Optional[int] = None,
                 repeat: bool = False,
@@ -195,7 +337,7 @@ class FeatureInputs(_SplitDatasets):
             num_frames=self.num_frames, feature_dim=self.card.feature_dim,
             parse_fn=functools.partial(feature_record.parse_features, dtype=self.card.dtype),
             input_context=input_context, seed=seed, shuffle_buffer=self.shuffle_buffer,
-            repeat=repeat)
+            repeat=repeat, corrupt=self.corrupt_records(split, repeat))
 
     @property
     def base_path(self) -> str:
@@ -226,15 +368,20 @@ def resolve_feature_inputs(config, records: Inputs) -> FeatureInputs:
         raise UsageError(f"--num_frames={num_frames} but the features hold {card.num_frames} "
                          f"frames per play")
     files, counts = {}, {}
+    corrupt_files = {} if config.skip_corrupt_records else None
     for split in SPLITS:
         pattern = os.path.join(config.features_dir, card.shard_glob(split))
         files[split] = sorted(tf.io.gfile.glob(pattern)) if card.counts.get(split) else []
         counts[split] = int(card.counts.get(split, 0)) if files[split] else 0
+        if corrupt_files is not None and files[split]:
+            counts[split], corrupt = scan_for_corrupt_records(split, files[split], "none")
+            corrupt_files[split] = [scan.path for scan in corrupt]
     if not counts["train"]:
         raise UsageError(f"no training features in {config.features_dir!r} (features.json counts: "
                          f"{card.counts})")
     return FeatureInputs(card=card, features_dir=config.features_dir, num_frames=num_frames,
-                         files=files, counts=counts, shuffle_buffer=config.shuffle_buffer)
+                         files=files, counts=counts, shuffle_buffer=config.shuffle_buffer,
+                         corrupt_files=corrupt_files)
 
 
 def _clip_settings(config, card: Optional[dataset_card.DatasetCard]) -> dict:
@@ -290,22 +437,33 @@ def resolve_inputs(config, data_dir: Optional[str] = None) -> Inputs:
         card = _card_beside(files["train"])
     settings = _clip_settings(config, card)
     counts = {}
+    corrupt_files = {} if config.skip_corrupt_records else None
     globs = {"train": config.train_files, "val": config.eval_files, "test": config.test_files}
     for split, split_files_ in files.items():
         if not split_files_:
             counts[split] = 0
             continue
-        check_files(split_files_, settings["compression"])
-        from_card = card is not None and not globs[split] and split in card.counts
-        counts[split] = (int(card.counts[split]) if from_card
-                         else count_records(split_files_, settings["compression"]))
+        if corrupt_files is not None:
+            # Every shard read once: the readable records, and the files to read with care.
+            counts[split], corrupt = scan_for_corrupt_records(split, split_files_,
+                                                              settings["compression"])
+            corrupt_files[split] = [scan.path for scan in corrupt]
+            unreadable = {scan.path for scan in corrupt if not scan.records}
+            readable = [path for path in split_files_ if path not in unreadable]
+            if readable:
+                check_files(readable, settings["compression"])
+        else:
+            check_files(split_files_, settings["compression"])
+            from_card = card is not None and not globs[split] and split in card.counts
+            counts[split] = (int(card.counts[split]) if from_card
+                             else count_records(split_files_, settings["compression"]))
         if not counts[split]:
             # A repeated empty dataset never yields: training would hang, not fail.
             raise UsageError(f"no play records in the {split} files ({len(split_files_)} file(s), "
                              f"e.g. {split_files_[0]!r}): every file is empty or not a complete "
                              f"TFRecord file")
     return Inputs(files=files, counts=counts, card=card, shuffle_buffer=config.shuffle_buffer,
-                  **settings)
+                  corrupt_files=corrupt_files, **settings)
 
 
 def _card_beside(files: Sequence[str]) -> Optional[dataset_card.DatasetCard]:

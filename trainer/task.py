@@ -26,10 +26,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Parses flags and trains; a UsageError prints `error: ...` and returns 2."""
-    config = parse_args(argv)
-    # Imported after parsing so that --help is quick.
-    from trainer import train  # pylint: disable=g-import-not-at-top
     try:
+        config = parse_args(argv)
+        # Imported after parsing so that --help is quick.
+        from trainer import train  # pylint: disable=g-import-not-at-top
         train.train(config)
     except UsageError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

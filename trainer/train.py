@@ -11,7 +11,9 @@ JOB_DIR layout:
   backup/phase{1,2}  BackupAndRestore state: a killed job started again with the
                      same command continues at the epoch where it stopped
   logs/              TensorBoard (chief)
-  history.csv        one row per epoch, appended on resume (chief)
+  history.csv        one row per epoch, appended on resume (chief); with
+                     --skip_corrupt_records also the corrupt records skipped
+                     (corrupt_records, val_corrupt_records)
   eval.json, confusion_matrix.png, model.keras, saved_model/   results (chief)
 """
 
@@ -46,6 +48,7 @@ class PlayClassificationTask:
         self.strategy: Optional[tf.distribute.Strategy] = None
         self.inputs: Optional[inputs_lib.Inputs] = None
         self.features: Optional[inputs_lib.FeatureInputs] = None
+        self.corrupt_counters: Optional[Dict[str, tf.Variable]] = None
         self._callbacks: Optional[List[keras.callbacks.Callback]] = None
 
     # ------------------------------------------------------------ set-up
@@ -86,7 +89,25 @@ class PlayClassificationTask:
         model_lib.check_cut(self.cut_layer, self.fine_tune_from if config.fine_tune_epochs else None)
         if self.features:
             self.features.card.check_base(self.cut_layer, self.weights, *self.inputs.image_size)
+        if config.skip_corrupt_records:
+            # Host variables outside any strategy scope: the input pipelines add to them.
+            with tf.device("/cpu:0"):
+                self.corrupt_counters = {split: tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                            name=f"corrupt_{split}_records")
+                                         for split in ("train", "val")}
+            for split_inputs in (self.inputs, self.features):
+                if split_inputs is not None:
+                    split_inputs.counters = self.corrupt_counters
         return self.inputs
+
+    def input_files(self):
+        """(path, compression) of every shard this run reads, to name a corrupt one."""
+        files = [(path, self.inputs.compression) for split in inputs_lib.SPLITS
+                 for path in self.inputs.files[split]]
+        if self.features:
+            files += [(path, "none") for split in inputs_lib.SPLITS
+                      for path in self.features.files[split]]
+        return files
 
     @property
     def cut_layer(self) -> str:
@@ -124,7 +145,8 @@ class PlayClassificationTask:
         """
         base = None
         if self.features and weights is None:
-            base = keras.models.load_model(self.features.base_path, compile=False)
+            base = keras.models.load_model(self.features.base_path, compile=False,
+                                           safe_mode=True)
         return model_lib.build_model(
             len(self.inputs.labels), image_size=self.inputs.image_size, num_frames=None,
             cut_layer=self.cut_layer, weights=self.weights if weights is None else weights,
@@ -218,11 +240,19 @@ class PlayClassificationTask:
 
     def _phase_callbacks(self, phase: int, name: str, keep_backup: bool,
                          monitor: str) -> List[keras.callbacks.Callback]:
-        """The phase's backup (resume after a kill), the shared callbacks, then progress."""
+        """The phase's backup (resume after a kill), the shared callbacks, then progress.
+
+        With --skip_corrupt_records the first puts the epoch's skipped records in the logs.
+        """
         backup = distribution.backup_dirpath(
             os.path.join(self.config.backup_path, f"phase{phase}"), self.strategy)
         callbacks = [keras.callbacks.BackupAndRestore(backup, delete_checkpoint=not keep_backup),
                      *self.build_callbacks(monitor)]
+        if self.corrupt_counters is not None:
+            counters = {"corrupt_records": self.corrupt_counters["train"]}
+            if monitor.startswith("val_"):
+                counters["val_corrupt_records"] = self.corrupt_counters["val"]
+            callbacks.insert(0, callbacks_lib.CorruptRecordCount(counters))
         if self.is_chief:  # the progress bar first, so that the summary line follows it
             callbacks.append(keras.callbacks.ProgbarLogger())
         callbacks.append(callbacks_lib.EpochSummary(self.total_epochs, phase=name))
@@ -245,10 +275,11 @@ class PlayClassificationTask:
             math.ceil(counts["val"] / config.batch_size) if counts["val"] else None)
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
         compat.reset_initial_epoch(model)
-        model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                  validation_data=val_ds, validation_steps=val_steps,
-                  callbacks=self._phase_callbacks(phase, name, keep_backup, monitor),
-                  verbose=1 if self.is_chief else 0)
+        with inputs_lib.corrupt_records_named(self.input_files()):
+            model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      validation_data=val_ds, validation_steps=val_steps,
+                      callbacks=self._phase_callbacks(phase, name, keep_backup, monitor),
+                      verbose=1 if self.is_chief else 0)
 
     def remove_backup(self, phase: int) -> None:
         shutil.rmtree(distribution.backup_dirpath(
@@ -273,7 +304,11 @@ class PlayClassificationTask:
         result: Dict[str, Any] = {}
         if inputs.files[split]:
             ds = inputs.dataset(split, training=False, batch_size=config.batch_size)
-            report = evaluate.evaluate_model(plain, ds, list(inputs.labels), config.job_dir)
+            with inputs_lib.corrupt_records_named(self.input_files()):
+                report = evaluate.evaluate_model(plain, ds, list(inputs.labels), config.job_dir)
+            if inputs.corrupt_files and inputs.corrupt_files.get(split):
+                print(f"{split}: skipped {len(inputs.corrupt_files[split])} corrupt record(s) "
+                      f"(with the rest of their files)", flush=True)
             result["eval"] = {"split": split, "accuracy": report["accuracy"],
                               "num_examples": report["num_examples"]}
             print(f"{split} accuracy: {report['accuracy']:.4f} ({report['num_examples']} plays)",
