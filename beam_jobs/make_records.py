@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
+import tempfile
 from typing import List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,8 +53,9 @@ class RecordsOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument(
             "--input", default="",
-            help="a manifest (.csv or .jsonl: play_id,label,path[,game_id,split,frame_rate]; "
-                 "relative paths are relative to the manifest) or a folder tree "
+            help="a manifest (.csv or .jsonl: play_id,label,path[,game_id,split,frame_rate,"
+                 "start,end]; relative paths are relative to the manifest; start and end, in "
+                 "seconds, cut the play from a longer video) or a folder tree "
                  "ROOT/<label>/<play_id>/<frames> | ROOT/<label>/<play_id>.<mp4|avi|mov|webm|mkv>. "
                  "Default: synthetic demo plays")
         parser.add_argument(
@@ -91,6 +94,21 @@ class RecordsOptions(PipelineOptions):
         parser.add_argument("--demo_plays", type=int, default=330,
                             help="number of demo plays without --input (330 = 30 per label)")
         parser.add_argument("--demo_seed", type=int, default=0, help="demo play seed")
+        parser.add_argument(
+            "--demo_game_videos", type=int, default=0,
+            help="without --input: render N synthetic game videos of "
+                 f"{demo_plays_per_game()} demo plays each and their play-by-play manifest into "
+                 "OUTPUT_DIR/demo_games, and cut the plays from them (instead of --demo_plays)")
+        parser.add_argument(
+            "--video_chunk_seconds", type=float, default=600.0,
+            help="plays cut from one video are grouped by video and by this many seconds of "
+                 "start time; each group opens its video once and decodes forward, and groups "
+                 "run in parallel (0: one group per video)")
+
+
+def demo_plays_per_game() -> int:
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    return demo_plays.PLAYS_PER_GAME
 
 
 OPTION_CLASSES = (RecordsOptions, OutputOptions)
@@ -171,6 +189,8 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         raise UsageError(f"--frame_rate must be > 0, got {args.frame_rate}")
     if args.num_shards < 0:
         raise UsageError(f"--num_shards must be >= 0, got {args.num_shards}")
+    if args.demo_game_videos < 0 or args.video_chunk_seconds < 0:
+        raise UsageError("--demo_game_videos and --video_chunk_seconds must be >= 0")
     height, width = _parse_frame_size(args.frame_size)
     split_fractions = splits_lib.parse_splits(args.splits)
     labels = labels_lib.label_vocabulary(args.label_vocabulary, "--label_vocabulary",
@@ -182,15 +202,36 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
     prepare_output_dir(output_dir, args.overwrite)
     frame_rate = args.frame_rate
+    input_path = args.input
     if not args.input:
         from media import demo_plays  # pylint: disable=g-import-not-at-top
         frame_rate = float(demo_plays.DEMO_FRAME_RATE)
+        if args.demo_game_videos:
+            input_path = write_demo_games(output_dir, args.demo_game_videos, args.demo_seed,
+                                          args.num_frames)
     return records_pipeline.JobConfig(
-        output_dir=output_dir, input=args.input, labels=labels, num_frames=args.num_frames,
+        output_dir=output_dir, input=input_path, labels=labels, num_frames=args.num_frames,
         height=height, width=width, resize_mode=args.resize_mode, pad_short=args.pad_short,
         jpeg_quality=args.jpeg_quality, frame_rate=frame_rate, splits=split_fractions,
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
-        demo_seed=args.demo_seed, args=dict(sorted(vars(args).items())))
+        demo_seed=args.demo_seed, video_chunk_seconds=args.video_chunk_seconds,
+        args=dict(sorted(vars(args).items())))
+
+
+def write_demo_games(output_dir: str, num_games: int, seed: int, num_frames: int) -> str:
+    """Renders the demo game videos and their manifest into OUTPUT_DIR/demo_games; returns its path."""
+    from media import demo_games, frames  # pylint: disable=g-import-not-at-top
+    folder = FileSystems.join(output_dir, "demo_games")
+    local = folder if "://" not in folder else tempfile.mkdtemp(prefix="demo_games_")
+    demo_games.write_demo_games(local, num_games, seed,
+                                num_frames=frames.demo_source_frames(num_frames))
+    if local != folder:  # an object store: upload what was rendered locally
+        for name in sorted(os.listdir(local)):
+            with open(os.path.join(local, name), "rb") as src, \
+                    FileSystems.create(FileSystems.join(folder, name)) as dst:
+                shutil.copyfileobj(src, dst)
+        shutil.rmtree(local, ignore_errors=True)
+    return FileSystems.join(folder, demo_games.MANIFEST_NAME)
 
 
 def read_card(output_dir: str) -> dataset_card.DatasetCard:

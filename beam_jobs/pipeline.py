@@ -1,6 +1,8 @@
 """The records job as PTransforms: plays -> sampled JPEG frames -> sharded TFRecords.
 
-    ReadPlays -> DropDuplicatePlays -> (split, label checks) -> SampleAndEncode
+    ReadPlays -> DropDuplicatePlays -> (split, label checks)
+      -> SampleAndEncode           plays that are a whole clip (folder, video, demo play)
+       + CutGameVideos             plays that are a time range of a video, grouped by video
       -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
       -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
       -> WriteDatasetCard          dataset.json, once every file above is written
@@ -22,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_jobs import splits as splits_lib
-from media import frames
+from media import frames, video_clips
 from beam_jobs.plays import PlaySpec, read_plays, rejection
 from schemas import dataset_card, sampling
 
@@ -52,6 +54,7 @@ class JobConfig:
     compression: str = "none"
     demo_plays: int = 330
     demo_seed: int = 0
+    video_chunk_seconds: float = 600.0  # plays of a video are cut in groups by start time; 0: one group
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -123,7 +126,14 @@ class _KeepFirstFn(beam.DoFn):
         for dup in ordered[1:]:
             yield pvalue.TaggedOutput(REJECTED, rejection(
                 play_id, dup.path, f"duplicate play_id {play_id!r} (kept row {kept.row}: "
-                f"{kept.path})", "duplicate_play_id", dup.row))
+                f"{_where(kept)})", "duplicate_play_id", dup.row))
+
+
+def _where(spec: PlaySpec) -> str:
+    """The spec's path, and its time range when it has one."""
+    if spec.has_range:
+        return f"{spec.path} {spec.start:.3f}-{spec.end:.3f} s"
+    return spec.path
 
 
 class DropDuplicatePlays(beam.PTransform):
@@ -191,8 +201,8 @@ class LabelVocabulary(beam.PTransform):
                 | "Sort" >> beam.Map(sorted))
 
 
-class _SampleEncodeFn(beam.DoFn):
-    """PlaySpec -> (split, label, serialized record), or a rejection with the reason."""
+class _EncodeFn(beam.DoFn):
+    """Base of the DoFns that turn sampled plays into (split, label, serialized record)."""
 
     def __init__(self, config: JobConfig):
         self._config = config
@@ -204,10 +214,44 @@ class _SampleEncodeFn(beam.DoFn):
         self._label_index: Dict[str, int] = {}
         self._labels_seen: Optional[List[str]] = None
 
-    def process(self, spec: PlaySpec, labels: List[str]):
+    def _use_labels(self, labels: List[str]) -> None:
         if labels is not self._labels_seen:
             self._labels_seen = labels
             self._label_index = {label: i for i, label in enumerate(labels)}
+
+    def _encode(self, spec: PlaySpec, sampled: frames.SampledPlay) -> Tuple[str, str, bytes]:
+        cfg = self._config
+        time_range = {}
+        if spec.has_range:  # MediaSequence clip/start|end/timestamp, only for cut plays
+            time_range = dict(start_us=video_clips.seconds_to_us(spec.start),
+                              end_us=video_clips.seconds_to_us(spec.end))
+        record = self._play_record.PlayRecord(
+            play_id=spec.play_id, label=spec.label, label_index=self._label_index[spec.label],
+            frames=sampled.frames, timestamps_us=sampled.timestamps_us, height=cfg.height,
+            width=cfg.width, game_id=spec.game_id, data_path=spec.path,
+            frame_rate=sampled.frame_rate, source_num_frames=sampled.source_num_frames,
+            pad_mode=sampled.pad_mode, **time_range)
+        _counter("plays_written")
+        _counter(f"written_{spec.split}")
+        return spec.split, spec.label, self._play_record.encode_play(record)
+
+
+def _rejected(spec: PlaySpec, err: frames.PlayError):
+    return pvalue.TaggedOutput(REJECTED, rejection(spec.play_id, spec.path, err.reason, err.kind,
+                                                   spec.row))
+
+
+def _unexpected(spec: PlaySpec, err: Exception):
+    return pvalue.TaggedOutput(REJECTED, rejection(
+        spec.play_id, spec.path, f"unexpected error: {type(err).__name__}: {err}",
+        "unexpected_error", spec.row))
+
+
+class _SampleEncodeFn(_EncodeFn):
+    """PlaySpec -> (split, label, serialized record), or a rejection with the reason."""
+
+    def process(self, spec: PlaySpec, labels: List[str]):
+        self._use_labels(labels)
         cfg = self._config
         try:
             sampled = frames.read_play(
@@ -215,24 +259,13 @@ class _SampleEncodeFn(beam.DoFn):
                 pad_short=cfg.pad_short, jpeg_quality=cfg.jpeg_quality,
                 frame_rate=spec.frame_rate or cfg.frame_rate)
         except frames.PlayError as err:
-            yield pvalue.TaggedOutput(REJECTED, rejection(
-                spec.play_id, spec.path, err.reason, err.kind, spec.row))
+            yield _rejected(spec, err)
             return
         except Exception as err:  # pylint: disable=broad-except
             logging.exception("play %s (%s) failed", spec.play_id, spec.path)
-            yield pvalue.TaggedOutput(REJECTED, rejection(
-                spec.play_id, spec.path, f"unexpected error: {type(err).__name__}: {err}",
-                "unexpected_error", spec.row))
+            yield _unexpected(spec, err)
             return
-        record = self._play_record.PlayRecord(
-            play_id=spec.play_id, label=spec.label, label_index=self._label_index[spec.label],
-            frames=sampled.frames, timestamps_us=sampled.timestamps_us, height=cfg.height,
-            width=cfg.width, game_id=spec.game_id, data_path=spec.path,
-            frame_rate=sampled.frame_rate, source_num_frames=sampled.source_num_frames,
-            pad_mode=sampled.pad_mode)
-        _counter("plays_written")
-        _counter(f"written_{spec.split}")
-        yield spec.split, spec.label, self._play_record.encode_play(record)
+        yield self._encode(spec, sampled)
 
 
 class SampleAndEncode(beam.PTransform):
@@ -248,6 +281,72 @@ class SampleAndEncode(beam.PTransform):
                 | "Spread" >> beam.Reshuffle()
                 | "Encode" >> beam.ParDo(_SampleEncodeFn(self._config),
                                          labels=pvalue.AsSingleton(self._labels))
+                .with_outputs(REJECTED, main=PLAYS))
+
+
+class _CutVideoFn(_EncodeFn):
+    """((video, chunk), specs) -> records of the plays cut from that video in one decode, or rejections."""
+
+    def process(self, keyed: Tuple[Tuple[str, int], Iterable[PlaySpec]], labels: List[str]):
+        self._use_labels(labels)
+        (path, _), specs = keyed
+        todo: Dict[str, PlaySpec] = {}
+        ranges: Dict[Tuple[int, int], PlaySpec] = {}
+        for spec in sorted(specs, key=lambda s: (s.start, s.end, s.row)):
+            key = (video_clips.seconds_to_us(spec.start), video_clips.seconds_to_us(spec.end))
+            if key in ranges:  # the same play under another id
+                yield _rejected(spec, frames.PlayError(
+                    f"same time range as play {ranges[key].play_id!r} (row {ranges[key].row}) "
+                    f"of {_where(spec)}", kind="duplicate_clip"))
+                continue
+            ranges[key] = todo[spec.play_id] = spec
+        cfg = self._config
+        clips = [video_clips.Clip(s.play_id, s.start, s.end) for s in todo.values()]
+        stats = video_clips.CutStats()
+        try:
+            for play_id, result in video_clips.cut_clips(
+                    path, clips, cfg.num_frames, (cfg.height, cfg.width),
+                    resize_mode=cfg.resize_mode, pad_short=cfg.pad_short,
+                    jpeg_quality=cfg.jpeg_quality, stats=stats):
+                spec = todo[play_id]
+                if isinstance(result, frames.PlayError):
+                    out = _rejected(spec, result)
+                else:
+                    out = self._encode(spec, result)
+                del todo[play_id]  # only now: a play whose encoding failed is rejected below
+                yield out
+        except Exception as err:  # pylint: disable=broad-except
+            logging.exception("video %s failed", path)
+            for spec in todo.values():
+                yield _unexpected(spec, err)
+        Metrics.counter(METRICS_NAMESPACE, "game_videos_opened").inc(stats.opens)
+        Metrics.counter(METRICS_NAMESPACE, "game_video_seeks").inc(stats.seeks)
+
+
+def _video_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, int]:
+    return spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
+
+
+class CutGameVideos(beam.PTransform):
+    """Plays that are time ranges of videos -> records; each video is opened and decoded once.
+
+    Plays are grouped by video path (a GroupByKey), and within a video by
+    `video_chunk_seconds` of start time, so that the groups of a long game run
+    on several workers; each group opens its video once and decodes forward.
+    """
+
+    def __init__(self, config: JobConfig, labels):
+        super().__init__()
+        self._config = config
+        self._labels = labels
+
+    def expand(self, plays):
+        chunk = self._config.video_chunk_seconds
+        return (plays
+                | "KeyByVideo" >> beam.Map(lambda spec: (_video_key(spec, chunk), spec))
+                | "GroupByVideo" >> beam.GroupByKey()
+                | "Cut" >> beam.ParDo(_CutVideoFn(self._config),
+                                      labels=pvalue.AsSingleton(self._labels))
                 .with_outputs(REJECTED, main=PLAYS))
 
 
@@ -374,15 +473,20 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
     unique = read[PLAYS] | "DropDuplicatePlays" >> DropDuplicatePlays()
     checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
     labels = checked[PLAYS] | "LabelVocabulary" >> LabelVocabulary(config.labels)
-    encoded = checked[PLAYS] | "SampleAndEncode" >> SampleAndEncode(config, labels)
-    shard_files = encoded[PLAYS] | "WriteSplitShards" >> WriteSplitShards(
+    whole, ranged = checked[PLAYS] | "WholeOrRange" >> beam.Partition(
+        lambda spec, n: int(spec.has_range), 2)
+    encoded = whole | "SampleAndEncode" >> SampleAndEncode(config, labels)
+    cut = ranged | "CutGameVideos" >> CutGameVideos(config, labels)
+    records = (encoded[PLAYS], cut[PLAYS]) | "AllRecords" >> beam.Flatten()
+    shard_files = records | "WriteSplitShards" >> WriteSplitShards(
         config.output_dir, list(config.splits), config.num_shards, config.compression)
 
-    rejected = ((read[REJECTED], unique[REJECTED], checked[REJECTED], encoded[REJECTED])
+    rejected = ((read[REJECTED], unique[REJECTED], checked[REJECTED], encoded[REJECTED],
+                 cut[REJECTED])
                 | "AllRejected" >> beam.Flatten())
     rejected_files = rejected | "WriteRejected" >> WriteRejected(config.output_dir)
 
-    counts = ((encoded[PLAYS] | "WrittenEvents" >> beam.Map(_events_written),
+    counts = ((records | "WrittenEvents" >> beam.Map(_events_written),
                rejected | "RejectedEvents" >> beam.Map(_events_rejected))
               | "AllEvents" >> beam.Flatten()
               | "CountEvents" >> beam.combiners.Count.PerElement())

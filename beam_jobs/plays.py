@@ -1,7 +1,9 @@
 """What to read: `PlaySpec`s from a manifest (CSV / JSON Lines) or a folder tree.
 
 Manifest columns: `play_id`, `label`, `path` (required), `game_id`, `split`,
-`frame_rate` (optional). A relative `path` is relative to the manifest's folder.
+`frame_rate`, `start` and `end` (optional). A relative `path` is relative to the
+manifest's folder. A row with `start` and `end` (seconds, both or neither) is
+the play between those times of the video at `path`; many rows may share a video.
 Folder tree: `ROOT/<label>/<play_id>/<frames>` or `ROOT/<label>/<play_id>.<video>`.
 
 Readers yield a `PlaySpec` per usable row and a rejection dict (see
@@ -22,11 +24,11 @@ import posixpath
 import uuid
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from media import frames
+from media import frames, video_clips
 from schemas.errors import UsageError
 
 REQUIRED_COLUMNS = ("play_id", "label", "path")
-OPTIONAL_COLUMNS = ("game_id", "split", "frame_rate")
+OPTIONAL_COLUMNS = ("game_id", "split", "frame_rate", "start", "end")
 JSONL_EXTENSIONS = (".jsonl", ".json", ".ndjson")
 
 
@@ -41,11 +43,17 @@ class PlaySpec:
     split: str = ""
     frame_rate: Optional[float] = None
     row: int = 0  # 1-based manifest row (or listing order); the lowest wins among duplicates
+    start: Optional[float] = None  # seconds: the play is [start, end) of the video at `path`
+    end: Optional[float] = None
+
+    @property
+    def has_range(self) -> bool:
+        return self.start is not None
 
     @property
     def group_key(self) -> str:
-        """The split grouping key: the game, else the play itself."""
-        return self.game_id or self.play_id
+        """The split grouping key: the game, else the game video a play is cut from, else the play."""
+        return self.game_id or (self.path if self.has_range else self.play_id)
 
 
 Item = Union[PlaySpec, Dict[str, Any]]
@@ -166,8 +174,31 @@ def spec_from_row(row: Dict[str, Any], base_dir: str, number: int) -> Item:
         if not (frame_rate > 0 and math.isfinite(frame_rate)):
             return rejection(play_id, path, f"manifest row {number}: frame_rate must be a positive "
                              f"number, got {_value(row, 'frame_rate')!r}", "bad_value", number)
+    time_range = _time_range(row, path)
+    if isinstance(time_range, str):
+        return rejection(play_id, path, f"manifest row {number}: {time_range}", "bad_range", number)
     return PlaySpec(play_id=play_id, label=label, path=path, game_id=_value(row, "game_id"),
-                    split=_value(row, "split"), frame_rate=frame_rate, row=number)
+                    split=_value(row, "split"), frame_rate=frame_rate, row=number,
+                    start=time_range[0], end=time_range[1])
+
+
+def _time_range(row: Dict[str, Any], path: str):
+    """(start, end) in seconds, (None, None) without them, or why they cannot be a play."""
+    texts = [_value(row, "start"), _value(row, "end")]
+    if not any(texts):
+        return None, None
+    if not all(texts):
+        return "start and end go together (give both or neither)"
+    try:
+        start, end = (float(t) for t in texts)
+    except ValueError:
+        return f"start and end must be seconds, got {texts[0]!r}, {texts[1]!r}"
+    problem = video_clips.range_problem(start, end)
+    if problem:
+        return problem
+    if not frames.is_video(path) or path.startswith(frames.DEMO_SCHEME):
+        return f"start and end need a video file path ({', '.join(frames.VIDEO_EXTENSIONS)})"
+    return start, end
 
 
 def read_manifest(path: str) -> Iterator[Item]:

@@ -10,6 +10,7 @@ A play's `path` is one of:
   * a glob of frame images (`plays/p1/*.png`);
   * a video file (mp4, avi, mov, webm, mkv, m4v), decoded with PyAV;
   * `demo://<seed>/<index>`: a synthetic play from `media.demo_plays`.
+A play that is a time range of a longer video is read by `media.video_clips`.
 Local paths are read directly; other file systems (gs://, s3://...) through
 Beam's FileSystems (`media.files`).
 """

@@ -8,6 +8,9 @@ Context (per play):
   example/id            bytes   play id
   clip/media_id         bytes   game id (the grouping key for splits)
   clip/data_path        bytes   where the play came from
+  clip/start/timestamp  int64   start of the play in `clip/data_path`, microseconds
+  clip/end/timestamp    int64   end of the play (exclusive), microseconds; both only for
+                                plays cut from a longer video by time range
   clip/label/index      int64   index into the dataset card's label vocabulary
   clip/label/string     bytes   label name
   image/format          bytes   "JPEG"
@@ -35,6 +38,8 @@ SCHEMA_VERSION = 1
 EXAMPLE_ID = "example/id"
 MEDIA_ID = "clip/media_id"
 DATA_PATH = "clip/data_path"
+CLIP_START_TIMESTAMP = "clip/start/timestamp"
+CLIP_END_TIMESTAMP = "clip/end/timestamp"
 LABEL_INDEX = "clip/label/index"
 LABEL_STRING = "clip/label/string"
 IMAGE_FORMAT = "image/format"
@@ -71,6 +76,8 @@ class PlayRecord:
     frame_rate: Optional[float] = None
     source_num_frames: int = 0
     pad_mode: str = ""
+    start_us: Optional[int] = None  # the play's range in data_path (cut from a longer video)
+    end_us: Optional[int] = None
 
     def __post_init__(self):
         if len(self.frames) != len(self.timestamps_us):
@@ -79,6 +86,8 @@ class PlayRecord:
                 f"{len(self.timestamps_us)} timestamps")
         if self.pad_mode not in PAD_MODES:
             raise SchemaError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
+        if (self.start_us is None) != (self.end_us is None):
+            raise SchemaError(f"play {self.play_id!r}: start_us and end_us go together")
 
 
 def check_schema_version(version, what: str, hint: str = "") -> None:
@@ -102,6 +111,9 @@ def encode_play(record: PlayRecord) -> bytes:
     put_bytes(EXAMPLE_ID, record.play_id)
     put_bytes(MEDIA_ID, record.game_id)
     put_bytes(DATA_PATH, record.data_path)
+    if record.start_us is not None:  # optional keys: records of whole clips stay as they were
+        put_int(CLIP_START_TIMESTAMP, record.start_us)
+        put_int(CLIP_END_TIMESTAMP, record.end_us)
     put_int(LABEL_INDEX, record.label_index)
     put_bytes(LABEL_STRING, record.label)
     put_bytes(IMAGE_FORMAT, IMAGE_FORMAT_JPEG)
@@ -145,9 +157,9 @@ def decode_play(serialized: bytes) -> PlayRecord:
         except UnicodeDecodeError:
             raise SchemaError(f"record: '{key}' is not UTF-8 text") from None
 
-    def get_int(key: str) -> int:
+    def get_int(key: str, default: Optional[int] = 0) -> Optional[int]:
         values = ctx[key].int64_list.value if key in ctx else []
-        return int(values[0]) if values else 0
+        return int(values[0]) if values else default
 
     def one_each(key: str, kind: str) -> list:
         values = []
@@ -175,6 +187,8 @@ def decode_play(serialized: bytes) -> PlayRecord:
         frame_rate=float(rates[0]) if rates else None,
         source_num_frames=get_int(SOURCE_NUM_FRAMES),
         pad_mode=get_bytes(PAD_MODE),
+        start_us=get_int(CLIP_START_TIMESTAMP, None),
+        end_us=get_int(CLIP_END_TIMESTAMP, None),
     )
 
 

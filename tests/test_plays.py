@@ -92,3 +92,24 @@ def test_check_output_dir(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UsageError, match="not writable"):
         plays.check_output_dir(str(blocker / "out"))
+
+
+def test_start_and_end_columns(tmp_path):
+    rows = [
+        {"play_id": "r1", "label": "cut", "path": "game.mp4", "start": "12.5", "end": "19"},
+        {"play_id": "r2", "label": "cut", "path": "game.mp4", "start": "", "end": ""},
+        {"play_id": "r3", "label": "cut", "path": "game.mp4", "start": "20", "end": "20"},
+        {"play_id": "r4", "label": "cut", "path": "game.mp4", "start": "5", "end": ""},
+        {"play_id": "r5", "label": "cut", "path": "game.mp4", "start": "soon", "end": "9"},
+        {"play_id": "r6", "label": "cut", "path": "frames/p6", "start": "1", "end": "2"},
+    ]
+    manifest = mf.write_manifest(str(tmp_path / "plays.csv"), rows)
+    specs, rejected = _split(list(plays.read_manifest(manifest)))
+    assert [(s.play_id, s.start, s.end, s.has_range) for s in specs] == [
+        ("r1", 12.5, 19.0, True), ("r2", None, None, False)]
+    assert {r["play_id"]: r["kind"] for r in rejected} == {k: "bad_range" for k in ("r3", "r4", "r5", "r6")}
+    reasons = {r["play_id"]: r["reason"] for r in rejected}
+    assert "must be before end" in reasons["r3"] and "together" in reasons["r4"]
+    assert "seconds" in reasons["r5"] and "video file" in reasons["r6"]
+    # Without a game_id, plays cut from one video share a split (they are one game).
+    assert specs[0].group_key == specs[0].path and specs[1].group_key == "r2"

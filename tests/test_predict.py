@@ -141,3 +141,21 @@ def test_module_entry_point(job_dir, video_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout)
     _check_result(results[0], video_path, 1)
+
+
+def test_predict_start_end_cuts_the_play_from_a_long_video(job_dir, tmp_path, capsys):
+    from media import video_clips  # pylint: disable=g-import-not-at-top
+    from tests import media_fixtures as mf  # pylint: disable=g-import-not-at-top
+    game = mf.write_h264(str(tmp_path / "game.mp4"), 150, gop=25)  # 6 s
+    predictor = predict.Predictor(job_dir)
+    jpegs = predictor.read(game, 2.0, 3.0)
+    assert jpegs == video_clips.read_clip(game, 2.0, 3.0, RECORD_FRAMES, SIZE).frames
+    assert predict.run(["--model", job_dir, game, "--start", "2", "--end", "3", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert (result["start"], result["end"]) == (2.0, 3.0)
+    assert result["probabilities"] == pytest.approx(dict(zip(LABELS, predictor.classify_frames(jpegs))))
+    assert predict.run(["--model", job_dir, game, "--start", "5", "--end", "7"]) == 2
+    assert "ends after the end of the video" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(["--model", job_dir, game, "--start", "2"])
+    assert exit_info.value.code == 2

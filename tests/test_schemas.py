@@ -30,6 +30,20 @@ def test_decode_keeps_missing_frame_rate_as_none():
     assert decoded.frame_rate is None and decoded.pad_mode == "loop"
 
 
+def test_clip_start_end_round_trip_and_are_absent_without_a_range():
+    cut = _record(start_us=754_200_000, end_us=761_000_000, timestamps_us=[754_200_000, 754_240_000])
+    serialized = play_record.encode_play(cut)
+    assert play_record.decode_play(serialized) == cut
+    context = example_pb2.SequenceExample.FromString(serialized).context.feature
+    assert context[play_record.CLIP_START_TIMESTAMP].int64_list.value == [754_200_000]
+    assert context[play_record.CLIP_END_TIMESTAMP].int64_list.value == [761_000_000]
+    whole = play_record.encode_play(_record())
+    assert play_record.CLIP_START_TIMESTAMP.encode() not in whole
+    assert play_record.decode_play(whole).start_us is None
+    with pytest.raises(play_record.SchemaError, match="go together"):
+        _record(start_us=0)
+
+
 def test_record_rejects_mismatched_timestamps_and_bad_pad_mode():
     with pytest.raises(play_record.SchemaError, match="2 frames but 1 timestamps"):
         _record(timestamps_us=[0])

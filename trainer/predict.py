@@ -1,10 +1,13 @@
 """Classify plays with an exported model.
 
     python -m trainer.predict --model JOB_DIR PLAY [PLAY ...] [--top_k 3] [--json]
+    python -m trainer.predict --model JOB_DIR game.mp4 --start 754.2 --end 761.0
 
-A PLAY is a folder of frame images or a video file. Frames are sampled the way
-the records job samples them (`media.frames.read_play`, with the frame
-count, size and resize mode stored in the export metadata) and sent as JPEG
+A PLAY is a folder of frame images or a video file; with `--start` and `--end`
+(seconds) the play is that range of the video, as a manifest row with start
+and end is in the records job. Frames are sampled the way the records job
+samples them (`media.frames.read_play`, `media.video_clips.read_clip`, with the
+frame count, size and resize mode stored in the export metadata) and sent as JPEG
 bytes to the SavedModel's `serving_default` signature, which picks and decodes
 the frames itself. JOB_DIR may also be the `saved_model/` folder.
 
@@ -23,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from media import frames  # noqa: E402
+from media import frames, video_clips  # noqa: E402
 from schemas import sampling  # noqa: E402
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
 
@@ -45,15 +48,24 @@ class Predictor:
         self.labels: List[str] = list(self.metadata["labels"])
         self.pad_short = self.metadata.get("pad_short", "") if pad_short is None else pad_short
 
-    def read(self, path: str) -> List[bytes]:
-        """The play's sampled JPEG frames (raises media.frames.PlayError)."""
+    def read(self, path: str, start: Optional[float] = None,
+             end: Optional[float] = None) -> List[bytes]:
+        """The play's sampled JPEG frames, of [start, end) seconds when given (raises PlayError)."""
         height, width = (int(v) for v in self.metadata["image_size"])
-        sampled = frames.read_play(
-            path, int(self.metadata["record_num_frames"]), (height, width),
+        num_frames = int(self.metadata["record_num_frames"])
+        options = dict(
             resize_mode=self.metadata.get("resize_mode", sampling.DEFAULT_RESIZE_MODE),
             pad_short=self.pad_short,
-            jpeg_quality=int(self.metadata.get("jpeg_quality", sampling.DEFAULT_JPEG_QUALITY)),
-            frame_rate=self.metadata.get("frame_rate"))
+            jpeg_quality=int(self.metadata.get("jpeg_quality", sampling.DEFAULT_JPEG_QUALITY)))
+        if start is not None:
+            if not frames.is_video(path):
+                raise frames.PlayError(f"--start/--end need a video file, got {path}",
+                                       kind="bad_range")
+            sampled = video_clips.read_clip(path, start, end, num_frames, (height, width),
+                                            **options)
+        else:
+            sampled = frames.read_play(path, num_frames, (height, width),
+                                       frame_rate=self.metadata.get("frame_rate"), **options)
         return list(sampled.frames)
 
     def classify_frames(self, jpegs: Sequence[bytes]) -> List[float]:
@@ -62,12 +74,15 @@ class Predictor:
         outputs = self._serve(**{self._input: tf.constant([list(jpegs)], tf.string)})
         return [float(p) for p in outputs["probabilities"].numpy()[0]]
 
-    def classify(self, path: str, top_k: int = 3) -> Dict[str, Any]:
-        """{'path', 'top': [{'label', 'probability'}...], 'probabilities': {label: p}}."""
-        probabilities = self.classify_frames(self.read(path))
+    def classify(self, path: str, top_k: int = 3, start: Optional[float] = None,
+                 end: Optional[float] = None) -> Dict[str, Any]:
+        """{'path', ['start', 'end'], 'top': [{'label', 'probability'}...], 'probabilities'}."""
+        probabilities = self.classify_frames(self.read(path, start, end))
         order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
+        where = {} if start is None else {"start": start, "end": end}
         return {
             "path": path,
+            **where,
             "top": [{"label": self.labels[i], "probability": probabilities[i]}
                     for i in order[:max(1, top_k)]],
             "probabilities": dict(zip(self.labels, probabilities)),
@@ -76,7 +91,8 @@ class Predictor:
 
 def format_result(result: Dict[str, Any]) -> str:
     """One play as text: the path, then one `rank. label  probability` line per top label."""
-    lines = [result["path"]]
+    lines = [result["path"] + (f" {result['start']:.3f}-{result['end']:.3f} s"
+                               if "start" in result else "")]
     width = max(len(t["label"]) for t in result["top"])
     for rank, top in enumerate(result["top"], 1):
         lines.append(f"  {rank}. {top['label']:<{width}}  {top['probability']:.4f}")
@@ -93,12 +109,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="a folder of frame images or a video file")
     parser.add_argument("--top_k", type=int, default=3, help="labels to print per play (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--start", type=float, default=None,
+                        help="seconds: classify the play that starts here in each video (with --end)")
+    parser.add_argument("--end", type=float, default=None,
+                        help="seconds: where that play ends (exclusive)")
     parser.add_argument("--pad_short", choices=("", "loop", "last"), default=None,
                         help="pad plays with fewer frames than the records hold "
                              "(default: what the export metadata says, else reject them)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be >= 1, got {args.top_k}")
+    if (args.start is None) != (args.end is None):
+        parser.error("--start and --end go together")
+    if args.start is not None and video_clips.range_problem(args.start, args.end):
+        parser.error(f"--start/--end: {video_clips.range_problem(args.start, args.end)}")
     return args
 
 
@@ -120,7 +144,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     failed = 0
     for path in args.plays:
         try:
-            result = predictor.classify(path, top_k=args.top_k)
+            result = predictor.classify(path, top_k=args.top_k, start=args.start, end=args.end)
         except frames.PlayError as err:
             result = {"path": path, "error": one_line(err)}
         except tf.errors.InvalidArgumentError as err:  # a frame TensorFlow cannot decode
