@@ -178,6 +178,10 @@ class TrainConfig:
     cpu_replicas: int = flag(0, "without GPUs, split the CPU into N devices for "
                              "--strategy=mirrored", group="distribution", minimum=0)
     tpu: str = flag("", "TPU name or address for --strategy=tpu", group="distribution")
+    data_service: str = flag("", "grpc://HOST:PORT of a tf.data service dispatcher (python -m "
+                             "trainer.data_service): its workers run the training input pipeline "
+                             "(parse, frame choice, decode, augment, batch)",
+                             group="distribution")
 
     def validate(self) -> "TrainConfig":
         """Checks choices, bounds and required values; raises UsageError."""

@@ -3,7 +3,9 @@
 `resolve_inputs(config)` turns the trainer's flags (a records-job folder, or
 shard globs plus the clip settings) into `Inputs`, checks every file once at
 start-up, and gives `strategy.distribute_datasets_from_function` its dataset
-functions (`Inputs.dataset_fn`). Problems a user can fix raise UsageError.
+functions (`Inputs.dataset_fn`): the local pipeline, or with --data_service
+the training pipeline run by a tf.data service (`trainer.data_service`).
+Problems a user can fix raise UsageError.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from google.protobuf import message
 
 from schemas import dataset_card, feature_record, features_card, play_record
 from schemas.errors import UsageError, one_line
-from trainer import data, filesystems
+from trainer import data, data_service as data_service_lib, filesystems
 
 SPLITS = ("train", "val", "test")
 
@@ -258,7 +260,8 @@ def scan_for_corrupt_records(split: str, files: Sequence[str], compression: Opti
 
 
 class _SplitDatasets:
-    """`dataset_fn` for any inputs with a `dataset(split, ...)` method.
+    """`dataset_fn` for inputs with `files`, `compression`, `data_service`, `service_job_dir`,
+    `kind` and a `dataset(split, ...)` method.
 
     With --skip_corrupt_records (`corrupt_files` set), `counters` maps "train"
     and "val" to the int64 variables that count the corrupt records their
@@ -278,11 +281,60 @@ class _SplitDatasets:
     def dataset_fn(self, split: str, *, training: bool, batch_size: int,
                    seed: Optional[int] = None
                    ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
-        """A repeated dataset of one split, for `strategy.distribute_datasets_from_function`."""
+        """A repeated dataset of one split, for `strategy.distribute_datasets_from_function`.
+
+        Training with --data_service: every worker registers the same unsharded
+        pipeline, batched per replica, with the service (`trainer.data_service`).
+        Otherwise each worker reads its share of the shards (`data.shard_files`),
+        and a share without a record fails here (`check_shares`).
+        """
         def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+            if training and self.data_service:
+                per_replica = (input_context.get_per_replica_batch_size(batch_size)
+                               if input_context else batch_size)
+                local = self.dataset(split, training=True, batch_size=per_replica, seed=seed,
+                                     repeat=True)
+                name = data_service_lib.job_name(self.service_job_dir, split, self.kind)
+                print(f"{split} input pipeline: tf.data service {self.data_service} (job {name})",
+                      flush=True)
+                return data_service_lib.distribute(local, self.data_service, name)
+            self.check_shares(split, input_context)
             return self.dataset(split, training=training, batch_size=batch_size, seed=seed,
                                 repeat=True, input_context=input_context)
         return fn
+
+    def check_shares(self, split: str,
+                     input_context: Optional[tf.distribute.InputContext]) -> None:
+        """UsageError when an input pipeline's share of `split`'s shards holds no record.
+
+        Shards go to input pipelines (workers) by file, and a repeated empty
+        dataset never yields: such a worker would wait forever, and the others
+        with it. Every worker checks every share, so all of them stop with the
+        same message. Fewer files than pipelines is `data.shard_files`' error.
+        """
+        num = input_context.num_input_pipelines if input_context else 1
+        files = self.files[split]
+        if num <= 1 or len(files) < num:
+            return
+        with tf.init_scope():
+            has_records = {path: _has_records(path, self.compression) for path in files}
+        idle = [i for i in range(num) if not any(has_records[f] for f in files[i::num])]
+        if idle:
+            share = files[idle[0]::num]
+            full = sum(has_records.values())
+            raise UsageError(
+                f"worker {idle[0]} of {num} would read no {split} records: its share of the "
+                f"shards ({', '.join(os.path.basename(f) for f in share)}) is empty. Only {full} "
+                f"of the {len(files)} {split} shard(s) hold records, fewer than the {num} workers "
+                f"(input pipelines), and shards go to workers by file. Fix: write more shards "
+                f"(the records job's --num_shards, several per worker), or shard dynamically "
+                f"with the tf.data service (--data_service=grpc://HOST:PORT, docs/clusters.md)")
+
+
+def _has_records(path: str, compression: Optional[str]) -> bool:
+    """Whether the TFRecord file at `path` holds at least one record (reads one)."""
+    ds = tf.data.TFRecordDataset(path, compression_type=data.compression_type(compression))
+    return next(iter(ds.take(1)), None) is not None
 
 
 @dataclasses.dataclass
@@ -300,6 +352,9 @@ class Inputs(_SplitDatasets):
     shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
     # --skip_corrupt_records: split -> the shards found corrupt at start-up (None: not skipping).
     corrupt_files: Optional[Dict[str, List[str]]] = None
+    data_service: str = ""  # grpc://HOST:PORT: training batches come from the tf.data service
+    service_job_dir: str = ""  # names the service job (one per run)
+    kind = "clips"
 
     @property
     def image_size(self):
@@ -327,6 +382,10 @@ class FeatureInputs(_SplitDatasets):
     counts: dict  # split -> plays
     shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
     corrupt_files: Optional[Dict[str, List[str]]] = None  # as Inputs.corrupt_files
+    data_service: str = ""
+    service_job_dir: str = ""
+    compression = "none"
+    kind = "features"
 
     def dataset(self, split: str, *, training: bool, batch_size: int, seed: Optional[int] = None,
                 repeat: bool = False,
@@ -381,7 +440,14 @@ def resolve_feature_inputs(config, records: Inputs) -> FeatureInputs:
                          f"{card.counts})")
     return FeatureInputs(card=card, features_dir=config.features_dir, num_frames=num_frames,
                          files=files, counts=counts, shuffle_buffer=config.shuffle_buffer,
-                         corrupt_files=corrupt_files)
+                         corrupt_files=corrupt_files, **_service_settings(config))
+
+
+def _service_settings(config) -> dict:
+    """The Inputs fields of --data_service (checked) and the run it names the job after."""
+    address = getattr(config, "data_service", "")
+    return dict(data_service=data_service_lib.parse_address(address) if address else "",
+                service_job_dir=config.job_dir)
 
 
 def _clip_settings(config, card: Optional[dataset_card.DatasetCard]) -> dict:
@@ -463,7 +529,7 @@ def resolve_inputs(config, data_dir: Optional[str] = None) -> Inputs:
                              f"e.g. {split_files_[0]!r}): every file is empty or not a complete "
                              f"TFRecord file")
     return Inputs(files=files, counts=counts, card=card, shuffle_buffer=config.shuffle_buffer,
-                  corrupt_files=corrupt_files, **settings)
+                  corrupt_files=corrupt_files, **settings, **_service_settings(config))
 
 
 def _card_beside(files: Sequence[str]) -> Optional[dataset_card.DatasetCard]:
