@@ -500,13 +500,10 @@ def read_card(output_dir: str) -> FeaturesCard:
 
 def summary(card: FeaturesCard, output_dir: str) -> str:
     written = ", ".join(f"{split}={n}" for split, n in card.counts.items())
-    lines = [f"features: {sum(card.counts.values())} plays embedded ({written}), "
-             f"{card.num_rejected} rejected of {card.num_input}; [{len(card.views)}, "
-             f"{card.num_frames}, {card.feature_dim}] {card.dtype} per play -> {output_dir}"]
-    if card.rejected_reasons:
-        reasons = ", ".join(f"{k}={v}" for k, v in card.rejected_reasons.items())
-        lines.append(f"rejected: {reasons} (see {output_dir}/rejected-*.jsonl)")
-    return "\n".join(lines)
+    head = (f"features: {sum(card.counts.values())} plays embedded ({written}), "
+            f"{card.num_rejected} rejected of {card.num_input}; [{len(card.views)}, "
+            f"{card.num_frames}, {card.feature_dim}] {card.dtype} per play -> {output_dir}")
+    return options_lib.summary(head, card, output_dir)
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,

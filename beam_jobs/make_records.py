@@ -241,12 +241,9 @@ def read_card(output_dir: str) -> dataset_card.DatasetCard:
 
 def summary(card: dataset_card.DatasetCard, output_dir: str) -> str:
     written = ", ".join(f"{split}={n}" for split, n in card.counts.items())
-    lines = [f"records: {sum(card.counts.values())} plays written ({written}), "
-             f"{card.num_rejected} rejected of {card.num_input} -> {output_dir}"]
-    if card.rejected_reasons:
-        reasons = ", ".join(f"{k}={v}" for k, v in card.rejected_reasons.items())
-        lines.append(f"rejected: {reasons} (see {output_dir}/rejected-*.jsonl)")
-    return "\n".join(lines)
+    head = (f"records: {sum(card.counts.values())} plays written ({written}), "
+            f"{card.num_rejected} rejected of {card.num_input} -> {output_dir}")
+    return options_lib.summary(head, card, output_dir)
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,

@@ -135,3 +135,12 @@ def main(run: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[
         print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def summary(head: str, card, output_dir: str) -> str:
+    """A job's closing lines: `head`, then the rejection counts by kind, if any."""
+    lines = [head]
+    if card.rejected_reasons:
+        reasons = ", ".join(f"{k}={v}" for k, v in card.rejected_reasons.items())
+        lines.append(f"rejected: {reasons} (see {output_dir}/rejected-*.jsonl)")
+    return "\n".join(lines)

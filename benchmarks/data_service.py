@@ -28,33 +28,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from typing import Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import tensorflow as tf  # noqa: E402
 
 from media import synthetic_records as record_fixtures  # noqa: E402
 from trainer import data, data_service, inputs  # noqa: E402
 
+from input_pipeline import measure  # noqa: E402  (benchmarks/, this script's folder)
+
 LABELS = tuple(f"play_{i}" for i in range(11))
-
-
-def measure(ds: tf.data.Dataset, num_clips: int, warmup_batches: int) -> Tuple[float, float]:
-    """(clips/s, this process's CPU ms per clip) of a (clips, labels) dataset after a warm-up."""
-    it = iter(ds)
-    for _ in range(warmup_batches):
-        next(it)
-    seen = 0
-    start, cpu_start = time.perf_counter(), time.process_time()
-    while seen < num_clips:
-        clips, _ = next(it)
-        seen += int(clips.shape[0])
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return seen / wall, 1000.0 * cpu / seen
 
 
 def cpu_model() -> str:
