@@ -27,13 +27,13 @@ records: $(STAMP)
 
 # The demo: 330 synthetic plays of 40 frames at 32 px -> the frozen VGG16 base (cut at
 # block2_pool) run once per stored frame by the embed job -> the head (GRU 64 on 8 of the
-# 40 frames) trained from the cached features -> evaluation and export of the full model.
+# 40 frames, 60 epochs) trained from the cached features -> evaluation and export of the full model.
 # No ImageNet weights offline, so the base is randomly initialized (--weights=none, seeded);
 # with the Keras cache or a weights file, use --weights=imagenet or --weights=PATH.
 DEMO_FEATURES := runs/demo/features
 DEMO_RECORD_FLAGS := --frame_size=32 --demo_plays=330
 DEMO_EMBED_FLAGS := --weights=none --cut_layer=block2_pool
-DEMO_TRAIN_FLAGS := --num_frames=8 --trainable_from=none --rnn=gru --rnn_units=64 --epochs=30 \
+DEMO_TRAIN_FLAGS := --num_frames=8 --trainable_from=none --rnn=gru --rnn_units=64 --epochs=60 \
 	--batch_size=8 --learning_rate=3e-3
 
 demo: $(STAMP)

@@ -157,6 +157,9 @@ class TrainConfig:
     learning_rate: float = flag(1e-3, "learning rate of the head phase", group="training")
     steps_per_epoch: Optional[int] = flag(None, "default: train plays // batch_size",
                                           group="training", parse=_optional_int, minimum=1)
+    steps_per_execution: int = flag(1, "training steps per compiled call: more cuts the per-step "
+                                    "overhead when steps are tiny (the head on cached features)",
+                                    group="training", minimum=1)
     validation_steps: Optional[int] = flag(None, "default: all validation plays",
                                            group="training", parse=_optional_int, minimum=1)
     fine_tune_epochs: int = flag(0, "epochs of a second phase with the top VGG16 blocks unfrozen",

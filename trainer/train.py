@@ -165,6 +165,7 @@ class PlayClassificationTask:
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            steps_per_execution=self.config.steps_per_execution,
             jit_compile=(bool(tf.config.list_logical_devices("GPU")) if jit == "auto"
                          else jit == "true"))
 
