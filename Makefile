@@ -47,6 +47,9 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/records_job.py
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/feature_cache.py --preset=demo
+	$(PY) benchmarks/feature_cache.py --preset=seed
+	$(PY) benchmarks/game_video.py
+	$(PY) benchmarks/data_service.py
 
 clean:
 	rm -rf runs .pytest_cache
