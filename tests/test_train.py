@@ -260,3 +260,31 @@ def test_vertex_environment_defaults(monkeypatch):
     config = task.parse_args(["--data_dir=/d"])
     assert config.job_dir == "gs://bucket/model"
     assert config.checkpoints_path == "gs://bucket/ckpt" and config.logs_path == "gs://bucket/tb"
+
+
+def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
+    """A kill while the backup is being written leaves it unreadable: the copy of the one before
+    (BackupAndRestore's double checkpoint) resumes the run one epoch earlier instead."""
+    job = str(tmp_path / "job")
+    args = [f"--data_dir={data_dir}", f"--job_dir={job}", "--strategy=default", "--epochs=4",
+            "--steps_per_epoch=20", "--batch_size=2", *TINY]
+    proc = _task(args, env=_env())
+    deadline = time.monotonic() + 180
+    while _completed_epochs(job) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    done = _completed_epochs(job)
+    assert 2 <= done < 4
+    backup = os.path.join(job, "backup", "phase1")
+    latest = [name for name in os.listdir(backup) if name.endswith(".h5") and "bkp" not in name]
+    assert latest and any("bkp" in name for name in os.listdir(backup)), os.listdir(backup)
+    for name in latest:  # as if the kill came in the middle of writing them
+        with open(os.path.join(backup, name), "r+b") as f:
+            f.truncate(100)
+
+    proc = _task(args, env=_env())
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    lines = _epoch_lines(out)
+    assert lines[0].split()[1] == f"{done}/4" and lines[-1].split()[1] == "4/4", lines

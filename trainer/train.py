@@ -247,7 +247,10 @@ class PlayClassificationTask:
         """
         backup = distribution.backup_dirpath(
             os.path.join(self.config.backup_path, f"phase{phase}"), self.strategy)
-        callbacks = [keras.callbacks.BackupAndRestore(backup, delete_checkpoint=not keep_backup),
+        # double_checkpoint: the previous backup is kept as a copy until the new one is written,
+        # so a kill in the middle of writing a backup still resumes from the one before.
+        callbacks = [keras.callbacks.BackupAndRestore(backup, double_checkpoint=True,
+                                                      delete_checkpoint=not keep_backup),
                      *self.build_callbacks(monitor)]
         if self.corrupt_counters is not None:
             counters = {"corrupt_records": self.corrupt_counters["train"]}
