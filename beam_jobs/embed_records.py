@@ -9,7 +9,7 @@ once here (Beam RunInference) and the trainer trains only the head on them.
     ReadSplitRecords -> ParsePlays -> RunInference(FrameFeaturesHandler) -> EncodeFeatures
       -> WriteSplitShards     <split>-SSSSS-of-NNNNN.tfrecord  (schemas.feature_record)
       -> WriteRejected        rejected-SSSSS-of-NNNNN.jsonl   (every record not embedded)
-      -> WriteFeaturesCard    features.json, last: its presence marks a complete output
+      -> WriteCard            features.json, last: its presence marks a complete output
 
 At launch the base is built once (`media.frame_features.build_base`) and saved
 as OUTPUT_DIR/base.keras; workers load that file, so every worker (and the
@@ -57,7 +57,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
 from beam_jobs.pipeline import (  # pylint: disable=wrong-import-position
-    METRICS_NAMESPACE, PLAYS, REJECTED, WriteRejected, WriteSplitShards)
+    METRICS_NAMESPACE, PLAYS, REJECTED, WriteCard, WriteRejected, WriteSplitShards)
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError, one_line  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
@@ -332,27 +332,6 @@ class _WriteCardFn(beam.DoFn):
         yield path
 
 
-class WriteFeaturesCard(beam.PTransform):
-    """Writes `features.json` once every shard and the rejected file are written.
-
-    Input: ((event, split or kind), count) pairs from the written and rejected streams.
-    """
-
-    def __init__(self, config: EmbedConfig, files, num_input):
-        super().__init__()
-        self._config = config
-        self._files = files
-        self._num_input = num_input
-
-    def expand(self, counts):
-        return (counts.pipeline
-                | "Once" >> beam.Create([None])
-                | "Write" >> beam.ParDo(
-                    _WriteCardFn(self._config), counts=pvalue.AsList(counts),
-                    files=pvalue.AsList(self._files),
-                    num_input=pvalue.AsSingleton(self._num_input)))
-
-
 def build(pipeline: beam.Pipeline, config: EmbedConfig):
     """Adds the embed job to `pipeline`; returns the PCollection holding the card's path."""
     records = pipeline | "ReadSplitRecords" >> ReadSplitRecords(
@@ -368,7 +347,8 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig):
               | "AllEvents" >> beam.Flatten()
               | "CountEvents" >> beam.combiners.Count.PerElement())
     files = (shard_files, rejected_files) | "AllFiles" >> beam.Flatten()
-    return counts | "WriteFeaturesCard" >> WriteFeaturesCard(config, files, num_input)
+    return counts | "WriteFeaturesCard" >> WriteCard(_WriteCardFn(config), files,
+                                                     num_input=num_input)
 
 
 # ----------------------------------------------------------------------------- launch

@@ -5,7 +5,7 @@
        + CutGameVideos             plays that are a time range of a video, grouped by video
       -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
       -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
-      -> WriteDatasetCard          dataset.json, once every file above is written
+      -> WriteCard                 dataset.json, once every file above is written
 
 `build(pipeline, config)` wires them; `make_records.py` is the CLI.
 """
@@ -442,26 +442,27 @@ class _WriteCardFn(beam.DoFn):
         yield path
 
 
-class WriteDatasetCard(beam.PTransform):
-    """Writes `dataset.json` once every shard and the rejected file are written.
+class WriteCard(beam.PTransform):
+    """Runs a card-writing DoFn once, after every file of `files` is written.
 
-    Input: ((event, key, label), count) pairs from the written and rejected streams.
+    Input: the (event, count) pairs of the written and rejected streams, which
+    the DoFn gets as its `counts` side input, with `files` (only to order this
+    step last) and the singleton side inputs given as keywords. Shared by the
+    records job (`dataset.json`) and the embed job (`features.json`).
     """
 
-    def __init__(self, config: JobConfig, labels, files, num_input):
+    def __init__(self, write_fn: beam.DoFn, files, **singletons):
         super().__init__()
-        self._config = config
-        self._labels = labels
+        self._write_fn = write_fn
         self._files = files
-        self._num_input = num_input
+        self._singletons = singletons
 
     def expand(self, counts):
+        singletons = {name: pvalue.AsSingleton(pcoll) for name, pcoll in self._singletons.items()}
         return (counts.pipeline
                 | "Once" >> beam.Create([None])
-                | "Write" >> beam.ParDo(
-                    _WriteCardFn(self._config), counts=pvalue.AsList(counts),
-                    labels=pvalue.AsSingleton(self._labels), files=pvalue.AsList(self._files),
-                    num_input=pvalue.AsSingleton(self._num_input)))
+                | "Write" >> beam.ParDo(self._write_fn, counts=pvalue.AsList(counts),
+                                        files=pvalue.AsList(self._files), **singletons))
 
 
 def build(pipeline: beam.Pipeline, config: JobConfig):
@@ -491,4 +492,5 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
               | "AllEvents" >> beam.Flatten()
               | "CountEvents" >> beam.combiners.Count.PerElement())
     files = (shard_files, rejected_files) | "AllFiles" >> beam.Flatten()
-    return counts | "WriteDatasetCard" >> WriteDatasetCard(config, labels, files, num_input)
+    return counts | "WriteDatasetCard" >> WriteCard(_WriteCardFn(config), files, labels=labels,
+                                                    num_input=num_input)
