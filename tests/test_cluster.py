@@ -33,14 +33,6 @@ def cluster():
         c.close()
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("records")
-    record_fixtures.write_dataset(path, num_plays=8, num_frames=6, size=32,
-                                  splits=("train", "val", "test"), num_shards=2)
-    return str(path)
-
-
 def _epoch_lines(output):
     return [line for line in output.splitlines() if line.startswith("epoch ")]
 

@@ -26,14 +26,6 @@ TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn_units=8", "--num_fra
         "--dropout=0"]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("records")
-    record_fixtures.write_dataset(path, num_plays=8, num_frames=6, size=32,
-                                  splits=("train", "val", "test"), num_shards=2)
-    return str(path)
-
-
 def _env(**extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     env.pop("TF_CONFIG", None)
