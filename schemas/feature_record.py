@@ -76,9 +76,8 @@ class FeatureRecord:
 
 def check_feature_schema_version(version, what: str, hint: str = "") -> None:
     """Raises SchemaError unless `version` (of a feature record or card) is FEATURE_SCHEMA_VERSION."""
-    if version != FEATURE_SCHEMA_VERSION:
-        raise SchemaError(f"{what} has feature schema version {version}, this code reads version "
-                          f"{FEATURE_SCHEMA_VERSION}{hint}")
+    play_record.check_version(version, FEATURE_SCHEMA_VERSION, what, hint,
+                              name="feature schema version")
 
 
 def encode_features(record: FeatureRecord) -> bytes:

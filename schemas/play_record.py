@@ -90,11 +90,16 @@ class PlayRecord:
             raise SchemaError(f"play {self.play_id!r}: start_us and end_us go together")
 
 
+def check_version(version, expected: int, what: str, hint: str = "",
+                  name: str = "schema version") -> None:
+    """Raises SchemaError unless `version` (of `what`) is `expected`; `hint` says what to do."""
+    if version != expected:
+        raise SchemaError(f"{what} has {name} {version}, this code reads version {expected}{hint}")
+
+
 def check_schema_version(version, what: str, hint: str = "") -> None:
     """Raises SchemaError unless `version` (of a record, card or export) is SCHEMA_VERSION."""
-    if version != SCHEMA_VERSION:
-        raise SchemaError(f"{what} has schema version {version}, this code reads version "
-                          f"{SCHEMA_VERSION}{hint}")
+    check_version(version, SCHEMA_VERSION, what, hint)
 
 
 def encode_play(record: PlayRecord) -> bytes:
