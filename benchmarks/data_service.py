@@ -2,7 +2,7 @@
 
 On synthetic plays (224x224, 40 stored frames, --clip_frames chosen per clip) written to
 a temp dir:
-  inline    trainer.data.make_dataset(training=True) in this process (parse, frame
+  inline    trainer.reader.make_dataset (training) in this process (parse, frame
             choice, decode, augment, batch), as training without --data_service
   service   the same dataset registered with a dispatcher in this process and run by
             --workers `python -m trainer.data_service --worker` processes on this machine;
@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 
 
 from media import synthetic_records as record_fixtures  # noqa: E402
-from trainer import data, data_service, inputs  # noqa: E402
+from trainer import data_service, parsers, reader, sources  # noqa: E402
 
 from input_pipeline import measure  # noqa: E402  (benchmarks/, this script's folder)
 
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
         card = record_fixtures.write_dataset(
             os.path.join(root, "records"), num_plays=args.num_plays, num_frames=args.num_frames,
             size=args.size, labels=LABELS, num_shards=args.num_shards, noise=6.0, jpeg_quality=90)
-        files = inputs.split_files(os.path.join(root, "records"), "train", card)
+        files = sources.split_files(os.path.join(root, "records"), "train", card)
         dispatcher = data_service.start_dispatcher()
         address = dispatcher.target[len("grpc://"):]
         env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
@@ -86,9 +86,9 @@ def main(argv=None) -> None:
               f"service_workers={args.workers}")
 
         def pipeline():
-            return data.make_dataset(
-                files, training=True, global_batch_size=args.batch_size,
-                num_frames=args.clip_frames, image_size=(args.size, args.size),
+            return reader.make_dataset(
+                files, parsers.ClipParser(args.clip_frames, (args.size, args.size)),
+                training=True, global_batch_size=args.batch_size,
                 compression=card.compression, seed=0, shuffle_buffer=64, repeat=True)
 
         rates, cpu_ms = {}, {}

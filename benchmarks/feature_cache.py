@@ -37,10 +37,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from beam_jobs import embed_records, make_records  # noqa: E402
-from trainer import compat, evaluate  # noqa: E402
+from trainer import compat, evaluate, reader  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.train import PlayClassificationTask  # noqa: E402
+from trainer.play_task import PlayClassificationTask  # noqa: E402
+from trainer.runner import build_strategy  # noqa: E402
 
 PRESETS: Dict[str, Dict] = {
     # The demo's settings (Makefile DEMO_* flags).
@@ -72,12 +73,11 @@ def _task(args, records: str, features: str, job_dir: str) -> PlayClassification
         data_dir=records, features_dir=features, job_dir=job_dir, num_frames=args.num_frames,
         rnn=args.rnn, rnn_units=args.rnn_units, batch_size=args.batch_size, epochs=args.epochs,
         learning_rate=3e-3, strategy="default", seed=0)
-    task = PlayClassificationTask(config)
-    task.build_strategy()
-    task.build_inputs()
+    build_strategy(config.validate())
+    task = PlayClassificationTask.from_config(config)
     # Both ways run one compiled call per epoch: what is left is the work itself, not the
     # per-step dispatch that dominates the cached head's tiny steps.
-    steps = max(1, task.inputs.counts["train"] // args.batch_size)
+    steps = max(1, task.plays.counts["train"] // args.batch_size)
     task.config.steps_per_execution = steps
     return task
 
@@ -85,15 +85,15 @@ def _task(args, records: str, features: str, job_dir: str) -> PlayClassification
 def _fit(task: PlayClassificationTask, cached: bool) -> tuple:
     """Trains the head (streamed or cached) for the configured epochs; returns (epoch seconds, full model)."""
     keras.utils.set_random_seed(0)
-    model = task.build_head_model() if cached else task.build_model()
+    source = task.features if cached else task.plays
+    model = task.build_first_model() if cached else task.build_model()
     task.compile_model(model, task.config.learning_rate)
-    inputs = task.features if cached else task.inputs
-    train_ds = inputs.dataset("train", training=True, batch_size=task.config.batch_size, seed=0,
-                              repeat=True)
+    train_ds = reader.read(source, "train", task.parser(source), task.reader_config,
+                           training=True, repeat=True)
     timer = EpochTimer()
-    steps = max(1, inputs.counts["train"] // task.config.batch_size)
+    steps = max(1, source.counts["train"] // task.config.batch_size)
     model.fit(train_ds, epochs=task.config.epochs, steps_per_epoch=steps, callbacks=[timer],
-              verbose=0)
+              shuffle=False, verbose=0)
     if cached:
         full = task.build_model()
         model_lib.copy_head_weights(model, full)
@@ -102,8 +102,8 @@ def _fit(task: PlayClassificationTask, cached: bool) -> tuple:
 
 
 def _accuracy(task: PlayClassificationTask, model) -> float:
-    split = "test" if task.inputs.files["test"] else "val"
-    ds = task.inputs.dataset(split, training=False, batch_size=task.config.batch_size)
+    split = "test" if task.plays.files["test"] else "val"
+    ds = task.eval_dataset(split)
     labels, probabilities = evaluate.predict_dataset(model, ds)
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 

@@ -1,11 +1,11 @@
 """Benchmark: the training input pipeline against its ceiling and the usual alternatives.
 
 On the same synthetic plays (224x224, 40 frames) written to a temp dir:
-  pipeline    trainer.data.make_dataset(training=True) from the TFRecord shards
+  pipeline    trainer.reader.make_dataset (training) from the TFRecord shards
               (interleave, shuffle, parse, frame choice, decode, augment, batch);
               it decodes only the window of each frame that the crop keeps
   ceiling     the same JPEG strings already in memory: from_tensor_slices ->
-              parallel decode (the same trainer.data.decode_frames) -> batch;
+              parallel decode (the same trainer.clips.decode_frames) -> batch;
               no file I/O, no parsing, no frame choice, no augmentation
   read_file   one JPEG file per frame on disk, tf.io.read_file + the same decode
   generator   Python generator decoding 1280x720 mp4 files with PyAV and
@@ -43,7 +43,7 @@ from PIL import Image  # noqa: E402
 
 from schemas import play_record  # noqa: E402
 from media import synthetic_records as record_fixtures  # noqa: E402
-from trainer import data, inputs  # noqa: E402
+from trainer import clips, parsers, reader, sources  # noqa: E402
 
 AUTOTUNE = tf.data.AUTOTUNE
 LABELS = tuple(f"play_{i}" for i in range(11))
@@ -61,8 +61,8 @@ def measure(ds: tf.data.Dataset, num_clips: int, warmup_batches: int) -> Tuple[f
     seen = 0
     start, cpu_start = time.perf_counter(), time.process_time()
     while seen < num_clips:
-        clips, _ = next(it)
-        seen += int(clips.shape[0])
+        batch, _ = next(it)
+        seen += int(batch.shape[0])
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return seen / wall, 1000.0 * cpu / seen
 
@@ -145,8 +145,8 @@ def main(argv=None) -> None:
         card = record_fixtures.write_dataset(
             os.path.join(root, "records"), num_plays=args.num_plays, num_frames=args.num_frames,
             size=args.size, labels=LABELS, num_shards=args.num_shards, noise=6.0, jpeg_quality=90)
-        files = inputs.split_files(os.path.join(root, "records"), "train", card)
-        inputs.check_files(files, card.compression)
+        files = sources.split_files(os.path.join(root, "records"), "train", card)
+        sources.check_files(files, card.compression)
         plays = read_plays(files)
         frame_paths = write_frame_files(plays, os.path.join(root, "frames"))
         videos = write_videos(os.path.join(root, "videos"), args.num_videos, args.num_frames)
@@ -157,15 +157,15 @@ def main(argv=None) -> None:
               f"mean_jpeg_bytes={jpeg_bytes:.0f} cpus={os.cpu_count()}")
 
         size, batch = args.size, args.batch_size
-        pipeline = data.make_dataset(
-            files, training=True, global_batch_size=batch, num_frames=args.num_frames,
-            image_size=(size, size), compression=card.compression, seed=0,
+        pipeline = reader.make_dataset(
+            files, parsers.ClipParser(args.num_frames, (size, size)), training=True,
+            global_batch_size=batch, compression=card.compression, seed=0,
             shuffle_buffer=64, repeat=True)
 
         jpegs = tf.constant([p.frames for p in plays])  # [N, T] strings
         ceiling = (tf.data.Dataset.from_tensor_slices((jpegs, tf.zeros(len(plays), tf.int32)))
                    .repeat()
-                   .map(lambda j, l: (data.decode_frames(j, size, size), l),
+                   .map(lambda j, l: (clips.decode_frames(j, size, size), l),
                         num_parallel_calls=AUTOTUNE, deterministic=False)
                    .batch(batch).prefetch(AUTOTUNE))
 
@@ -181,7 +181,7 @@ def main(argv=None) -> None:
 
         def read_clip(paths, label):
             contents = tf.map_fn(tf.io.read_file, paths, fn_output_signature=tf.string)
-            return data.decode_frames(contents, size, size), label
+            return clips.decode_frames(contents, size, size), label
 
         read_file = (tf.data.Dataset.from_tensor_slices(
                          (frame_paths, tf.zeros(len(plays), tf.int32)))

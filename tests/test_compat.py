@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer import compat, data  # noqa: E402
+from trainer import compat, reader  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,7 +160,7 @@ def _per_device_options(monkeypatch, patched: bool):
         return made[-1]
 
     monkeypatch.setattr(mdi, "_create_device_dataset", spy)
-    ds = data.without_autotune(tf.data.Dataset.range(8).batch(2))
+    ds = reader.without_autotune(tf.data.Dataset.range(8).batch(2))
     iterator = iter(tf.distribute.MirroredStrategy(["/cpu:0"]).experimental_distribute_dataset(ds))
     assert list(next(iterator).numpy()) == [0, 1]
     assert ds.options().autotune.enabled is False and made

@@ -1,4 +1,4 @@
-"""The trainer's tf.data input pipeline (trainer/data.py) and file systems (trainer/filesystems.py)."""
+"""The trainer's input side (trainer/sources.py, clips.py, parsers.py, reader.py) and file systems."""
 import os
 import sys
 
@@ -11,18 +11,20 @@ import tensorflow as tf
 from schemas import dataset_card, play_record
 from schemas.errors import UsageError
 from media import synthetic_records as record_fixtures
-from trainer import data, filesystems, inputs
+from trainer import clips as clip_ops
+from trainer import filesystems, parsers, reader, sources
 
 
 def _batches(ds):
     return [(clips.numpy(), labels.numpy()) for clips, labels in ds]
 
 
-def _dataset(tmp_path, card, **overrides):
-    kwargs = dict(training=False, global_batch_size=4, num_frames=card.num_frames,
-                  image_size=(card.height, card.width), compression=card.compression)
+def _dataset(tmp_path, card, num_frames="card", augment=True, **overrides):
+    parser = parsers.ClipParser(card.num_frames if num_frames == "card" else num_frames,
+                                (card.height, card.width), augment)
+    kwargs = dict(training=False, global_batch_size=4, compression=card.compression)
     kwargs.update(overrides)
-    return data.make_dataset(inputs.split_files(str(tmp_path), "train", card), **kwargs)
+    return reader.make_dataset(sources.split_files(str(tmp_path), "train", card), parser, **kwargs)
 
 
 # ------------------------------------------------------------------ shapes
@@ -34,7 +36,7 @@ def test_training_batches_have_static_shapes_and_dtypes(tmp_path):
     clips_spec, labels_spec = ds.element_spec
     assert clips_spec.shape.as_list() == [2, 4, 32, 40, 3] and clips_spec.dtype == tf.uint8
     assert labels_spec.shape.as_list() == [2] and labels_spec.dtype == tf.int32
-    assert ds.options().autotune.enabled is False  # see data.without_autotune
+    assert ds.options().autotune.enabled is False  # see reader.without_autotune
     batches = _batches(ds)
     assert len(batches) == 3  # 7 plays, drop_remainder
     assert all(c.shape == (2, 4, 32, 40, 3) and c.dtype == np.uint8 for c, _ in batches)
@@ -93,10 +95,10 @@ def test_augment_clip_matches_a_numpy_reference_and_is_reproducible():
     draws = set()
     for s in range(24):
         seed = tf.constant([s, 7])
-        dy, dx, flip = (v.numpy() for v in data.draw_augmentation(16, 24, seed))
+        dy, dx, flip = (v.numpy() for v in clip_ops.draw_augmentation(16, 24, seed))
         assert abs(dy) <= 2 and abs(dx) <= 3
         draws.add((int(dy), int(dx), bool(flip)))
-        out = data.augment_clip(tf.constant(clip), seed=seed).numpy()
+        out = clip_ops.augment_clip(tf.constant(clip), seed=seed).numpy()
         assert out.dtype == np.uint8 and np.array_equal(out, _shifted(clip, dy, dx, flip))
     assert len(draws) > 10 and {flip for _, _, flip in draws} == {True, False}
 
@@ -106,16 +108,16 @@ def test_fused_decode_and_augment_equals_decode_then_augment():
     # at 0, 16 and 32 px, so chroma upsampling at its edges would show if it leaked.
     frames = record_fixtures.play_frames(1, 4, 3, 48, 80, "square", play_seed=5, noise=30.0)
     jpegs = tf.constant([record_fixtures.encode_jpeg(f) for f in frames])
-    decoded = data.decode_frames(jpegs, 48, 80)
+    decoded = clip_ops.decode_frames(jpegs, 48, 80)
     stored = (tf.constant(48, tf.int64), tf.constant(80, tf.int64))
     shifts = set()
     for s in range(40):
         seed = tf.constant([s, 3])
-        dy, dx, _ = (v.numpy() for v in data.draw_augmentation(48, 80, seed, pad_fraction=0.5))
+        dy, dx, _ = (v.numpy() for v in clip_ops.draw_augmentation(48, 80, seed, pad_fraction=0.5))
         shifts.add(int(dx))
-        apart = data.augment_clip(decoded, seed=seed, pad_fraction=0.5).numpy()
+        apart = clip_ops.augment_clip(decoded, seed=seed, pad_fraction=0.5).numpy()
         for stored_size in (None, stored):
-            fused = data.decode_and_augment(jpegs, 48, 80, seed=seed, pad_fraction=0.5,
+            fused = clip_ops.decode_and_augment(jpegs, 48, 80, seed=seed, pad_fraction=0.5,
                                             stored_size=stored_size).numpy()
             assert np.array_equal(fused, apart), (s, dy, dx, stored_size is None)
     assert min(shifts) < -17 and max(shifts) > 17
@@ -126,8 +128,8 @@ def test_fused_decode_and_augment_resizes_frames_stored_at_another_size():
     jpegs = tf.constant([record_fixtures.encode_jpeg(f) for f in frames])
     seed = tf.constant([4, 2])
     stored = (tf.constant(40, tf.int64), tf.constant(48, tf.int64))
-    fused = data.decode_and_augment(jpegs, 32, 32, seed=seed, stored_size=stored).numpy()
-    apart = data.augment_clip(data.decode_frames(jpegs, 32, 32), seed=seed).numpy()
+    fused = clip_ops.decode_and_augment(jpegs, 32, 32, seed=seed, stored_size=stored).numpy()
+    apart = clip_ops.augment_clip(clip_ops.decode_frames(jpegs, 32, 32), seed=seed).numpy()
     assert fused.shape == (2, 32, 32, 3) and np.array_equal(fused, apart)
 
 
@@ -156,25 +158,21 @@ def test_unrolled_and_map_fn_decoding_agree(tmp_path):
 # --------------------------------------------------------- frame selection
 
 
-def _names(n):
-    return tf.constant([str(i).encode() for i in range(n)])
-
-
 def _indices(selected):
     return [int(s) for s in selected.numpy()]
 
 
-def test_select_frames_eval_is_centred_and_evenly_spaced():
-    assert _indices(data.select_frames(_names(40), 8)) == [2, 7, 12, 17, 22, 27, 32, 37]
-    assert _indices(data.select_frames(_names(9), 3)) == [1, 4, 7]
-    assert _indices(data.select_frames(_names(6), 4)) == [1, 2, 3, 4]
-    assert _indices(data.select_frames(_names(5), None)) == [0, 1, 2, 3, 4]
+def test_frame_indices_eval_is_centred_and_evenly_spaced():
+    assert _indices(clip_ops.frame_indices(40, 8)) == [2, 7, 12, 17, 22, 27, 32, 37]
+    assert _indices(clip_ops.frame_indices(9, 3)) == [1, 4, 7]
+    assert _indices(clip_ops.frame_indices(6, 4)) == [1, 2, 3, 4]
+    assert _indices(clip_ops.frame_indices(5, None)) == [0, 1, 2, 3, 4]
 
 
-def test_select_frames_training_stays_in_range_with_a_regular_stride():
+def test_frame_indices_training_stays_in_range_with_a_regular_stride():
     seen_strides, seen_offsets = set(), set()
     for s in range(60):
-        idx = _indices(data.select_frames(_names(20), 4, training=True, seed=tf.constant([s, 1])))
+        idx = _indices(clip_ops.frame_indices(20, 4, training=True, seed=tf.constant([s, 1])))
         steps = np.diff(idx)
         assert len(set(steps)) == 1 and 4 <= steps[0] <= 5  # S = 20 // 4, at least S - S // 4
         assert 0 <= idx[0] and idx[-1] <= 19
@@ -183,18 +181,18 @@ def test_select_frames_training_stays_in_range_with_a_regular_stride():
     assert seen_strides == {4, 5} and len(seen_offsets) > 3
     # Stateless seed: same seed, same frames; no seed: global generator, still in range.
     seed = tf.constant([5, 9])
-    assert _indices(data.select_frames(_names(20), 4, True, seed)) == \
-        _indices(data.select_frames(_names(20), 4, True, seed))
-    assert max(_indices(data.select_frames(_names(20), 4, training=True))) <= 19
+    assert _indices(clip_ops.frame_indices(20, 4, True, seed)) == \
+        _indices(clip_ops.frame_indices(20, 4, True, seed))
+    assert max(_indices(clip_ops.frame_indices(20, 4, training=True))) <= 19
 
 
-def test_select_frames_pads_short_clips_with_the_last_frame_and_rejects_empty_ones():
-    assert _indices(data.select_frames(_names(3), 5)) == [0, 1, 2, 2, 2]
-    assert _indices(data.select_frames(_names(3), 5, True, tf.constant([1, 2]))) == [0, 1, 2, 2, 2]
+def test_frame_indices_pads_short_clips_with_the_last_frame_and_rejects_empty_ones():
+    assert _indices(clip_ops.frame_indices(3, 5)) == [0, 1, 2, 2, 2]
+    assert _indices(clip_ops.frame_indices(3, 5, True, tf.constant([1, 2]))) == [0, 1, 2, 2, 2]
     with pytest.raises(tf.errors.InvalidArgumentError, match="no frames"):
-        data.select_frames(tf.constant([], tf.string), 2)
+        clip_ops.frame_indices(0, 2)
     with pytest.raises(ValueError, match="num_frames"):
-        data.select_frames(_names(3), 0)
+        clip_ops.frame_indices(3, 0)
 
 
 def test_pipeline_decodes_the_chosen_frames(tmp_path):
@@ -212,10 +210,10 @@ def test_pipeline_decodes_the_chosen_frames(tmp_path):
 
 def test_decode_frames_resizes_other_sizes():
     frames = [record_fixtures.encode_jpeg(np.full((40, 48, 3), v, np.uint8)) for v in (10, 200)]
-    out = data.decode_frames(tf.constant(frames), 32, 32).numpy()
+    out = clip_ops.decode_frames(tf.constant(frames), 32, 32).numpy()
     assert out.shape == (2, 32, 32, 3) and out.dtype == np.uint8
     assert abs(int(out[0].mean()) - 10) <= 2 and abs(int(out[1].mean()) - 200) <= 2
-    same = data.decode_frames(tf.constant(frames), 40, 48).numpy()
+    same = clip_ops.decode_frames(tf.constant(frames), 40, 48).numpy()
     assert same.shape == (2, 40, 48, 3)
 
 
@@ -224,11 +222,11 @@ def test_decode_frames_unrolled_and_looped_agree_on_mixed_sizes():
     images = [rng.integers(0, 255, shape).astype(np.uint8) for shape in
               [(32, 32, 3), (40, 48, 3), (32, 32, 3)]]
     jpegs = tf.constant([record_fixtures.encode_jpeg(image) for image in images])
-    unrolled = data.decode_frames(jpegs, 32, 32).numpy()  # static T: one size check per clip
+    unrolled = clip_ops.decode_frames(jpegs, 32, 32).numpy()  # static T: one size check per clip
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def looped(frames):  # T unknown: tf.map_fn, one check per frame
-        return data.decode_frames(frames, 32, 32)
+        return clip_ops.decode_frames(frames, 32, 32)
 
     assert np.array_equal(unrolled, looped(jpegs).numpy())
     # A frame already at the size comes through untouched even when another one is resized.
@@ -241,9 +239,9 @@ def test_augment_clip_takes_clips_of_unknown_length():
 
     @tf.function(input_signature=[tf.TensorSpec([None, 16, 24, 3], tf.uint8)])
     def augment(c):
-        return data.augment_clip(c, seed=seed)
+        return clip_ops.augment_clip(c, seed=seed)
 
-    assert np.array_equal(augment(clip).numpy(), data.augment_clip(tf.constant(clip), seed=seed))
+    assert np.array_equal(augment(clip).numpy(), clip_ops.augment_clip(tf.constant(clip), seed=seed))
 
 
 def test_stored_frames_of_another_size_are_resized_in_the_pipeline(tmp_path):
@@ -271,8 +269,8 @@ def test_input_context_gives_pipelines_disjoint_shards_and_per_replica_batches(t
         assert len(labels) == 1
         seen.append(labels)
     assert seen[0].isdisjoint(seen[1])
-    files = inputs.split_files(str(tmp_path), "train", card)
-    parts = [data.shard_files(files, tf.distribute.InputContext(2, i, 2)) for i in range(2)]
+    files = sources.split_files(str(tmp_path), "train", card)
+    parts = [reader.shard_files(files, tf.distribute.InputContext(2, i, 2)) for i in range(2)]
     assert sorted(parts[0] + parts[1]) == files and not set(parts[0]) & set(parts[1])
 
 
@@ -290,36 +288,38 @@ def _config(**values):
 
 def test_distribute_datasets_from_function_through_resolved_inputs(tmp_path):
     record_fixtures.write_dataset(tmp_path, num_plays=4, num_frames=6, size=32, splits=("train", "val"))
-    resolved = inputs.resolve_inputs(_config(data_dir=str(tmp_path), num_frames=4))
-    assert (resolved.num_frames, resolved.height, resolved.width) == (4, 32, 32)
+    resolved = sources.resolve_play_source(_config(data_dir=str(tmp_path), num_frames=4))
+    assert (resolved.num_frames, resolved.image_size) == (4, (32, 32))
     assert resolved.labels == ["pick_and_roll", "isolation"] and resolved.compression == "none"
     assert resolved.counts == {"train": 4, "val": 4, "test": 0}
     strategy = tf.distribute.get_strategy()
-    dist = strategy.distribute_datasets_from_function(
-        resolved.dataset_fn("train", training=True, batch_size=2, seed=1))
-    clips, labels = next(iter(dist))
-    assert clips.shape == (2, 4, 32, 32, 3) and labels.dtype == tf.int32
-    eval_batches = _batches(resolved.dataset("val", training=False, batch_size=4))
+    parser = parsers.ClipParser(resolved.num_frames, resolved.image_size)
+    dist = strategy.distribute_datasets_from_function(reader.dataset_fn(
+        resolved, "train", parser, reader.ReaderConfig(2, seed=1), training=True))
+    clip_batch, labels = next(iter(dist))
+    assert clip_batch.shape == (2, 4, 32, 32, 3) and labels.dtype == tf.int32
+    eval_batches = _batches(reader.read(resolved, "val", parser, reader.ReaderConfig(4),
+                                        training=False))
     assert eval_batches[0][0].shape == (4, 4, 32, 32, 3)
     with pytest.raises(UsageError, match="num_frames=9 but the records hold 6"):
-        inputs.resolve_inputs(_config(data_dir=str(tmp_path), num_frames=9))
+        sources.resolve_play_source(_config(data_dir=str(tmp_path), num_frames=9))
 
 
 def test_explicit_file_globs(tmp_path):
     record_fixtures.write_dataset(tmp_path, num_plays=4, num_frames=2, size=32, splits=("train", "val"))
-    train = inputs.match_files(f"{tmp_path}/train-*, {tmp_path}/train-00000-*")
+    train = sources.match_files(f"{tmp_path}/train-*, {tmp_path}/train-00000-*")
     assert [os.path.basename(f) for f in train] == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
     other = tmp_path / "elsewhere"
     other.mkdir()
     for path in tmp_path.glob("*.tfrecord"):
         path.rename(other / path.name)
-    resolved = inputs.resolve_inputs(_config(
+    resolved = sources.resolve_play_source(_config(
         train_files=f"{other}/train-*", eval_files=f"{other}/val-*", num_frames=2, height=32,
         width=32, labels=["a", "b"]))
     assert len(resolved.files["val"]) == 2 and resolved.counts["val"] == 4
     with pytest.raises(UsageError, match="give --height and --width"):
-        inputs.resolve_inputs(_config(train_files=f"{other}/train-*", labels=["a", "b"]))
+        sources.resolve_play_source(_config(train_files=f"{other}/train-*", labels=["a", "b"]))
 
 
 # ------------------------------------------------------------ error cases
@@ -328,13 +328,13 @@ def test_explicit_file_globs(tmp_path):
 def test_no_matching_files_and_missing_card_are_clear_errors(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=2, num_frames=2, size=32)
     with pytest.raises(ValueError, match="no file matches"):
-        inputs.match_files(str(tmp_path / "*.nothing"))
+        sources.match_files(str(tmp_path / "*.nothing"))
     with pytest.raises(ValueError, match="no shard of split 'test'"):
-        inputs.split_files(str(tmp_path), "test", card)
+        sources.split_files(str(tmp_path), "test", card)
     with pytest.raises(UsageError, match="records job's --output_dir"):
-        inputs.load_card(str(tmp_path / "elsewhere"))
+        sources.load_card(str(tmp_path / "elsewhere"))
     with pytest.raises(ValueError, match="no input files"):
-        data.make_dataset([], training=False, global_batch_size=1, num_frames=2, image_size=(32, 32))
+        reader.make_dataset([], parsers.ClipParser(2, (32, 32)), training=False, global_batch_size=1)
 
 
 def test_card_of_another_schema_version_is_rejected(tmp_path):
@@ -342,21 +342,21 @@ def test_card_of_another_schema_version_is_rejected(tmp_path):
     card.schema_version = play_record.SCHEMA_VERSION + 1
     (tmp_path / dataset_card.CARD_NAME).write_text(card.to_json())
     with pytest.raises(play_record.SchemaError, match="schema version 2, this code reads version 1"):
-        inputs.load_card(str(tmp_path))
+        sources.load_card(str(tmp_path))
 
 
 def test_check_files_accepts_play_records_and_empty_shards(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=1, num_frames=2, size=32, num_shards=3)
-    files = inputs.split_files(str(tmp_path), "train", card)
+    files = sources.split_files(str(tmp_path), "train", card)
     assert len(files) == 3  # two of them empty
-    inputs.check_files(files, card.compression)
+    sources.check_files(files, card.compression)
 
 
 def test_check_files_rejects_a_text_file(tmp_path):
     path = tmp_path / "notes.tfrecord"
     path.write_text("this is not a record file\n" * 20)
     with pytest.raises(ValueError, match="notes.tfrecord.*not a TFRecord file.*compression"):
-        inputs.check_files([str(path)], "none")
+        sources.check_files([str(path)], "none")
 
 
 def test_check_files_rejects_an_example_of_another_layout(tmp_path):
@@ -365,7 +365,7 @@ def test_check_files_rejects_an_example_of_another_layout(tmp_path):
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}))
     path = record_fixtures.write_records(str(tmp_path / "other.tfrecord"), [example.SerializeToString()])
     with pytest.raises(play_record.SchemaError, match="other.tfrecord.*not a playclips play record"):
-        inputs.check_files([path], "none")
+        sources.check_files([path], "none")
 
 
 @pytest.mark.parametrize("frame, message", [
@@ -378,7 +378,7 @@ def test_check_files_rejects_frames_unlike_the_record_states(tmp_path, frame, me
     path = record_fixtures.write_records(str(tmp_path / "odd.tfrecord"),
                                          [play_record.encode_play(record)])
     with pytest.raises(play_record.SchemaError, match="odd.tfrecord.*" + message):
-        inputs.check_files([path], "none")
+        sources.check_files([path], "none")
 
 
 def _record_of_version(version):
@@ -395,25 +395,25 @@ def _record_of_version(version):
 def test_schema_version_mismatch_names_both_versions(tmp_path):
     path = record_fixtures.write_records(str(tmp_path / "v2.tfrecord"), [_record_of_version(2)])
     with pytest.raises(play_record.SchemaError, match=r"version 2, this code reads version 1"):
-        inputs.check_files([path], "none")
+        sources.check_files([path], "none")
     # Without the check, the pipeline itself still stops with the schema's message.
-    ds = data.make_dataset([path], training=False, global_batch_size=1, num_frames=1,
-                           image_size=(32, 32))
+    ds = reader.make_dataset([path], parsers.ClipParser(1, (32, 32)), training=False,
+                             global_batch_size=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="schema version mismatch"):
         _batches(ds)
 
 
 def test_gzip_shards(tmp_path):
     card = record_fixtures.write_dataset(tmp_path, num_plays=5, num_frames=3, size=32, compression="gzip")
-    files = inputs.split_files(str(tmp_path), "train", card)
+    files = sources.split_files(str(tmp_path), "train", card)
     assert all(f.endswith(".tfrecord.gz") for f in files)
-    inputs.check_files(files, card.compression)
+    sources.check_files(files, card.compression)
     batches = _batches(_dataset(tmp_path, card, training=True, global_batch_size=2, seed=0))
     assert len(batches) == 2 and batches[0][0].shape == (2, 3, 32, 32, 3)
     with pytest.raises(ValueError, match="compression='none'"):
-        inputs.check_files(files, "none")
+        sources.check_files(files, "none")
     with pytest.raises(ValueError, match="unknown compression"):
-        data.compression_type("lz4")
+        filesystems.compression_type("lz4")
 
 
 # ------------------------------------------------------------- file systems

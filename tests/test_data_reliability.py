@@ -16,7 +16,7 @@ from beam_jobs import make_records  # noqa: E402
 from media import demo_plays, synthetic_records as record_fixtures  # noqa: E402
 from schemas import dataset_card, labels as labels_lib  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
-from trainer import data, export, inputs, task  # noqa: E402
+from trainer import corrupt, export, parsers, reader, sources, task  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 
 TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn_units=4", "--num_frames=2",
@@ -65,30 +65,30 @@ def records(tmp_path):
 def test_scan_names_flipped_and_truncated_records(tmp_path, records):
     train = sorted(glob.glob(os.path.join(records, "train-*")))
     val = sorted(glob.glob(os.path.join(records, "val-*")))
-    assert inputs.scan_file(train[0], "none") == inputs.FileScan(train[0], 3)
+    assert corrupt.scan_file(train[0], "none") == corrupt.FileScan(train[0], 3)
     flipped = _flip_byte(train[0], 1)
-    assert inputs.scan_file(train[0], "none") == inputs.FileScan(
+    assert corrupt.scan_file(train[0], "none") == corrupt.FileScan(
         train[0], 1, flipped, f"corrupted record at {flipped}")
     cut = _truncate(val[0], 100)  # cut inside the last record's data
-    assert inputs.scan_file(val[0], "none").offset == cut
+    assert corrupt.scan_file(val[0], "none").offset == cut
     cut = _truncate(val[1], 5)  # inside its 12-byte header: TensorFlow reads it as the end
     assert len(list(tf.data.TFRecordDataset(val[1]))) == 2
-    scan = inputs.scan_file(val[1], "none")
+    scan = corrupt.scan_file(val[1], "none")
     assert scan.records == 2 and scan.offset == cut and "truncated record" in scan.problem
     files = [(path, "none") for path in train + val]
-    assert inputs.find_corrupt_file(files).path == train[0]
-    assert inputs.find_corrupt_file(files, offset=cut).path == val[1]
-    with pytest.raises(inputs.CorruptRecordError, match="train-00000-of-00002.tfrecord' at offset"):
-        inputs.count_records(train, "none")
+    assert corrupt.find_corrupt_file(files).path == train[0]
+    assert corrupt.find_corrupt_file(files, offset=cut).path == val[1]
+    with pytest.raises(corrupt.CorruptRecordError, match="train-00000-of-00002.tfrecord' at offset"):
+        sources.count_records(train, "none")
 
 
 def test_skipped_records_are_counted_as_batches_leave_the_pipeline(tmp_path, records):
     path = sorted(glob.glob(os.path.join(records, "train-*")))[0]
     _flip_byte(path, 2)  # records 0 and 1 are readable
     counter = tf.Variable(0, dtype=tf.int64)
-    ds = data.make_dataset([path], training=False, global_batch_size=1, num_frames=2,
-                           image_size=(32, 32), repeat=True,
-                           corrupt=data.CorruptRecords((path,), counter))
+    ds = reader.make_dataset([path], parsers.ClipParser(2, (32, 32)), training=False,
+                             global_batch_size=1, repeat=True,
+                             corrupt=corrupt.SkipCorrupt((path,), counter))
     it = iter(ds)
     counts = []
     for _ in range(6):
@@ -98,8 +98,8 @@ def test_skipped_records_are_counted_as_batches_leave_the_pipeline(tmp_path, rec
     # The marker of each pass rides on the next pass's first record.
     assert counts == [0, 0, 1, 1, 2, 2]
     # Without a counter the file is read to the corrupt record, pass after pass.
-    ds = data.make_dataset([path], training=False, global_batch_size=1, num_frames=2,
-                           image_size=(32, 32), corrupt=data.CorruptRecords((path,)))
+    ds = reader.make_dataset([path], parsers.ClipParser(2, (32, 32)), training=False,
+                             global_batch_size=1, corrupt=corrupt.SkipCorrupt((path,)))
     assert len(list(ds)) == 2
 
 

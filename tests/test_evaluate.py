@@ -139,14 +139,13 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
 
 def test_evaluate_model_on_the_real_eval_pipeline(tmp_path):
     from media import synthetic_records as record_fixtures
-    from trainer import inputs
-    from trainer import data
+    from trainer import parsers, reader, sources
     labels = ["pick_and_roll", "isolation", "post_up"]
     card = record_fixtures.write_dataset(tmp_path / "records", num_plays=7, num_frames=6, size=32,
                                          labels=labels, splits=("test",), num_shards=2)
-    dataset = data.make_dataset(inputs.split_files(str(tmp_path / "records"), "test"),
-                                training=False, global_batch_size=4, num_frames=3,
-                                image_size=(32, 32))
+    dataset = reader.make_dataset(sources.split_files(str(tmp_path / "records"), "test"),
+                                  parsers.ClipParser(3, (32, 32)), training=False,
+                                  global_batch_size=4)
     clips = keras.Input((None, 32, 32, 3), dtype="uint8")
     x = keras.layers.Rescaling(1 / 255.0)(clips)
     x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(x)

@@ -149,16 +149,15 @@ def test_export_of_a_mirrored_strategy_model(tmp_path):
 
 
 def test_signature_on_stored_frames_matches_the_eval_pipeline(exported, tmp_path):
-    """Raw record frames through the signature == the model on data.make_dataset's eval clips."""
+    """Raw record frames through the signature == the model on the reader's eval clips."""
     from media import synthetic_records as record_fixtures
-    from trainer import inputs
-    from trainer import data
+    from trainer import parsers, reader, sources
     model, _, _, loaded = exported
     record_fixtures.write_dataset(tmp_path, num_plays=3, num_frames=RECORD_FRAMES, size=SIZE,
                                   labels=LABELS, splits=("test",), num_shards=1, noise=8.0)
-    files = inputs.split_files(str(tmp_path), "test")
-    dataset = data.make_dataset(files, training=False, global_batch_size=3,
-                                num_frames=NUM_FRAMES, image_size=(SIZE, SIZE))
+    files = sources.split_files(str(tmp_path), "test")
+    dataset = reader.make_dataset(files, parsers.ClipParser(NUM_FRAMES, (SIZE, SIZE)),
+                                  training=False, global_batch_size=3)
     clips, _ = next(iter(dataset))
     expected = model(clips, training=False).numpy()
     stored = [play_record.decode_play(r.numpy()).frames

@@ -3,6 +3,7 @@ fine-tune phase, and the CLI's one-line errors. Real subprocesses, real fits on 
 import csv
 import glob
 import json
+import logging
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest  # noqa: E402
 
 from media import synthetic_records as record_fixtures  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
-from trainer import task, train  # noqa: E402
+from trainer import callbacks, logs, task, train  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,7 +145,8 @@ def test_multi_worker_two_processes(data_dir, tmp_path):
         assert proc.returncode == 0, f"{task_type}:\n{outs[task_type][-3000:]}"
     assert "with 2 replica(s)" in outs["chief"]
     assert "test accuracy:" in outs["chief"] and "test accuracy:" not in outs["worker"]
-    assert len(_epoch_lines(outs["worker"])) == 2
+    # Only the chief logs the per-epoch lines (--log_all_workers: every worker).
+    assert len(_epoch_lines(outs["chief"])) == 2 and _epoch_lines(outs["worker"]) == []
     # Only the chief wrote summaries and results; the worker's temp dirs are gone.
     chief_pid = procs["chief"].pid
     events = glob.glob(os.path.join(job, "logs", "**", "events.out.tfevents.*"), recursive=True)
@@ -280,3 +282,17 @@ def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     lines = _epoch_lines(out)
     assert lines[0].split()[1] == f"{done}/4" and lines[-1].split()[1] == "4/4", lines
+
+
+def test_library_log_lines_reach_stdout_as_the_commands_printed_them(capsys):
+    logs.configure()
+    logs.configure()  # once per process: no second handler
+    summary = callbacks.EpochSummary(3, phase="head")
+    summary.on_epoch_begin(0)
+    summary.on_epoch_end(0, {"loss": 0.5, "accuracy": 1, "learning_rate": 0.1})
+    logging.getLogger("trainer.sources").warning("train: an odd shard")
+    logging.getLogger("trainer.sources").debug("not shown")
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2, out
+    assert out[0].startswith("epoch 1/3 [head] accuracy=1 loss=0.5000 (")
+    assert out[1] == "warning: train: an odd shard"

@@ -16,7 +16,7 @@ import tensorflow as tf  # noqa: E402
 from beam_jobs import embed_records, make_records  # noqa: E402
 from media import frame_features  # noqa: E402
 from schemas import feature_record, play_record  # noqa: E402
-from trainer import data, inputs, task  # noqa: E402
+from trainer import parsers, reader, sources, task  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 
 CUT = "block1_pool"
@@ -61,7 +61,7 @@ def test_export_equals_base_plus_head_on_the_plays_jpegs(demo_dirs, tmp_path):
     records, features = demo_dirs
     job = tmp_path / "job"
     assert _train(features, job) == 0
-    fcard = inputs.load_features_card(features)
+    fcard = sources.load_features_card(features)
     base = keras.models.load_model(os.path.join(features, fcard.base_model), compile=False)
     trained = keras.models.load_model(str(job / "model.keras"), compile=False)
     head = model_lib.build_head_model(fcard.num_classes, fcard.feature_dim, rnn="gru", rnn_units=8,
@@ -69,13 +69,12 @@ def test_export_equals_base_plus_head_on_the_plays_jpegs(demo_dirs, tmp_path):
     model_lib.copy_head_weights(trained, head)
 
     serve = tf.saved_model.load(str(job / "saved_model")).signatures["serving_default"]
-    shard = inputs.split_files(records, "val")[0]
+    shard = sources.split_files(records, "val")[0]
     checked = 0
     for serialized in tf.data.TFRecordDataset(shard).take(3):
         record = play_record.decode_play(serialized.numpy())
         exported = serve(clips=tf.constant([record.frames]))["probabilities"].numpy()[0]
-        chosen = data.select_frames(tf.constant(record.frames), 4)
-        frames = data.decode_frames(chosen, record.height, record.width)
+        frames = parsers.ClipParser(4, (record.height, record.width)).eval_clip(record.frames)
         per_frame = base(frame_features.VGGPreprocess()(frames), training=False)
         ours = head(per_frame[tf.newaxis], training=False).numpy()[0]
         np.testing.assert_allclose(exported, ours, rtol=1e-4, atol=1e-5)
@@ -101,7 +100,7 @@ def test_incomplete_features_dir_is_refused(demo_dirs, tmp_path, capsys):
 def test_feature_dataset_frame_choice_and_views(demo_dirs, tmp_path):
     """Eval: view 0, centred frames; training: both views drawn, strided frames."""
     _, features = demo_dirs
-    fcard = inputs.load_features_card(features)
+    fcard = sources.load_features_card(features)
     assert fcard.views == ["none", "flip"]
     shards = sorted(tf.io.gfile.glob(os.path.join(features, fcard.shard_glob("train"))))
     serialized = next(iter(tf.data.TFRecordDataset(shards).take(1))).numpy()
@@ -109,15 +108,13 @@ def test_feature_dataset_frame_choice_and_views(demo_dirs, tmp_path):
     files = [str(tmp_path / "one.tfrecord")]
     with tf.io.TFRecordWriter(files[0]) as writer:
         writer.write(serialized)
-    parse = lambda s: feature_record.parse_features(s, fcard.dtype)  # noqa: E731
-    eval_ds = data.make_feature_dataset(files, training=False, global_batch_size=1, num_frames=4,
-                                        feature_dim=fcard.feature_dim, parse_fn=parse)
+    parser = parsers.FeatureParser(4, fcard.feature_dim, fcard.dtype)
+    eval_ds = reader.make_dataset(files, parser, training=False, global_batch_size=1)
     clip, _ = next(iter(eval_ds))
     expected = first.features[0].astype(np.float32)[[0, 2, 4, 6]]  # stride 2, centred
     np.testing.assert_array_equal(clip.numpy()[0], expected)
-    train_ds = data.make_feature_dataset(files, training=True, global_batch_size=1, num_frames=4,
-                                         feature_dim=fcard.feature_dim, parse_fn=parse, seed=0,
-                                         shuffle_buffer=0, repeat=True)
+    train_ds = reader.make_dataset(files, parser, training=True, global_batch_size=1, seed=0,
+                                   shuffle_buffer=0, repeat=True)
     views = first.features.astype(np.float32)
     seen = set()
     for clip, _ in train_ds.take(40):
@@ -135,7 +132,7 @@ def test_fine_tune_continues_on_the_jpegs_from_the_trained_head(demo_dirs, tmp_p
     assert _train(features, job, "--fine_tune_epochs=1", "--fine_tune_learning_rate=1e-2") == 0
     history = (job / "history.csv").read_text().splitlines()
     assert len(history) == 4  # header, 2 head epochs (cached features), 1 fine-tune epoch (JPEGs)
-    fcard = inputs.load_features_card(features)
+    fcard = sources.load_features_card(features)
     base = keras.models.load_model(os.path.join(features, fcard.base_model), compile=False)
     tuned = model_lib.base_of(keras.models.load_model(str(job / "model.keras"), compile=False))
     conv1, conv2 = base.get_layer("block1_conv1"), base.get_layer("block1_conv2")

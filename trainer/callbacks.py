@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable, Dict, Optional
+from typing import Dict, List, Optional
 
 import keras
 
+logger = logging.getLogger(__name__)
+
 
 class EpochSummary(keras.callbacks.Callback):
-    """Prints one line per epoch: `epoch 3/5 [head] loss=0.6931 accuracy=0.5000 ... (12.3s)`."""
+    """Logs one line per epoch: `epoch 3/5 [head] loss=0.6931 accuracy=0.5000 ... (12.3s)`."""
 
-    def __init__(self, total_epochs: int, phase: str = "", print_fn: Callable[[str], None] = print):
+    def __init__(self, total_epochs: int, phase: str = ""):
         super().__init__()
         self.total_epochs = total_epochs
         self.phase = phase
-        self.print_fn = print_fn
         self._start: Optional[float] = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -26,7 +28,7 @@ class EpochSummary(keras.callbacks.Callback):
         metrics = " ".join(f"{name}={_number(value)}" for name, value in sorted((logs or {}).items())
                            if name != "learning_rate")
         phase = f" [{self.phase}]" if self.phase else ""
-        self.print_fn(f"epoch {epoch + 1}/{self.total_epochs}{phase} {metrics} ({seconds:.1f}s)")
+        logger.info("epoch %d/%d%s %s (%.1fs)", epoch + 1, self.total_epochs, phase, metrics, seconds)
 
 
 def _number(value) -> str:
@@ -58,3 +60,18 @@ class CorruptRecordCount(keras.callbacks.Callback):
             return
         for name, value in self._values().items():
             logs[name] = value - self._start.get(name, 0)
+
+
+def best_of(callbacks: List[keras.callbacks.Callback]) -> Optional[float]:
+    """The best value that the save_best_only ModelCheckpoint in `callbacks` has seen (or None).
+
+    The next phase's checkpoint starts from it, so that best.weights.h5 stays
+    the best of the run while the model is the same.
+    """
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.ModelCheckpoint) and callback.save_best_only:
+            # None or infinite before the first epoch (a phase that its backup says is done).
+            if callback.best is None or abs(float(callback.best)) == float("inf"):
+                return None
+            return float(callback.best)
+    return None

@@ -23,6 +23,7 @@ STRATEGIES = ("mirrored", "multi_worker", "one_device", "default", "tpu")
 RNN_TYPES = ("lstm", "gru")
 MIXED_PRECISION = ("none", "bf16", "fp16")
 JIT_COMPILE = ("auto", "true", "false")
+SHUFFLE_BUFFER = 256  # records in the training shuffle buffer
 
 
 def _optional_int(text: str) -> Optional[int]:
@@ -122,7 +123,7 @@ class TrainConfig:
                                        "with one label per line, blank lines and # comments "
                                        "ignored (default: the card's)", group="data",
                                        parse=_label_list)
-    shuffle_buffer: int = flag(256, "record shuffle buffer (training)", group="data", minimum=0)
+    shuffle_buffer: int = flag(SHUFFLE_BUFFER, "record shuffle buffer (training)", group="data", minimum=0)
     skip_corrupt_records: bool = flag(
         False, "skip records that fail their checksum (a corrupt or truncated shard; TFRecord "
         "cannot resynchronize, so one ends its file's reading) instead of stopping with an error "
@@ -132,6 +133,9 @@ class TrainConfig:
     # Outputs.
     job_dir: str = flag("", "checkpoints, logs, history, results (default: $AIP_MODEL_DIR)",
                         group="outputs", env="AIP_MODEL_DIR")
+    log_all_workers: bool = flag(
+        False, "every worker of a cluster logs the per-epoch lines (default: the chief only)",
+        group="outputs")
     checkpoint_dir: str = flag("", "default: $AIP_CHECKPOINT_DIR or JOB_DIR/checkpoints",
                                group="outputs", env="AIP_CHECKPOINT_DIR")
     log_dir: str = flag("", "TensorBoard logs (default: $AIP_TENSORBOARD_LOG_DIR or "

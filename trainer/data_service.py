@@ -8,7 +8,7 @@ The trainer registers its training dataset (parse, frame choice, decode,
 augment, batch) with the dispatcher; the workers run it and send the batches
 back, uncompressed. Batches, not records, cross the network: the records are
 small JPEGs, but decoding them is the work the service takes off the
-accelerator host (a batch of 8 clips of 16 frames at 224 px is 19 MB).
+accelerator host (decoded batches are large: docs/history.md).
 
 Every trainer worker registers the same unsharded dataset under one job name in
 the "distributed_epoch" mode: the dispatcher hands the shard files out to the
@@ -40,7 +40,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402  pylint: disable=wrong-import-position
 
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
-from trainer import data  # noqa: E402
 
 PROCESSING_MODE = "distributed_epoch"
 
@@ -55,10 +54,10 @@ def parse_address(address: str) -> str:
     return f"grpc://{host_port}"
 
 
-def job_name(job_dir: str, split: str, kind: str) -> str:
-    """The service job that every trainer worker of one run joins (one per run, split, kind)."""
+def job_name(job_dir: str, split: str, record_kind: str) -> str:
+    """The service job that every trainer worker of one run joins (one per run, split, record kind)."""
     digest = hashlib.sha1(job_dir.rstrip("/").encode("utf-8")).hexdigest()[:12]
-    return f"playclips-{digest}-{split}-{kind}"
+    return f"playclips-{digest}-{split}-{record_kind}"
 
 
 def distribute(dataset: tf.data.Dataset, address: str, name: str,
@@ -70,12 +69,14 @@ def distribute(dataset: tf.data.Dataset, address: str, name: str,
     them costs the trainer host about as much CPU as decoding the JPEGs
     (benchmarks/data_service.py), which is what the service is there to save.
     The client side gets tf.data's autotuning turned off again (the returned
-    dataset does not inherit `dataset`'s options): see `data.without_autotune`.
+    dataset does not inherit `dataset`'s options): see `reader.without_autotune`.
     """
     dataset = dataset.apply(tf.data.experimental.service.distribute(
         processing_mode=PROCESSING_MODE, service=parse_address(address), job_name=name,
         compression=compression))
-    return data.without_autotune(dataset)
+    # Imported here: the reader imports this module.
+    from trainer import reader  # pylint: disable=g-import-not-at-top
+    return reader.without_autotune(dataset)
 
 
 def start_dispatcher(port: int = 0, work_dir: str = "") -> tf.data.experimental.service.DispatchServer:

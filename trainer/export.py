@@ -4,8 +4,8 @@ The SavedModel's `serving_default` signature takes
 
   clips: tf.string [batch, frames], the JPEG (or PNG) bytes of each frame
 
-and does the eval-time preprocessing itself (`data.select_frames` picks
-`num_frames` evenly spaced frames, `data.decode_frames` decodes them at
+and does the eval-time preprocessing itself (the eval parser's
+`parsers.ClipParser.eval_clip`: `num_frames` evenly spaced frames, decoded at
 `image_size`), then runs the model. It returns
 
   probabilities   float32 [batch, C]
@@ -32,8 +32,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import keras
 import tensorflow as tf
 
-from schemas import play_record
-from trainer import data
+from schemas import play_record, sampling
+from trainer import parsers
 
 MODEL_FILENAME = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -83,14 +83,11 @@ def make_serving_fn(model: keras.Model, labels: Sequence[str], image_size: Tuple
     height, width = (int(v) for v in image_size)
     num_frames = int(num_frames)
     labels = [str(label) for label in labels]
+    parser = parsers.ClipParser(num_frames, (height, width))
 
     def serve(clips: tf.Tensor) -> Dict[str, tf.Tensor]:
-        def one_clip(jpegs):
-            chosen = data.select_frames(jpegs, num_frames, training=False)
-            return data.decode_frames(chosen, height, width)
-
         frames = tf.map_fn(
-            one_clip, clips,
+            parser.eval_clip, clips,
             fn_output_signature=tf.TensorSpec([num_frames, height, width, 3], tf.uint8))
         probabilities = tf.cast(model(frames, training=False), tf.float32)
         vocabulary = tf.constant(labels, tf.string)
@@ -135,8 +132,8 @@ def _replace_dir(partial: str, path: str) -> None:
 def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
                  image_size: Union[int, Tuple[int, int]], num_frames: int,
                  record_num_frames: Optional[int] = None,
-                 resize_mode: str = "crop", pad_short: str = "",
-                 jpeg_quality: int = 90,
+                 resize_mode: str = sampling.DEFAULT_RESIZE_MODE, pad_short: str = "",
+                 jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
                  frame_rate: Optional[float] = None) -> Dict[str, Any]:
     """Writes JOB_DIR/model.keras and JOB_DIR/saved_model/ (raw-JPEG serving signature).
 

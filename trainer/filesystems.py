@@ -55,3 +55,15 @@ def ensure_filesystems(paths: Iterable[Optional[str]]) -> None:
     for path in paths:
         if path:
             ensure_filesystem(path)
+
+
+# dataset.json's "compression" -> TFRecordDataset's compression_type.
+_COMPRESSION = {"": "", "none": "", "gzip": "GZIP", "zlib": "ZLIB"}
+
+
+def compression_type(compression: Optional[str]) -> str:
+    """Maps a card's compression ("none", "gzip", "zlib") to TFRecordDataset's argument."""
+    key = (compression or "").lower()
+    if key not in _COMPRESSION:
+        raise ValueError(f"unknown compression {compression!r}: use one of 'none', 'gzip', 'zlib'")
+    return _COMPRESSION[key]

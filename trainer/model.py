@@ -17,9 +17,9 @@ from typing import Optional, Tuple
 import keras
 from keras import layers
 
-from media.frame_features import (DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS, VGG16_LAYERS,
-                                  VGGPreprocess, build_base, check_layer)
+from media.frame_features import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
 from schemas.errors import UsageError
+from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
 
 FEATURES_NAME = "frame_features"
 

@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from media import frames, video_clips  # noqa: E402
 from schemas import sampling  # noqa: E402
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
+from trainer import logs  # noqa: E402
 
 
 class Predictor:
@@ -133,6 +134,7 @@ def _error(message: str) -> None:
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """The CLI; returns the exit status."""
     args = parse_args(argv)
+    logs.configure()
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
         predictor = Predictor(args.model, pad_short=args.pad_short)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
+from trainer import logs  # noqa: E402
 from trainer.config import TrainConfig, parse_flags  # noqa: E402
 
 
@@ -26,6 +27,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Parses flags and trains; a UsageError prints `error: ...` and returns 2."""
+    logs.configure()
     try:
         config = parse_args(argv)
         # Imported after parsing so that --help is quick.

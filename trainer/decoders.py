@@ -1,0 +1,24 @@
+"""Decoders: one serialized record -> a dict of tensors, one per record kind.
+
+They only parse (over the `schemas` parse functions, so that the record
+layout has one definition); choosing frames, decoding JPEGs and augmenting
+are the parsers' (`trainer.parsers`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from schemas import feature_record, play_record
+
+
+def decode_play(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """A play record: frames (string [T], JPEG), label, height, width."""
+    return play_record.parse_play(serialized)
+
+
+def decode_features(serialized: tf.Tensor, dtype: str) -> Dict[str, tf.Tensor]:
+    """A feature record: features (float32 [V, T, C]: V views, e.g. the flipped frames') and label."""
+    return feature_record.parse_features(serialized, dtype=dtype)

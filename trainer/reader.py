@@ -1,0 +1,215 @@
+"""The reader: shard files -> serialized records -> parsed, batched elements.
+
+    files -> shard per input pipeline -> shuffle files -> parallel interleave of
+    TFRecordDatasets [-> SkipCorrupt] -> shuffle records -> (serialized record,
+    stateless seed [2], records skipped before it) -> [parallel map: the
+    parser's train or eval function, one clip per call] -> batch (per-replica
+    size) -> prefetch
+
+The record stream has one element shape whether or not corrupt records are
+skipped (`trainer.corrupt`). Two places are kept open for an exact resume
+after preemption: `_one_pass` is where an epoch's file and record order
+would become a function of (seed, epoch), and `record_stream` is where the
+first N consumed serialized records would be skipped, before any decoding.
+`benchmarks/input_pipeline.py` measures the pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from schemas.errors import UsageError
+from trainer import corrupt as corrupt_lib
+from trainer import data_service as data_service_lib
+from trainer import filesystems, parsers, sources
+from trainer.config import SHUFFLE_BUFFER
+
+logger = logging.getLogger(__name__)
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _pipeline_of(input_context: Optional[tf.distribute.InputContext]) -> Tuple[int, int]:
+    if input_context is None:
+        return 1, 0
+    return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def shard_files(files: Sequence[str],
+                input_context: Optional[tf.distribute.InputContext]) -> List[str]:
+    """The files that this input pipeline reads (every num_pipelines-th file)."""
+    files = list(files)
+    num_pipelines, pipeline_id = _pipeline_of(input_context)
+    if not files:
+        raise ValueError("no input files")
+    if len(files) < num_pipelines:
+        raise UsageError(
+            f"{len(files)} shard(s) for {num_pipelines} input pipelines: every pipeline (worker) "
+            f"needs at least one shard of its own. Re-run the records job with --num_shards of at "
+            f"least {num_pipelines} (a multiple of it balances the workers), or use fewer workers")
+    return files[pipeline_id::num_pipelines]
+
+
+def _one_pass(files: List[str], *, training: bool, ctype: str, seed: Optional[int],
+              shuffle_buffer: int, repeat: bool,
+              skip: Optional[corrupt_lib.SkipCorrupt]) -> tf.data.Dataset:
+    """Serialized records of `files`: shuffled files and records when training, repeated if asked."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    read = (skip.read_file if skip is not None
+            else lambda path, ctype_: tf.data.TFRecordDataset(path, compression_type=ctype_))
+    ds = ds.interleave(lambda path: read(path, ctype), cycle_length=min(len(files), 16),
+                       block_length=1, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def record_stream(files: Sequence[str], *, training: bool, compression: Optional[str],
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  seed: Optional[int] = None, shuffle_buffer: int = SHUFFLE_BUFFER,
+                  repeat: bool = False,
+                  skip: Optional[corrupt_lib.SkipCorrupt] = None) -> tf.data.Dataset:
+    """(serialized record, stateless seed int64 [2], records skipped before it) of this pipeline.
+
+    Each record gets its own stateless seed when training (reproducible with
+    `seed`, fresh each epoch; zeros for eval). The skipped count is 0 unless
+    `skip` counts corrupt records.
+    """
+    files = shard_files(files, input_context)
+    _, pipeline_id = _pipeline_of(input_context)
+    # Each pipeline draws differently from the same user seed.
+    pipeline_seed = None if seed is None else seed + 1000003 * pipeline_id
+    ds = _one_pass(files, training=training, ctype=filesystems.compression_type(compression),
+                   seed=pipeline_seed, shuffle_buffer=shuffle_buffer, repeat=repeat, skip=skip)
+    ds = skip.fold_markers(ds) if skip is not None else corrupt_lib.with_nothing_skipped(ds)
+    if training:
+        seeds = tf.data.Dataset.random(seed=pipeline_seed, rerandomize_each_iteration=True).batch(2)
+    else:
+        seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        lambda counted, record_seed: (counted[0], record_seed, counted[1]))
+
+
+def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool,
+                 global_batch_size: int, compression: Optional[str] = "none",
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 seed: Optional[int] = None, shuffle_buffer: int = SHUFFLE_BUFFER,
+                 repeat: bool = False,
+                 corrupt: Optional[corrupt_lib.SkipCorrupt] = None) -> tf.data.Dataset:
+    """Batches of `(inputs, labels int32 [B])` from shards, parsed by `parser`.
+
+    Args:
+      files: shard paths (`sources.split_files`, `sources.match_files`); sharded
+        per input pipeline by `input_context` (one pipeline needs at least one shard).
+      parser: a `parsers.ClipParser` or `parsers.FeatureParser`.
+      training: shuffles files and records, interleaves non-deterministically,
+        runs the parser's train function and drops the last partial batch.
+        Otherwise order, frames and pixels are deterministic.
+      global_batch_size: split per replica with `input_context`.
+      compression: the card's compression ("none", "gzip").
+      input_context: from `strategy.distribute_datasets_from_function`.
+      seed: seeds the shuffles and the per-record draws (training order still
+        varies: the interleave is non-deterministic).
+      shuffle_buffer: record shuffle buffer (training only).
+      repeat: repeat the file list forever.
+      corrupt: skip (and count) corrupt records; None: a corrupt record fails
+        the pipeline with a DataLossError.
+    """
+    ds = record_stream(files, training=training, compression=compression,
+                       input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
+                       repeat=repeat, skip=corrupt)
+    parse = parser.parse_fn(training)
+    # One clip per call, clips in parallel: a clip's frames are decoded in one
+    # unrolled graph (num_frames known) with no per-frame tf.data elements.
+    ds = ds.map(lambda serialized, record_seed, skipped: (*parse(serialized, record_seed), skipped),
+                num_parallel_calls=AUTOTUNE, deterministic=not training)
+    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                  if input_context else int(global_batch_size))
+    # A plain batch: a parallel one's copy threads compete with decoding on small
+    # hosts (benchmarks/input_pipeline.py).
+    ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+    count = corrupt.count if corrupt is not None else (lambda skipped: tf.no_op())
+
+    def leave(inputs, labels, skipped):
+        """The batch leaves the pipeline: its skipped records are counted, the count dropped."""
+        with tf.control_dependencies([count(skipped)]):
+            return inputs, tf.identity(labels)
+
+    return without_autotune(ds.map(leave))
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` with tf.data's autotuning thread off; AUTOTUNE knobs take tf.data's defaults.
+
+    In TF 2.16 deleting an iterator waits for that thread's next wake-up
+    (cancelling the iterator does not wake it), and Keras deletes its
+    iterators at the end of each `fit` (docs/history.md). Without autotuning,
+    parallel calls default to the number of CPU cores, which on a small host
+    gives the same clips/s (benchmarks/input_pipeline.py).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderConfig:
+    """The reader's settings for a run (from the TrainConfig)."""
+
+    global_batch_size: int
+    seed: Optional[int] = None
+    shuffle_buffer: int = SHUFFLE_BUFFER
+    data_service: str = ""  # grpc://HOST:PORT: training batches come from the tf.data service
+    service_job_dir: str = ""  # names the service job (one per run)
+
+
+def read(source: sources.Source, split: str, parser: parsers.Parser, options: ReaderConfig, *,
+         training: bool, repeat: bool = False,
+         input_context: Optional[tf.distribute.InputContext] = None,
+         counter: Optional[tf.Variable] = None) -> tf.data.Dataset:
+    """`make_dataset` over one split of `source`, skipping corrupt records if the run does."""
+    skip = None
+    if source.corrupt_files is not None:
+        skip = corrupt_lib.SkipCorrupt(tuple(source.corrupt_files.get(split, ())),
+                                       counter if repeat else None)
+    return make_dataset(source.files[split], parser, training=training,
+                        global_batch_size=options.global_batch_size,
+                        compression=source.compression, input_context=input_context,
+                        seed=options.seed, shuffle_buffer=options.shuffle_buffer, repeat=repeat,
+                        corrupt=skip)
+
+
+def dataset_fn(source: sources.Source, split: str, parser: parsers.Parser,
+               options: ReaderConfig, *, training: bool,
+               counter: Optional[tf.Variable] = None
+               ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
+    """A repeated dataset of one split, for `strategy.distribute_datasets_from_function`.
+
+    Training with --data_service: every worker registers the same unsharded
+    pipeline, batched per replica, with the service (`trainer.data_service`).
+    Otherwise each worker reads its share of the shards (`shard_files`), and a
+    share without a record fails here (`sources.check_shares`).
+    """
+    def fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        if training and options.data_service:
+            per_replica = (input_context.get_per_replica_batch_size(options.global_batch_size)
+                           if input_context else options.global_batch_size)
+            local = read(source, split, parser,
+                         dataclasses.replace(options, global_batch_size=per_replica),
+                         training=True, repeat=True, counter=counter)
+            name = data_service_lib.job_name(options.service_job_dir, split, source.record_kind)
+            logger.info("%s input pipeline: tf.data service %s (job %s)", split,
+                        options.data_service, name)
+            return data_service_lib.distribute(local, options.data_service, name)
+        sources.check_shares(source, split, input_context)
+        return read(source, split, parser, options, training=training, repeat=True,
+                    input_context=input_context, counter=counter)
+    return fn

@@ -1,0 +1,293 @@
+"""The runner: a training job around the task (strategy, phases, callbacks, folders, results).
+
+`Runner(config).run()` builds the strategy and the mixed-precision policy,
+asks the task (`trainer.play_task`) for its model and inputs, writes
+config.json, fits the phases (the head, then an optional fine-tune) with
+callbacks built for each phase, and on the chief evaluates and exports.
+Every worker of a cluster runs it.
+
+JOB_DIR layout:
+  config.json        the run's full configuration (chief)
+  checkpoints/       best.weights.h5, last.weights.h5 (ModelCheckpoint; chief)
+  backup/phase{1,2}  BackupAndRestore state: a killed job started again with the
+                     same command continues at the epoch where it stopped
+  logs/              TensorBoard (chief)
+  history.csv        one row per epoch, appended on resume (chief); with
+                     --skip_corrupt_records also the corrupt records skipped
+                     (corrupt_records, val_corrupt_records)
+  eval.json, confusion_matrix.png, model.keras, saved_model/   results (chief)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+from typing import Any, Dict, List, Optional
+
+import keras
+import tensorflow as tf
+
+from schemas import sampling
+from schemas.errors import UsageError
+from trainer import callbacks as callbacks_lib
+from trainer import compat, corrupt, distribution, evaluate, export
+from trainer import model as model_lib
+from trainer import sources
+from trainer.config import TrainConfig
+from trainer.play_task import PlayClassificationTask
+
+logger = logging.getLogger(__name__)
+
+CONFIG_JSON = "config.json"
+HISTORY_CSV = "history.csv"
+_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One `model.fit` of the run: epochs [initial_epoch, epochs) on `source`."""
+
+    number: int  # names the backup folder (backup/phase{number})
+    name: str  # in the per-epoch lines
+    source: sources.Source
+    initial_epoch: int
+    epochs: int
+    keep_backup: bool  # kept until the run ends, so that a restart skips a finished phase
+
+
+def build_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+    """The strategy, the random seed and the mixed-precision policy (first: --cpu_replicas
+    splits the CPU before TensorFlow starts)."""
+    if (config.jit_compile == "true" and config.strategy == "mirrored"
+            and config.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU")):
+        raise UsageError("--jit_compile=true cannot run MirroredStrategy over logical CPU "
+                         "devices (XLA keeps each replica's variables on its own device): drop "
+                         "--cpu_replicas or use --jit_compile=false")
+    strategy = distribution.get_distribution_strategy(
+        config.strategy, cpu_replicas=config.cpu_replicas, tpu_address=config.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UsageError(f"--batch_size={config.batch_size} must be a multiple of the "
+                         f"{replicas} replicas")
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision != "none" and not (tf.config.list_logical_devices("GPU")
+                                                 or config.strategy == "tpu"):
+        logger.warning("--mixed_precision=%s is meant for accelerators; on CPU it is slow",
+                       config.mixed_precision)
+    keras.mixed_precision.set_global_policy(_POLICIES[config.mixed_precision])
+    return strategy
+
+
+class Runner:
+    """One training job: the strategy and everything around the task."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config.validate()
+        self.strategy = build_strategy(self.config)
+        self.task = PlayClassificationTask.from_config(self.config)
+        self._best: Optional[float] = None  # the best monitored value so far (same model)
+
+    @property
+    def is_chief(self) -> bool:
+        return distribution.is_chief(self.strategy)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.epochs + self.config.fine_tune_epochs
+
+    def phases(self) -> List[Phase]:
+        """The head on the (partly) frozen base or on its cached features, then the fine-tune."""
+        config = self.config
+        head = Phase(1, "head", self.task.first_source, 0, config.epochs,
+                     keep_backup=config.fine_tune_epochs > 0)
+        if not config.fine_tune_epochs:
+            return [head]
+        return [head, Phase(2, "fine_tune", self.task.plays, config.epochs, self.total_epochs,
+                            keep_backup=False)]
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> Dict[str, Any]:
+        """Fits the phases; the chief evaluates and exports. Returns a summary dict."""
+        config, task, strategy = self.config, self.task, self.strategy
+        if self.is_chief:
+            self.write_config()
+            counts = task.first_source.counts
+            logger.info("strategy %s with %d replica(s); %d train / %d val / %d test plays%s; "
+                        "%d labels", type(strategy).__name__, strategy.num_replicas_in_sync,
+                        counts["train"], counts["val"], counts["test"],
+                        " (cached features)" if task.features else "", len(task.plays.labels))
+        head, *fine_tune = self.phases()
+        with strategy.scope():
+            model = task.build_first_model()
+            task.compile_model(model, config.learning_rate)
+        self.fit(model, head)
+        with strategy.scope():
+            full = task.full_model(model)
+        if full is not model:  # checkpoints of phase 2 hold the full model's weights
+            self._best = None
+        model, trainable_from = full, config.trainable_from
+        for phase in fine_tune:
+            # Unfreeze the top blocks, recompile at the fine-tune learning rate.
+            trainable_from = task.fine_tune_from
+            with strategy.scope():
+                model_lib.set_trainable_from(model_lib.base_of(model), trainable_from)
+                task.compile_model(model, config.fine_tune_learning_rate)
+            self.fit(model, phase)
+            self.remove_backup(head.number)
+
+        summary: Dict[str, Any] = {"chief": self.is_chief, "epochs": self.total_epochs,
+                                   "num_replicas": strategy.num_replicas_in_sync}
+        if self.is_chief:
+            summary.update(self.evaluate_and_export(model, trainable_from))
+        else:
+            self.remove_worker_temp_dirs()
+        return summary
+
+    def write_config(self) -> None:
+        """JOB_DIR/config.json: the flags and what they resolved to (chief)."""
+        plays, strategy = self.task.plays, self.strategy
+        record = {"config": self.config.to_dict(),
+                  "resolved": {"num_frames": plays.num_frames, "image_size": list(plays.image_size),
+                               "compression": plays.compression, "labels": list(plays.labels),
+                               "train_files": plays.files["train"],
+                               "eval_files": plays.files["val"],
+                               "test_files": plays.files["test"],
+                               "num_train": plays.counts["train"],
+                               "num_eval": plays.counts["val"],
+                               "num_test": plays.counts["test"],
+                               "num_replicas": strategy.num_replicas_in_sync,
+                               "strategy": type(strategy).__name__,
+                               "cut_layer": self.task.cut_layer, "weights": self.task.weights,
+                               "features_dir": self.config.features_dir,
+                               "tensorflow": tf.__version__, "keras": keras.__version__}}
+        path = os.path.join(self.config.job_dir, CONFIG_JSON)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(json.dumps(record, indent=2, sort_keys=True))
+
+    # ------------------------------------------------------------ fit
+
+    def fit(self, model: keras.Model, phase: Phase) -> None:
+        """One `model.fit` of `phase` (resumes from its backup)."""
+        config, source = self.config, phase.source
+        train_ds = self.strategy.distribute_datasets_from_function(
+            self.task.build_inputs(source, "train", training=True))
+        val_ds = (self.strategy.distribute_datasets_from_function(
+            self.task.build_inputs(source, "val", training=False))
+            if source.files["val"] else None)
+        steps = config.steps_per_epoch or max(1, source.counts["train"] // config.batch_size)
+        val_steps = config.validation_steps or (
+            math.ceil(source.counts["val"] / config.batch_size) if source.counts["val"] else None)
+        monitor = "val_accuracy" if val_ds is not None else "accuracy"
+        callbacks = self.build_callbacks(phase, monitor)
+        compat.reset_initial_epoch(model)
+        with corrupt.corrupt_records_named(self.task.input_files()):
+            model.fit(train_ds, epochs=phase.epochs, initial_epoch=phase.initial_epoch,
+                      steps_per_epoch=steps, validation_data=val_ds, validation_steps=val_steps,
+                      callbacks=callbacks, shuffle=False, verbose=1 if self.is_chief else 0)
+        self._best = callbacks_lib.best_of(callbacks)
+
+    def _history_path(self) -> str:
+        if self.is_chief:
+            return os.path.join(self.config.job_dir, HISTORY_CSV)
+        folder = distribution.write_dirpath(os.path.join(self.config.job_dir, "history"),
+                                            self.strategy)
+        return os.path.join(folder, HISTORY_CSV)
+
+    def _backup_dir(self, phase_number: int) -> str:
+        return distribution.backup_dirpath(
+            os.path.join(self.config.backup_path, f"phase{phase_number}"), self.strategy)
+
+    def build_callbacks(self, phase: Phase, monitor: str) -> List[keras.callbacks.Callback]:
+        """The phase's callbacks, new for each phase.
+
+        The backup (resume after a kill) first; with --skip_corrupt_records the
+        epoch's skipped records into the logs; checkpoints (best = best of the
+        run while the model stays the same), TensorBoard, history; the progress
+        bar, then the per-epoch line (the chief's, unless --log_all_workers).
+        """
+        config, strategy = self.config, self.strategy
+        checkpoints = distribution.write_dirpath(config.checkpoints_path, strategy)
+        logs = distribution.write_dirpath(config.logs_path, strategy)
+        history = self._history_path()
+        for folder in (checkpoints, logs, os.path.dirname(history)):
+            tf.io.gfile.makedirs(folder)
+        # double_checkpoint: the previous backup is kept as a copy until the new one is written,
+        # so a kill in the middle of writing a backup still resumes from the one before.
+        callbacks: List[keras.callbacks.Callback] = [keras.callbacks.BackupAndRestore(
+            self._backup_dir(phase.number), double_checkpoint=True,
+            delete_checkpoint=not phase.keep_backup)]
+        counters = self.task.corrupt_counters
+        if counters is not None:
+            logged = {"corrupt_records": counters["train"]}
+            if monitor.startswith("val_"):
+                logged["val_corrupt_records"] = counters["val"]
+            callbacks.append(callbacks_lib.CorruptRecordCount(logged))
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(os.path.join(checkpoints, "best.weights.h5"),
+                                            monitor=monitor, mode="max", save_best_only=True,
+                                            save_weights_only=True,
+                                            initial_value_threshold=self._best),
+            keras.callbacks.ModelCheckpoint(os.path.join(checkpoints, "last.weights.h5"),
+                                            save_weights_only=True),
+            keras.callbacks.TensorBoard(logs),
+            keras.callbacks.CSVLogger(history, append=True),
+        ]
+        if self.is_chief:  # the progress bar first, so that the summary line follows it
+            callbacks.append(keras.callbacks.ProgbarLogger())
+        if self.is_chief or config.log_all_workers:
+            callbacks.append(callbacks_lib.EpochSummary(self.total_epochs, phase=phase.name))
+        return callbacks
+
+    def remove_backup(self, phase_number: int) -> None:
+        shutil.rmtree(self._backup_dir(phase_number), ignore_errors=True)
+
+    def remove_worker_temp_dirs(self) -> None:
+        """Non-chief workers: delete the temp folders their checkpoints and logs went to."""
+        for path in (self.config.checkpoints_path, self.config.logs_path,
+                     os.path.join(self.config.job_dir, "history")):
+            distribution.remove_temp_dirpath(path, self.strategy)
+
+    # ------------------------------------------------------------ results
+
+    def evaluate_and_export(self, model: keras.Model, trainable_from: str) -> Dict[str, Any]:
+        """Chief only: copies the weights into a plain model, evaluates on test, exports."""
+        task, config = self.task, self.config
+        plays = task.plays
+        # A model outside the strategy: evaluation and export need no other worker.
+        plain = task.build_model(weights="none", trainable_from=trainable_from)
+        plain.set_weights(model.get_weights())
+        split = "test" if plays.files["test"] else "val"
+        result: Dict[str, Any] = {}
+        if plays.files[split]:
+            with corrupt.corrupt_records_named(task.input_files()):
+                report = evaluate.evaluate_model(plain, task.eval_dataset(split),
+                                                 list(plays.labels), config.job_dir)
+            if plays.corrupt_files and plays.corrupt_files.get(split):
+                logger.info("%s: skipped %d corrupt record(s) (with the rest of their files)",
+                            split, len(plays.corrupt_files[split]))
+            result["eval"] = {"split": split, "accuracy": report["accuracy"],
+                              "num_examples": report["num_examples"]}
+            logger.info("%s accuracy: %.4f (%d plays)", split, report["accuracy"],
+                        report["num_examples"])
+        else:
+            logger.info("no test or val split: skipped evaluation")
+        card = plays.card
+        exported = export.export_model(
+            plain, config.job_dir, labels=list(plays.labels), image_size=plays.image_size,
+            num_frames=plays.num_frames,
+            record_num_frames=card.num_frames if card else plays.num_frames,
+            resize_mode=card.resize_mode if card else sampling.DEFAULT_RESIZE_MODE,
+            pad_short=card.pad_short if card else "",
+            jpeg_quality=card.jpeg_quality if card else sampling.DEFAULT_JPEG_QUALITY,
+            frame_rate=card.frame_rate if card else None)
+        result["export"] = {"model_path": exported["model_path"],
+                            "saved_model_dir": exported["saved_model_dir"]}
+        logger.info("exported %s and %s", exported["model_path"], exported["saved_model_dir"])
+        return result
