@@ -129,7 +129,7 @@ def test_training_through_a_tf_data_service(cluster, data_dir, tmp_path):
     assert (job / "model.keras").exists()
     # The dispatcher's journal: the trainer's job, and tasks on both workers.
     journal = b"".join(p.read_bytes() for p in work_dir.rglob("*") if p.is_file())
-    assert b"playclips-" in journal and b"-train-clips" in journal
+    assert b"playclips-" in journal and b"-train-plays" in journal
     for port in worker_ports:
         assert f"localhost:{port}".encode() in journal
 
