@@ -36,6 +36,8 @@ def configure(level: int = logging.INFO) -> None:
     """Shows the `trainer` loggers' lines of `level` and above on stdout (once per process)."""
     root = logging.getLogger("trainer")
     root.setLevel(level)
+    # Not also through the root logger, which TensorFlow's absl may have given a handler.
+    root.propagate = False
     if not any(isinstance(handler, _Stdout) for handler in root.handlers):
         handler = _Stdout()
         handler.setFormatter(_Format())

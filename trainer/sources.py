@@ -296,10 +296,10 @@ def resolve_play_source(config, data_dir: Optional[str] = None) -> Source:
             continue
         if corrupt_files is not None:
             # Every shard read once: the readable records, and the files to read with care.
-            counts[split], corrupt = corrupt_lib.scan_for_corrupt_records(split, split_files_,
-                                                              settings["compression"])
-            corrupt_files[split] = [scan.path for scan in corrupt]
-            unreadable = {scan.path for scan in corrupt if not scan.records}
+            counts[split], bad = corrupt_lib.scan_for_corrupt_records(split, split_files_,
+                                                                      settings["compression"])
+            corrupt_files[split] = [scan.path for scan in bad]
+            unreadable = {scan.path for scan in bad if not scan.records}
             readable = [path for path in split_files_ if path not in unreadable]
             if readable:
                 check_files(readable, settings["compression"])
