@@ -17,8 +17,8 @@ from typing import Optional, Tuple
 import keras
 from keras import layers
 
-from media.frame_features import (DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS, VGG16_LAYERS,
-                                  VGGPreprocess, build_base, check_layer)
+from media.frame_features import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
+from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
 from schemas.errors import UsageError
 
 FEATURES_NAME = "frame_features"
