@@ -32,6 +32,8 @@ from schemas.features_card import FeaturesCard
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_BATCH_SIZE = 4  # plays per inference batch
+
 
 @dataclasses.dataclass
 class EmbedConfig:
@@ -42,7 +44,7 @@ class EmbedConfig:
     split_patterns: Dict[str, str]  # split -> absolute glob of its play shards (splits with files)
     records_compression: str
     card: FeaturesCard  # the card to write, but for counts
-    batch_size: int = 4
+    batch_size: int = DEFAULT_BATCH_SIZE
     num_shards: int = 0
     share_model_across_processes: bool = False
     model_copies: Optional[int] = None

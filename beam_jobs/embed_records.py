@@ -60,7 +60,7 @@ class EmbedOptions(PipelineOptions):
                             help="flip: also store the left-right flipped frames' features as view 1")
         parser.add_argument("--feature_dtype", choices=feature_record.DTYPES, default="float16",
                             help="dtype of the stored features")
-        parser.add_argument("--batch_size", type=int, default=4,
+        parser.add_argument("--batch_size", type=int, default=embed_pipeline.DEFAULT_BATCH_SIZE,
                             help="plays per inference batch")
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the random base with --weights=none")

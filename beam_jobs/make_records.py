@@ -88,8 +88,8 @@ class RecordsOptions(PipelineOptions):
                  "(else play_id); a manifest split column overrides")
         parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                             help="TFRecord compression (gzip adds .gz to shard names)")
-        parser.add_argument("--demo_plays", type=int, default=330,
-                            help="number of demo plays without --input (330 = 30 per label)")
+        parser.add_argument("--demo_plays", type=int, default=records_pipeline.DEFAULT_DEMO_PLAYS,
+                            help="number of demo plays without --input (default: 30 per label)")
         parser.add_argument("--demo_seed", type=int, default=0, help="demo play seed")
         parser.add_argument(
             "--demo_game_videos", type=int, default=0,
@@ -97,7 +97,8 @@ class RecordsOptions(PipelineOptions):
                  f"{demo_plays_per_game()} demo plays each and their play-by-play manifest into "
                  "OUTPUT_DIR/demo_games, and cut the plays from them (instead of --demo_plays)")
         parser.add_argument(
-            "--video_chunk_seconds", type=float, default=600.0,
+            "--video_chunk_seconds", type=float,
+            default=records_pipeline.DEFAULT_VIDEO_CHUNK_SECONDS,
             help="plays cut from one video are grouped by video and by this many seconds of "
                  "start time; each group opens its video once and decodes forward, and groups "
                  "run in parallel (0: one group per video)")

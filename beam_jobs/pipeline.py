@@ -30,6 +30,9 @@ from schemas import dataset_card, sampling
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_DEMO_PLAYS = 330  # 30 per label of the 11 demo labels
+DEFAULT_VIDEO_CHUNK_SECONDS = 600.0
+
 
 @dataclasses.dataclass
 class JobConfig:
@@ -49,9 +52,9 @@ class JobConfig:
         default_factory=lambda: splits_lib.parse_splits(splits_lib.DEFAULT_SPLITS))
     num_shards: int = 0
     compression: str = "none"
-    demo_plays: int = 330
+    demo_plays: int = DEFAULT_DEMO_PLAYS
     demo_seed: int = 0
-    video_chunk_seconds: float = 600.0  # plays of a video are cut in groups by start time; 0: one group
+    video_chunk_seconds: float = DEFAULT_VIDEO_CHUNK_SECONDS  # groups of plays by start; 0: one
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property

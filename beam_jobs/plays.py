@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
 import posixpath
@@ -26,6 +27,8 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 from beam_jobs.outputs import rejection
 from media import frames, video_clips
 from schemas.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("play_id", "label", "path")
 OPTIONAL_COLUMNS = ("game_id", "split", "frame_rate", "start", "end")
@@ -199,6 +202,7 @@ def read_manifest(path: str) -> Iterator[Item]:
     """PlaySpecs and rejections of a CSV or JSON Lines manifest."""
     text = _read_text(path)
     base_dir = _dirname(path)
+    logger.info("reading the manifest %s", path)
     for number, row in enumerate(_parse_rows(path, text), 1):
         if isinstance(row, str):
             yield rejection("", "", f"manifest row {number}: {row}", "bad_row", number)

@@ -13,6 +13,7 @@ initialization) or the path of a VGG16 notop weights file.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import List, Sequence, Tuple
 
@@ -25,6 +26,8 @@ from schemas.errors import UsageError
 # keras.applications.vgg16.preprocess_input ("caffe" mode) constants, BGR order.
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 BASE_NAME = "vgg16_base"
+
+logger = logging.getLogger(__name__)
 
 
 class WeightsUnavailableError(UsageError):
@@ -108,6 +111,8 @@ def build_base(cut_layer: str = features_card.DEFAULT_CUT_LAYER,
                image_size: Tuple[int, int] = (224, 224)) -> keras.Model:
     """VGG16 notop cut after `cut_layer`, then global average pooling: [H, W, 3] -> [C]."""
     check_layer(cut_layer, "--cut_layer", vgg16_layer_names())
+    logger.info("VGG16 base cut at %s, weights %s, %dx%d frames", cut_layer, weights or "none",
+                int(image_size[0]), int(image_size[1]))
     full = _load_vgg16(weights, image_size)  # weights load into the full base, then the cut
     features = layers.GlobalAveragePooling2D(name="features_pool")(full.get_layer(cut_layer).output)
     return keras.Model(full.input, features, name=BASE_NAME)
