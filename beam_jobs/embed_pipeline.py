@@ -12,6 +12,7 @@ them; `embed_records.py` is the command line.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import functools
 import io
 import logging
@@ -108,8 +109,25 @@ class _ParsePlayFn(beam.DoFn):
         return None
 
 
+class _TagSplitFn(beam.DoFn):
+    """(file name, record) -> (split, record): the split whose shard glob names the file."""
+
+    def __init__(self, split_patterns: Dict[str, str]):
+        # The longest split name first: "a-b-00000-of-00001" is split "a-b", not "a".
+        self._patterns = sorted(split_patterns.items(), key=lambda kv: -len(kv[0]))
+
+    def process(self, element: Tuple[str, bytes]):
+        name, record = element
+        yield next(split for split, pattern in self._patterns
+                   if fnmatch.fnmatchcase(name, pattern)), record
+
+
 class ReadSplitRecords(beam.PTransform):
-    """(split, serialized play record) of every split's shards."""
+    """(split, serialized play record) of every split's shards.
+
+    One read for all splits (not one per split and a Flatten), so that the
+    records flow on in the stage that reads them: no stage boundary holds them.
+    """
 
     def __init__(self, split_patterns: Dict[str, str], compression: str):
         super().__init__()
@@ -118,14 +136,11 @@ class ReadSplitRecords(beam.PTransform):
                              else CompressionTypes.UNCOMPRESSED)
 
     def expand(self, pbegin):
-        tagged = []
-        for split, pattern in self._patterns.items():
-            tagged.append(
-                pbegin
-                | f"Read_{split}" >> beam.io.ReadFromTFRecord(pattern,
-                                                              compression_type=self._compression)
-                | f"Tag_{split}" >> beam.Map(lambda record, s=split: (s, record)))
-        return tagged | "AllSplits" >> beam.Flatten()
+        return (pbegin
+                | "Patterns" >> beam.Create(sorted(self._patterns.values()))
+                | "Read" >> beam.io.ReadAllFromTFRecord(compression_type=self._compression,
+                                                        with_filename=True)
+                | "TagSplit" >> beam.ParDo(_TagSplitFn(self._patterns)))
 
 
 class ParsePlays(beam.PTransform):
@@ -191,9 +206,10 @@ class EmbedPlays(beam.PTransform):
             cfg.base_path, cfg.card.views, cfg.batch_size,
             share_model_across_processes=cfg.share_model_across_processes,
             model_copies=cfg.model_copies)
+        # No Reshuffle: the read already spreads the shards' ranges over the workers, and a
+        # Reshuffle would hold every play's frames at its stage boundary.
         main, failed = (plays
                         | "KeyFrames" >> beam.Map(_keyed_frames)
-                        | "Spread" >> beam.Reshuffle()
                         | "RunInference" >> RunInference(handler).with_exception_handling())
         encoded = main | "Encode" >> beam.ParDo(_EncodeFeaturesFn(cfg.card.dtype))
         rejections = failed.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)

@@ -1,8 +1,8 @@
 """The records job as PTransforms: plays -> sampled JPEG frames -> sharded TFRecords.
 
-    ReadPlays -> DropDuplicatePlays -> (split, label checks)
-      -> SampleAndEncode           plays that are a whole clip (folder, video, demo play)
-       + CutGameVideos             plays that are a time range of a video, grouped by video
+    ReadPlays -> DropDuplicatePlays -> AssignSplits (split, label checks)
+      -> MakeRecords               a whole play (folder, video, demo play) alone; plays that
+                                   are time ranges of a video grouped by video, one decode each
       -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
       -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
       -> WriteCard                 dataset.json, once every file above is written
@@ -242,11 +242,27 @@ def _unexpected(spec: PlaySpec, err: Exception):
         "unexpected_error", spec.row, spec.split))
 
 
-class _SampleEncodeFn(_EncodeFn):
-    """PlaySpec -> (split, label, serialized record), or a rejection with the reason."""
+def _work_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, str, int]:
+    """The unit of work a play is made in: itself, or the plays of one video and time chunk."""
+    if not spec.has_range:
+        return "play", spec.play_id, 0
+    return "video", spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
 
-    def process(self, spec: PlaySpec, labels: List[str]):
+
+class _MakeRecordsFn(_EncodeFn):
+    """(work key, specs) -> (split, label, serialized record) per play, or rejections."""
+
+    def process(self, keyed: Tuple[Tuple[str, str, int], Iterable[PlaySpec]], labels: List[str]):
         self._use_labels(labels)
+        (work, path, _), specs = keyed
+        if work == "play":
+            for spec in specs:
+                yield self._sample(spec)
+        else:
+            yield from self._cut(path, specs)
+
+    def _sample(self, spec: PlaySpec):
+        """A whole play (frames folder, video, demo play): read, sample, resize, encode."""
         cfg = self._config
         try:
             sampled = frames.read_play(
@@ -254,37 +270,14 @@ class _SampleEncodeFn(_EncodeFn):
                 pad_short=cfg.pad_short, jpeg_quality=cfg.jpeg_quality,
                 frame_rate=spec.frame_rate or cfg.frame_rate)
         except frames.PlayError as err:
-            yield _rejected(spec, err)
-            return
+            return _rejected(spec, err)
         except Exception as err:  # pylint: disable=broad-except
             logger.exception("play %s (%s) failed", spec.play_id, spec.path)
-            yield _unexpected(spec, err)
-            return
-        yield self._encode(spec, sampled)
+            return _unexpected(spec, err)
+        return self._encode(spec, sampled)
 
-
-class SampleAndEncode(beam.PTransform):
-    """Reads, samples, resizes and encodes each play (spread over workers by a Reshuffle)."""
-
-    def __init__(self, config: JobConfig, labels):
-        super().__init__()
-        self._config = config
-        self._labels = labels
-
-    def expand(self, plays):
-        return (plays
-                | "Spread" >> beam.Reshuffle()
-                | "Encode" >> beam.ParDo(_SampleEncodeFn(self._config),
-                                         labels=pvalue.AsSingleton(self._labels))
-                .with_outputs(REJECTED, main=PLAYS))
-
-
-class _CutVideoFn(_EncodeFn):
-    """((video, chunk), specs) -> records of the plays cut from that video in one decode, or rejections."""
-
-    def process(self, keyed: Tuple[Tuple[str, int], Iterable[PlaySpec]], labels: List[str]):
-        self._use_labels(labels)
-        (path, _), specs = keyed
+    def _cut(self, path: str, specs: Iterable[PlaySpec]):
+        """The plays cut from one video (one chunk of it) in one forward decode."""
         todo: Dict[str, PlaySpec] = {}
         ranges: Dict[Tuple[int, int], PlaySpec] = {}
         for spec in sorted(specs, key=lambda s: (s.start, s.end, s.row)):
@@ -318,16 +311,16 @@ class _CutVideoFn(_EncodeFn):
         count("game_video_seeks", stats.seeks)
 
 
-def _video_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, int]:
-    return spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
+class MakeRecords(beam.PTransform):
+    """Plays -> (split, label, serialized record) (PLAYS) and rejections (REJECTED).
 
-
-class CutGameVideos(beam.PTransform):
-    """Plays that are time ranges of videos -> records; each video is opened and decoded once.
-
-    Plays are grouped by video path (a GroupByKey), and within a video by
-    `video_chunk_seconds` of start time, so that the groups of a long game run
-    on several workers; each group opens its video once and decodes forward.
+    A whole play (frames folder, video file, demo play) is a unit of work of
+    its own; plays that are time ranges of a video are grouped by video path
+    and by `video_chunk_seconds` of start time, so that each group opens its
+    video once and decodes forward, and the groups of a long game run on
+    several workers. One GroupByKey spreads both over the workers, and only
+    play specs cross it: the records come out of the stage that makes them,
+    which WriteSplitShards joins (so no stage boundary holds them all).
     """
 
     def __init__(self, config: JobConfig, labels):
@@ -338,10 +331,10 @@ class CutGameVideos(beam.PTransform):
     def expand(self, plays):
         chunk = self._config.video_chunk_seconds
         return (plays
-                | "KeyByVideo" >> beam.Map(lambda spec: (_video_key(spec, chunk), spec))
-                | "GroupByVideo" >> beam.GroupByKey()
-                | "Cut" >> beam.ParDo(_CutVideoFn(self._config),
-                                      labels=pvalue.AsSingleton(self._labels))
+                | "KeyByWork" >> beam.Map(lambda spec: (_work_key(spec, chunk), spec))
+                | "GroupByWork" >> beam.GroupByKey()
+                | "Make" >> beam.ParDo(_MakeRecordsFn(self._config),
+                                       labels=pvalue.AsSingleton(self._labels))
                 .with_outputs(REJECTED, main=PLAYS))
 
 
@@ -370,16 +363,12 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
     unique = read[PLAYS] | "DropDuplicatePlays" >> DropDuplicatePlays()
     checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
     labels = checked[PLAYS] | "LabelVocabulary" >> LabelVocabulary(config.labels)
-    whole, ranged = checked[PLAYS] | "WholeOrRange" >> beam.Partition(
-        lambda spec, n: int(spec.has_range), 2)
-    encoded = whole | "SampleAndEncode" >> SampleAndEncode(config, labels)
-    cut = ranged | "CutGameVideos" >> CutGameVideos(config, labels)
-    records = (encoded[PLAYS], cut[PLAYS]) | "AllRecords" >> beam.Flatten()
+    made = checked[PLAYS] | "MakeRecords" >> MakeRecords(config, labels)
+    records = made[PLAYS]
     shard_files = records | "WriteSplitShards" >> WriteSplitShards(
         config.output_dir, list(config.splits), config.num_shards, config.compression)
 
-    rejections = ((read[REJECTED], unique[REJECTED], checked[REJECTED], encoded[REJECTED],
-                   cut[REJECTED])
+    rejections = ((read[REJECTED], unique[REJECTED], checked[REJECTED], made[REJECTED])
                   | "AllRejected" >> beam.Flatten())
     rejected_files = rejections | "WriteRejected" >> WriteRejected(config.output_dir)
 
