@@ -234,13 +234,10 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
     names = [os.path.basename(p.rstrip("/")) for p in existing]
     if existing and not overwrite:
         card = next((name for name in CARD_NAMES if name in names), "")
-        if card:
-            raise UsageError(f"--output_dir={output_dir} already holds {card} (a complete "
-                             f"earlier run): pass --overwrite to replace it, or choose an "
-                             f"empty folder")
+        holds = f"; it already holds {card}, a complete earlier run" if card else ""
         raise UsageError(f"--output_dir={output_dir} is not empty ({len(existing)} entries, e.g. "
-                         f"{names[0]}): pass --overwrite to replace an earlier run's output, "
-                         f"or choose an empty folder")
+                         f"{names[0]}{holds}): pass --overwrite to replace an earlier run's "
+                         f"output, or choose an empty folder")
     ours = [p for p, name in zip(existing, names) if OUTPUT_FILE_RE.match(name)]
     ours.sort(key=lambda p: os.path.basename(p) not in CARD_NAMES)  # the cards first
     for path in ours:

@@ -29,7 +29,8 @@ def test_output_folder_rule(tmp_path):
             "val-00001-of-00002.tfrecord.gz", "rejected-00000-of-00001.jsonl", "dataset.json"]
     for name in ours:
         (out / name).write_text("x")
-    with pytest.raises(UsageError, match="already holds dataset.json .*--overwrite"):
+    with pytest.raises(UsageError, match=r"is not empty \(7 entries.*already holds dataset\.json, "
+                                         r"a complete earlier run\).*--overwrite"):
         outputs.prepare_output_dir(str(out), overwrite=False)
     assert sorted(os.listdir(out)) == sorted(ours + ["notes.txt"])  # a refusal deletes nothing
     outputs.prepare_output_dir(str(out), overwrite=True)
