@@ -1,9 +1,10 @@
 # Trainer image for Vertex AI custom jobs / GKE (the default target). GPU base by default; the CPU
 # one works too:
-#   docker build --build-arg BASE=python:3.11-slim -t playclips-trainer .
+#   docker build --build-arg BASE=python:3.11-slim --build-arg TENSORFLOW=tensorflow-cpu -t playclips-trainer .
 # The same code as a Beam SDK worker image, for the records and embed jobs on Dataflow
 # (--sdk_container_image), Flink or Spark (--environment_type=DOCKER):
-#   docker build --build-arg BASE=python:3.11-slim --target=beam-sdk -t playclips-beam .
+#   docker build --build-arg BASE=python:3.11-slim --build-arg TENSORFLOW=tensorflow-cpu \
+#       --target=beam-sdk -t playclips-beam .
 ARG BASE=tensorflow/tensorflow:2.16.2-gpu
 FROM ${BASE} AS app
 WORKDIR /app
@@ -13,7 +14,11 @@ COPY schemas schemas
 COPY media media
 COPY beam_jobs beam_jobs
 COPY trainer trainer
-RUN pip install --no-cache-dir '.[gcp]'
+# setup.py pins the CPU build (tensorflow-cpu); on the GPU base the CUDA build goes back in.
+ARG TENSORFLOW=tensorflow
+RUN pip install --no-cache-dir '.[gcp]' \
+ && if [ "$TENSORFLOW" = tensorflow ]; then pip uninstall -y tensorflow-cpu \
+    && pip install --no-cache-dir --no-deps --force-reinstall tensorflow==2.16.2; fi
 
 # Beam's SDK worker boot program (the version setup.py pins, Python 3.11) on top of the app.
 FROM app AS beam-sdk

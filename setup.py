@@ -11,7 +11,11 @@ import setuptools
 
 REQUIRED = [
     # 2.16.2: the newest TensorFlow that tensorflow-io 0.37.1's .so files load with.
-    "tensorflow==2.16.2",
+    # The CPU build: the default build prints three "Unable to register cuDNN/cuFFT/cuBLAS
+    # factory" errors on every import, even on a machine without a GPU and at
+    # TF_CPP_MIN_LOG_LEVEL=2 (and so does every Beam worker process that loads the base).
+    # GPU machines: the [gpu] extra (see the Dockerfile).
+    "tensorflow-cpu==2.16.2",
     # 3.15.1: the newest Keras (and the newest available); tests pass with TF 2.16.2.
     # Needs trainer/compat.py's patches for keras#20585 (still open); the
     # is_tf_dataset patch is gone (keras#20134, fixed in 3.9). 3.15 needs Python >= 3.11.
@@ -29,6 +33,9 @@ REQUIRED = [
     # found" warning on import that breaks the one-line CLI errors. After 2.68 crcmod
     # (WriteToTFRecord's CRC) moved to the [tfrecord] extra; without it the job fails.
     "apache-beam[tfrecord]==2.72.0",
+    # 1.9.0: the fast CRC that Beam's TFRecord sink and source look for (without it Beam
+    # warns "Couldn't find python-snappy or google-crc32c" and uses a slower one).
+    "google-crc32c==1.9.0",
     "av==14.0.1",
     # 12.3.0: Beam >= 2.72 requires pillow >= 12.1.1, < 13.
     "pillow==12.3.0",
@@ -39,6 +46,10 @@ EXTRAS = {
     # hypothesis 6.170.17: the newest release; tests/test_properties.py.
     "test": ["pytest==8.3.4", "hypothesis==6.170.17"],
     "gcp": ["apache-beam[gcp]==2.72.0"],
+    # The CUDA build of the same TensorFlow, for GPU workers and trainers: install it after
+    # the package (`pip install --no-deps --force-reinstall 'tensorflow[and-cuda]==2.16.2'`
+    # replaces tensorflow-cpu's files), as the Dockerfile does on its GPU base.
+    "gpu": ["tensorflow[and-cuda]==2.16.2"],
 }
 
 setuptools.setup(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -36,14 +35,12 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
     PipelineOptions)
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
-from beam_jobs import pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
+from beam_jobs import outputs, pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
 from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 
 DEFAULT_OUTPUT_DIR = "runs/demo/records"
-# What a run of this job writes into --output_dir (--overwrite deletes these, the card first).
-OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl))$")
 
 
 class RecordsOptions(PipelineOptions):
@@ -91,8 +88,8 @@ class RecordsOptions(PipelineOptions):
                  "(else play_id); a manifest split column overrides")
         parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                             help="TFRecord compression (gzip adds .gz to shard names)")
-        parser.add_argument("--demo_plays", type=int, default=330,
-                            help="number of demo plays without --input (330 = 30 per label)")
+        parser.add_argument("--demo_plays", type=int, default=records_pipeline.DEFAULT_DEMO_PLAYS,
+                            help="number of demo plays without --input (default: 30 per label)")
         parser.add_argument("--demo_seed", type=int, default=0, help="demo play seed")
         parser.add_argument(
             "--demo_game_videos", type=int, default=0,
@@ -100,7 +97,8 @@ class RecordsOptions(PipelineOptions):
                  f"{demo_plays_per_game()} demo plays each and their play-by-play manifest into "
                  "OUTPUT_DIR/demo_games, and cut the plays from them (instead of --demo_plays)")
         parser.add_argument(
-            "--video_chunk_seconds", type=float, default=600.0,
+            "--video_chunk_seconds", type=float,
+            default=records_pipeline.DEFAULT_VIDEO_CHUNK_SECONDS,
             help="plays cut from one video are grouped by video and by this many seconds of "
                  "start time; each group opens its video once and decodes forward, and groups "
                  "run in parallel (0: one group per video)")
@@ -146,39 +144,6 @@ def read_label_file(path: str) -> Optional[str]:
         raise UsageError(f"cannot read label file {path}: {err}") from None
 
 
-def _listing(output_dir: str) -> List[str]:
-    """The paths in `output_dir` (none when it does not exist)."""
-    if "://" not in output_dir:
-        if not os.path.isdir(output_dir):
-            return []
-        return sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir))
-    try:
-        matched = FileSystems.match([FileSystems.join(output_dir, "*")])[0].metadata_list
-    except OSError:
-        return []
-    return sorted(m.path for m in matched)
-
-
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses a non-empty `output_dir` unless `overwrite`; then makes it ready for this run.
-
-    With `overwrite`, an earlier run's files go, dataset.json first: a folder
-    never holds a card beside shards that another run wrote (the card is the
-    last file a run writes, so its presence marks a complete dataset). Other
-    files are left alone.
-    """
-    existing = _listing(output_dir)
-    if existing and not overwrite:
-        raise UsageError(f"--output_dir={output_dir} is not empty ({len(existing)} entries, e.g. "
-                         f"{os.path.basename(existing[0].rstrip('/'))}): pass --overwrite to "
-                         f"replace an earlier run's output, or choose an empty folder")
-    ours = [p for p in existing if OUTPUT_FILE_RE.match(os.path.basename(p))]
-    ours.sort(key=lambda p: os.path.basename(p) != dataset_card.CARD_NAME)  # the card first
-    for path in ours:
-        FileSystems.delete([path])
-    plays.check_output_dir(output_dir)
-
-
 def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     """Validates the flags (UsageError) and checks input and output at launch."""
     if args.num_frames < 1:
@@ -200,7 +165,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     elif args.demo_plays < 1:
         raise UsageError(f"--demo_plays must be >= 1 without --input, got {args.demo_plays}")
     output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
-    prepare_output_dir(output_dir, args.overwrite)
+    outputs.prepare_output_dir(output_dir, args.overwrite)
     frame_rate = args.frame_rate
     input_path = args.input
     if not args.input:
@@ -235,15 +200,15 @@ def write_demo_games(output_dir: str, num_games: int, seed: int, num_frames: int
 
 
 def read_card(output_dir: str) -> dataset_card.DatasetCard:
-    with FileSystems.open(FileSystems.join(output_dir, dataset_card.CARD_NAME)) as f:
-        return dataset_card.DatasetCard.from_json(f.read().decode("utf-8"))
+    """The dataset.json a run wrote into `output_dir`."""
+    return outputs.read_card(output_dir, dataset_card.DatasetCard, dataset_card.CARD_NAME)
 
 
 def summary(card: dataset_card.DatasetCard, output_dir: str) -> str:
     written = ", ".join(f"{split}={n}" for split, n in card.counts.items())
     head = (f"records: {sum(card.counts.values())} plays written ({written}), "
             f"{card.num_rejected} rejected of {card.num_input} -> {output_dir}")
-    return options_lib.summary(head, card, output_dir)
+    return outputs.summary(head, card, output_dir)
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,

@@ -38,9 +38,8 @@ class OutputOptions(PipelineOptions):
         parser.add_argument("--num_shards", type=int, default=0,
                             help="shards per split (default 0: the runner decides)")
         parser.add_argument("--overwrite", action="store_true",
-                            help="replace an earlier run's output in --output_dir (without it, "
-                                 "the records job refuses a non-empty folder and the embed job "
-                                 "one that holds features.json)")
+                            help="write into a non-empty --output_dir, deleting an earlier run's "
+                                 "files there (without it, both jobs refuse a non-empty folder)")
 
 
 def help_parser(prog: str, description: str,
@@ -126,21 +125,22 @@ def run_pipeline(options: PipelineOptions, build: Callable[[beam.Pipeline], None
         build(pipeline)
 
 
+def configure_logging(level: int = logging.WARNING) -> None:
+    """What a command shows of the library modules' logs: `level` and above, on stderr."""
+    logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
+    logging.getLogger().setLevel(level)
+
+
 def main(run: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[str]] = None) -> int:
-    """A job's command line: runs `run(argv)`; a UsageError prints one `error:` line, exit 2."""
-    logging.getLogger().setLevel(logging.WARNING)
+    """A job's command line: runs `run(argv)`; a UsageError prints one `error:` line, exit 2.
+
+    Library modules log through their own loggers; the command shows warnings
+    and errors (Beam's workers included) and prints only its summary lines.
+    """
+    configure_logging()
     try:
         run(argv)
     except UsageError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
-
-
-def summary(head: str, card, output_dir: str) -> str:
-    """A job's closing lines: `head`, then the rejection counts by kind, if any."""
-    lines = [head]
-    if card.rejected_reasons:
-        reasons = ", ".join(f"{k}={v}" for k, v in card.rejected_reasons.items())
-        lines.append(f"rejected: {reasons} (see {output_dir}/rejected-*.jsonl)")
-    return "\n".join(lines)

@@ -1,37 +1,37 @@
 """The records job as PTransforms: plays -> sampled JPEG frames -> sharded TFRecords.
 
-    ReadPlays -> DropDuplicatePlays -> (split, label checks)
-      -> SampleAndEncode           plays that are a whole clip (folder, video, demo play)
-       + CutGameVideos             plays that are a time range of a video, grouped by video
+    ReadPlays -> DropDuplicatePlays -> AssignSplits (split, label checks)
+      -> MakeRecords               a whole play (folder, video, demo play) alone; plays that
+                                   are time ranges of a video grouped by video, one decode each
       -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
       -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
       -> WriteCard                 dataset.json, once every file above is written
 
-`build(pipeline, config)` wires them; `make_records.py` is the CLI.
+The three sinks are both jobs' (`beam_jobs.outputs`). `build(pipeline, config)`
+wires them; `make_records.py` is the command line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from beam_jobs import splits as splits_lib
+from beam_jobs.outputs import (PLAYS, REJECTED, JobCounts, WriteCard, WriteRejected,
+                               WriteSplitShards, count, rejected, rejection)
+from beam_jobs.plays import PlaySpec, read_plays
 from media import frames, video_clips
-from beam_jobs.plays import PlaySpec, read_plays, rejection
 from schemas import dataset_card, sampling
 
-REJECTED = "rejected"
-PLAYS = "plays"
-METRICS_NAMESPACE = "playclips"
-SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+logger = logging.getLogger(__name__)
+
+DEFAULT_DEMO_PLAYS = 330  # 30 per label of the 11 demo labels
+DEFAULT_VIDEO_CHUNK_SECONDS = 600.0
 
 
 @dataclasses.dataclass
@@ -52,18 +52,14 @@ class JobConfig:
         default_factory=lambda: splits_lib.parse_splits(splits_lib.DEFAULT_SPLITS))
     num_shards: int = 0
     compression: str = "none"
-    demo_plays: int = 330
+    demo_plays: int = DEFAULT_DEMO_PLAYS
     demo_seed: int = 0
-    video_chunk_seconds: float = 600.0  # plays of a video are cut in groups by start time; 0: one group
+    video_chunk_seconds: float = DEFAULT_VIDEO_CHUNK_SECONDS  # groups of plays by start; 0: one
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def shard_pattern(self) -> str:
         return "{split}-*-of-*" + (".tfrecord.gz" if self.compression == "gzip" else ".tfrecord")
-
-
-def _counter(name: str) -> None:
-    Metrics.counter(METRICS_NAMESPACE, name).inc()
 
 
 class _RouteItemsFn(beam.DoFn):
@@ -73,7 +69,7 @@ class _RouteItemsFn(beam.DoFn):
         if isinstance(item, PlaySpec):
             yield item
         else:
-            yield pvalue.TaggedOutput(REJECTED, item)
+            yield rejected(item)
 
 
 class _DemoSpecFn(beam.DoFn):
@@ -124,9 +120,9 @@ class _KeepFirstFn(beam.DoFn):
         kept = ordered[0]
         yield kept
         for dup in ordered[1:]:
-            yield pvalue.TaggedOutput(REJECTED, rejection(
+            yield rejected(rejection(
                 play_id, dup.path, f"duplicate play_id {play_id!r} (kept row {kept.row}: "
-                f"{_where(kept)})", "duplicate_play_id", dup.row))
+                f"{_where(kept)})", "duplicate_play_id", dup.row, dup.split))
 
 
 def _where(spec: PlaySpec) -> str:
@@ -155,15 +151,15 @@ class _AssignSplitFn(beam.DoFn):
 
     def process(self, spec: PlaySpec):
         if self._labels is not None and spec.label not in self._labels:
-            yield pvalue.TaggedOutput(REJECTED, rejection(
+            yield rejected(rejection(
                 spec.play_id, spec.path, f"unknown label {spec.label!r} (not in --label_vocabulary)",
-                "unknown_label", spec.row))
+                "unknown_label", spec.row, spec.split))
             return
         if spec.split:
             if spec.split not in self._splits:
-                yield pvalue.TaggedOutput(REJECTED, rejection(
+                yield rejected(rejection(
                     spec.play_id, spec.path, f"unknown split {spec.split!r} (splits are "
-                    f"{', '.join(self._splits)})", "unknown_split", spec.row))
+                    f"{', '.join(self._splits)})", "unknown_split", spec.row, spec.split))
                 return
             yield spec
             return
@@ -231,27 +227,42 @@ class _EncodeFn(beam.DoFn):
             width=cfg.width, game_id=spec.game_id, data_path=spec.path,
             frame_rate=sampled.frame_rate, source_num_frames=sampled.source_num_frames,
             pad_mode=sampled.pad_mode, **time_range)
-        _counter("plays_written")
-        _counter(f"written_{spec.split}")
+        count("plays_written")
+        count(f"written_{spec.split}")
         return spec.split, spec.label, self._play_record.encode_play(record)
 
 
 def _rejected(spec: PlaySpec, err: frames.PlayError):
-    return pvalue.TaggedOutput(REJECTED, rejection(spec.play_id, spec.path, err.reason, err.kind,
-                                                   spec.row))
+    return rejected(rejection(spec.play_id, spec.path, err.reason, err.kind, spec.row, spec.split))
 
 
 def _unexpected(spec: PlaySpec, err: Exception):
-    return pvalue.TaggedOutput(REJECTED, rejection(
+    return rejected(rejection(
         spec.play_id, spec.path, f"unexpected error: {type(err).__name__}: {err}",
-        "unexpected_error", spec.row))
+        "unexpected_error", spec.row, spec.split))
 
 
-class _SampleEncodeFn(_EncodeFn):
-    """PlaySpec -> (split, label, serialized record), or a rejection with the reason."""
+def _work_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, str, int]:
+    """The unit of work a play is made in: itself, or the plays of one video and time chunk."""
+    if not spec.has_range:
+        return "play", spec.play_id, 0
+    return "video", spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
 
-    def process(self, spec: PlaySpec, labels: List[str]):
+
+class _MakeRecordsFn(_EncodeFn):
+    """(work key, specs) -> (split, label, serialized record) per play, or rejections."""
+
+    def process(self, keyed: Tuple[Tuple[str, str, int], Iterable[PlaySpec]], labels: List[str]):
         self._use_labels(labels)
+        (work, path, _), specs = keyed
+        if work == "play":
+            for spec in specs:
+                yield self._sample(spec)
+        else:
+            yield from self._cut(path, specs)
+
+    def _sample(self, spec: PlaySpec):
+        """A whole play (frames folder, video, demo play): read, sample, resize, encode."""
         cfg = self._config
         try:
             sampled = frames.read_play(
@@ -259,37 +270,14 @@ class _SampleEncodeFn(_EncodeFn):
                 pad_short=cfg.pad_short, jpeg_quality=cfg.jpeg_quality,
                 frame_rate=spec.frame_rate or cfg.frame_rate)
         except frames.PlayError as err:
-            yield _rejected(spec, err)
-            return
+            return _rejected(spec, err)
         except Exception as err:  # pylint: disable=broad-except
-            logging.exception("play %s (%s) failed", spec.play_id, spec.path)
-            yield _unexpected(spec, err)
-            return
-        yield self._encode(spec, sampled)
+            logger.exception("play %s (%s) failed", spec.play_id, spec.path)
+            return _unexpected(spec, err)
+        return self._encode(spec, sampled)
 
-
-class SampleAndEncode(beam.PTransform):
-    """Reads, samples, resizes and encodes each play (spread over workers by a Reshuffle)."""
-
-    def __init__(self, config: JobConfig, labels):
-        super().__init__()
-        self._config = config
-        self._labels = labels
-
-    def expand(self, plays):
-        return (plays
-                | "Spread" >> beam.Reshuffle()
-                | "Encode" >> beam.ParDo(_SampleEncodeFn(self._config),
-                                         labels=pvalue.AsSingleton(self._labels))
-                .with_outputs(REJECTED, main=PLAYS))
-
-
-class _CutVideoFn(_EncodeFn):
-    """((video, chunk), specs) -> records of the plays cut from that video in one decode, or rejections."""
-
-    def process(self, keyed: Tuple[Tuple[str, int], Iterable[PlaySpec]], labels: List[str]):
-        self._use_labels(labels)
-        (path, _), specs = keyed
+    def _cut(self, path: str, specs: Iterable[PlaySpec]):
+        """The plays cut from one video (one chunk of it) in one forward decode."""
         todo: Dict[str, PlaySpec] = {}
         ranges: Dict[Tuple[int, int], PlaySpec] = {}
         for spec in sorted(specs, key=lambda s: (s.start, s.end, s.row)):
@@ -316,23 +304,23 @@ class _CutVideoFn(_EncodeFn):
                 del todo[play_id]  # only now: a play whose encoding failed is rejected below
                 yield out
         except Exception as err:  # pylint: disable=broad-except
-            logging.exception("video %s failed", path)
+            logger.exception("video %s failed", path)
             for spec in todo.values():
                 yield _unexpected(spec, err)
-        Metrics.counter(METRICS_NAMESPACE, "game_videos_opened").inc(stats.opens)
-        Metrics.counter(METRICS_NAMESPACE, "game_video_seeks").inc(stats.seeks)
+        count("game_videos_opened", stats.opens)
+        count("game_video_seeks", stats.seeks)
 
 
-def _video_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, int]:
-    return spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
+class MakeRecords(beam.PTransform):
+    """Plays -> (split, label, serialized record) (PLAYS) and rejections (REJECTED).
 
-
-class CutGameVideos(beam.PTransform):
-    """Plays that are time ranges of videos -> records; each video is opened and decoded once.
-
-    Plays are grouped by video path (a GroupByKey), and within a video by
-    `video_chunk_seconds` of start time, so that the groups of a long game run
-    on several workers; each group opens its video once and decodes forward.
+    A whole play (frames folder, video file, demo play) is a unit of work of
+    its own; plays that are time ranges of a video are grouped by video path
+    and by `video_chunk_seconds` of start time, so that each group opens its
+    video once and decodes forward, and the groups of a long game run on
+    several workers. One GroupByKey spreads both over the workers, and only
+    play specs cross it: the records come out of the stage that makes them,
+    which WriteSplitShards joins (so no stage boundary holds them all).
     """
 
     def __init__(self, config: JobConfig, labels):
@@ -343,126 +331,27 @@ class CutGameVideos(beam.PTransform):
     def expand(self, plays):
         chunk = self._config.video_chunk_seconds
         return (plays
-                | "KeyByVideo" >> beam.Map(lambda spec: (_video_key(spec, chunk), spec))
-                | "GroupByVideo" >> beam.GroupByKey()
-                | "Cut" >> beam.ParDo(_CutVideoFn(self._config),
-                                      labels=pvalue.AsSingleton(self._labels))
+                | "KeyByWork" >> beam.Map(lambda spec: (_work_key(spec, chunk), spec))
+                | "GroupByWork" >> beam.GroupByKey()
+                | "Make" >> beam.ParDo(_MakeRecordsFn(self._config),
+                                       labels=pvalue.AsSingleton(self._labels))
                 .with_outputs(REJECTED, main=PLAYS))
 
 
-class WriteSplitShards(beam.PTransform):
-    """(split, ..., record bytes) -> `<split>-SSSSS-of-NNNNN.tfrecord[.gz]`; returns the file names.
-
-    Shared by the records job and the embed job: the split is the first item of
-    each element and the serialized record the last.
-    """
-
-    def __init__(self, output_dir: str, splits: Sequence[str], num_shards: int = 0,
-                 compression: str = "none"):
-        super().__init__()
-        self._output_dir = output_dir
-        self._splits = list(splits)
-        self._num_shards = num_shards
-        self._compression = compression
-
-    def expand(self, records):
-        names = self._splits
-        parts = records | "BySplit" >> beam.Partition(lambda rec, n: names.index(rec[0]), len(names))
-        gzip = self._compression == "gzip"
-        written = []
-        for name, part in zip(names, parts):
-            written.append(
-                part
-                | f"Bytes_{name}" >> beam.Map(lambda rec: rec[-1])
-                | f"Write_{name}" >> beam.io.WriteToTFRecord(
-                    FileSystems.join(self._output_dir, name),
-                    file_name_suffix=".tfrecord.gz" if gzip else ".tfrecord",
-                    num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE,
-                    compression_type=(CompressionTypes.GZIP if gzip
-                                      else CompressionTypes.UNCOMPRESSED)))
-        return written | "AllShards" >> beam.Flatten()
-
-
-def _count_rejected(entry: Dict[str, Any]) -> Dict[str, Any]:
-    _counter("plays_rejected")
-    _counter(f"rejected_{entry['kind']}")
-    return entry
-
-
-class WriteRejected(beam.PTransform):
-    """Rejections -> `rejected-SSSSS-of-NNNNN.jsonl` (one JSON object per line)."""
-
-    def __init__(self, output_dir: str):
-        super().__init__()
-        self._output_dir = output_dir
-
-    def expand(self, rejected):
-        return (rejected
-                | "Count" >> beam.Map(_count_rejected)
-                | "ToJson" >> beam.Map(lambda entry: json.dumps(entry, sort_keys=True))
-                | "Write" >> beam.io.WriteToText(
-                    FileSystems.join(self._output_dir, "rejected"), file_name_suffix=".jsonl",
-                    num_shards=1, shard_name_template=SHARD_TEMPLATE))
-
-
-def _events_written(rec) -> Tuple[str, str, str]:
-    return ("written", rec[0], rec[1])
-
-
-def _events_rejected(entry) -> Tuple[str, str, str]:
-    return ("rejected", entry["kind"], "")
-
-
-class _WriteCardFn(beam.DoFn):
-    def __init__(self, config: JobConfig):
-        self._config = config
-
-    def process(self, unused, counts, labels, files, num_input):
-        del unused, files  # `files` only orders this step after every write
-        cfg = self._config
-        split_counts = {name: 0 for name in cfg.splits}
-        label_counts = {name: {label: 0 for label in labels} for name in cfg.splits}
-        reasons: Dict[str, int] = {}
-        for (event, a, b), n in counts:
-            if event == "written":
-                split_counts[a] += n
-                label_counts[a][b] = label_counts[a].get(b, 0) + n
-            else:
-                reasons[a] = reasons.get(a, 0) + n
-        card = dataset_card.DatasetCard(
-            num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, labels=list(labels),
-            counts=split_counts, label_counts=label_counts, num_input=num_input,
-            num_rejected=sum(reasons.values()), rejected_reasons=dict(sorted(reasons.items())),
-            compression=cfg.compression, shard_pattern=cfg.shard_pattern,
-            frame_rate=cfg.frame_rate, jpeg_quality=cfg.jpeg_quality, resize_mode=cfg.resize_mode,
-            pad_short=cfg.pad_short, args=dict(cfg.args))
-        path = FileSystems.join(cfg.output_dir, dataset_card.CARD_NAME)
-        with FileSystems.create(path) as f:
-            f.write(card.to_json().encode("utf-8"))
-        yield path
-
-
-class WriteCard(beam.PTransform):
-    """Runs a card-writing DoFn once, after every file of `files` is written.
-
-    Input: the (event, count) pairs of the written and rejected streams, which
-    the DoFn gets as its `counts` side input, with `files` (only to order this
-    step last) and the singleton side inputs given as keywords. Shared by the
-    records job (`dataset.json`) and the embed job (`features.json`).
-    """
-
-    def __init__(self, write_fn: beam.DoFn, files, **singletons):
-        super().__init__()
-        self._write_fn = write_fn
-        self._files = files
-        self._singletons = singletons
-
-    def expand(self, counts):
-        singletons = {name: pvalue.AsSingleton(pcoll) for name, pcoll in self._singletons.items()}
-        return (counts.pipeline
-                | "Once" >> beam.Create([None])
-                | "Write" >> beam.ParDo(self._write_fn, counts=pvalue.AsList(counts),
-                                        files=pvalue.AsList(self._files), **singletons))
+def dataset_card_of(config: JobConfig, counts: JobCounts, labels: List[str]
+                    ) -> dataset_card.DatasetCard:
+    """The run's dataset.json (WriteCard's `make_card`)."""
+    splits = list(config.splits)
+    return dataset_card.DatasetCard(
+        num_frames=config.num_frames, height=config.height, width=config.width,
+        labels=list(labels), counts={s: counts.written.get(s, 0) for s in splits},
+        label_counts={s: {label: counts.by_label.get(s, {}).get(label, 0) for label in labels}
+                      for s in splits},
+        num_input=counts.num_input, num_rejected=counts.num_rejected,
+        rejected_reasons=counts.rejected, compression=config.compression,
+        shard_pattern=config.shard_pattern, frame_rate=config.frame_rate,
+        jpeg_quality=config.jpeg_quality, resize_mode=config.resize_mode,
+        pad_short=config.pad_short, args=dict(config.args))
 
 
 def build(pipeline: beam.Pipeline, config: JobConfig):
@@ -474,23 +363,16 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
     unique = read[PLAYS] | "DropDuplicatePlays" >> DropDuplicatePlays()
     checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
     labels = checked[PLAYS] | "LabelVocabulary" >> LabelVocabulary(config.labels)
-    whole, ranged = checked[PLAYS] | "WholeOrRange" >> beam.Partition(
-        lambda spec, n: int(spec.has_range), 2)
-    encoded = whole | "SampleAndEncode" >> SampleAndEncode(config, labels)
-    cut = ranged | "CutGameVideos" >> CutGameVideos(config, labels)
-    records = (encoded[PLAYS], cut[PLAYS]) | "AllRecords" >> beam.Flatten()
+    made = checked[PLAYS] | "MakeRecords" >> MakeRecords(config, labels)
+    records = made[PLAYS]
     shard_files = records | "WriteSplitShards" >> WriteSplitShards(
         config.output_dir, list(config.splits), config.num_shards, config.compression)
 
-    rejected = ((read[REJECTED], unique[REJECTED], checked[REJECTED], encoded[REJECTED],
-                 cut[REJECTED])
-                | "AllRejected" >> beam.Flatten())
-    rejected_files = rejected | "WriteRejected" >> WriteRejected(config.output_dir)
+    rejections = ((read[REJECTED], unique[REJECTED], checked[REJECTED], made[REJECTED])
+                  | "AllRejected" >> beam.Flatten())
+    rejected_files = rejections | "WriteRejected" >> WriteRejected(config.output_dir)
 
-    counts = ((records | "WrittenEvents" >> beam.Map(_events_written),
-               rejected | "RejectedEvents" >> beam.Map(_events_rejected))
-              | "AllEvents" >> beam.Flatten()
-              | "CountEvents" >> beam.combiners.Count.PerElement())
     files = (shard_files, rejected_files) | "AllFiles" >> beam.Flatten()
-    return counts | "WriteDatasetCard" >> WriteCard(_WriteCardFn(config), files, labels=labels,
-                                                    num_input=num_input)
+    return (records, rejections) | "WriteDatasetCard" >> WriteCard(
+        config.output_dir, dataset_card.CARD_NAME, functools.partial(dataset_card_of, config),
+        files, num_input, labels=labels)

@@ -6,10 +6,10 @@ manifest's folder. A row with `start` and `end` (seconds, both or neither) is
 the play between those times of the video at `path`; many rows may share a video.
 Folder tree: `ROOT/<label>/<play_id>/<frames>` or `ROOT/<label>/<play_id>.<video>`.
 
-Readers yield a `PlaySpec` per usable row and a rejection dict (see
-`rejection`) per row that cannot be a play, so one bad row never stops a job.
-`check_input` / `check_output_dir` run at launch and raise `UsageError` for a
-run that cannot work at all.
+Readers yield a `PlaySpec` per usable row and a rejection dict
+(`beam_jobs.outputs.rejection`) per row that cannot be a play, so one bad row
+never stops a job. `check_input` runs at launch and raises `UsageError` for an
+input that cannot work at all.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
 import posixpath
-import uuid
 from typing import Any, Dict, Iterator, List, Optional, Union
 
+from beam_jobs.outputs import rejection
 from media import frames, video_clips
 from schemas.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("play_id", "label", "path")
 OPTIONAL_COLUMNS = ("game_id", "split", "frame_rate", "start", "end")
@@ -57,12 +60,6 @@ class PlaySpec:
 
 
 Item = Union[PlaySpec, Dict[str, Any]]
-
-
-def rejection(play_id: str, path: str, reason: str, kind: str, row: int = 0) -> Dict[str, Any]:
-    """A dead-letter entry: `reason` is for people, `kind` a short category for counts."""
-    return {"play_id": play_id or "", "path": path or "", "reason": reason, "kind": kind,
-            "row": row}
 
 
 def _fs():
@@ -205,6 +202,7 @@ def read_manifest(path: str) -> Iterator[Item]:
     """PlaySpecs and rejections of a CSV or JSON Lines manifest."""
     text = _read_text(path)
     base_dir = _dirname(path)
+    logger.info("reading the manifest %s", path)
     for number, row in enumerate(_parse_rows(path, text), 1):
         if isinstance(row, str):
             yield rejection("", "", f"manifest row {number}: {row}", "bad_row", number)
@@ -282,19 +280,3 @@ def check_input(input_path: str) -> int:
     if not count:
         raise UsageError(f"manifest {input_path} has no rows")
     return count
-
-
-def check_output_dir(output_dir: str) -> None:
-    """Creates `output_dir` and writes (then deletes) a probe file; UsageError if it cannot."""
-    fs = _fs()
-    if not output_dir:
-        raise UsageError("--output_dir is empty")
-    probe = fs.join(output_dir, f".playclips-write-check-{uuid.uuid4().hex}")
-    try:
-        if not _has_scheme(output_dir):
-            os.makedirs(output_dir, exist_ok=True)
-        with fs.create(probe) as f:
-            f.write(b"ok")
-        fs.delete([probe])
-    except OSError as err:
-        raise UsageError(f"output dir {output_dir} is not writable: {err}") from None

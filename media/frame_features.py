@@ -13,6 +13,7 @@ initialization) or the path of a VGG16 notop weights file.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import List, Sequence, Tuple
 
@@ -22,12 +23,11 @@ from keras import layers, ops
 from schemas import features_card
 from schemas.errors import UsageError
 
-DEFAULT_CUT_LAYER = features_card.DEFAULT_CUT_LAYER
-DEFAULT_WEIGHTS = features_card.DEFAULT_WEIGHTS
-VGG16_NOTOP_FILE = features_card.IMAGENET_WEIGHTS_FILE
 # keras.applications.vgg16.preprocess_input ("caffe" mode) constants, BGR order.
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 BASE_NAME = "vgg16_base"
+
+logger = logging.getLogger(__name__)
 
 
 class WeightsUnavailableError(UsageError):
@@ -90,7 +90,7 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
             cache = os.path.join(os.path.expanduser("~"), ".keras", "models")
             raise WeightsUnavailableError(
                 f"cannot get the ImageNet VGG16 weights ({str(err).splitlines()[0][:160]}): copy "
-                f"{VGG16_NOTOP_FILE} into {cache}/ (the Keras cache), or pass --weights=PATH to a "
+                f"{features_card.IMAGENET_WEIGHTS_FILE} into {cache}/ (the Keras cache), or pass --weights=PATH to a "
                 f"VGG16 notop weights file, or --weights=none to train from scratch") from None
     if not os.path.exists(key) and "://" not in key:
         raise WeightsUnavailableError(
@@ -106,10 +106,13 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
     return base
 
 
-def build_base(cut_layer: str = DEFAULT_CUT_LAYER, weights: str = DEFAULT_WEIGHTS,
+def build_base(cut_layer: str = features_card.DEFAULT_CUT_LAYER,
+               weights: str = features_card.DEFAULT_WEIGHTS,
                image_size: Tuple[int, int] = (224, 224)) -> keras.Model:
     """VGG16 notop cut after `cut_layer`, then global average pooling: [H, W, 3] -> [C]."""
     check_layer(cut_layer, "--cut_layer", vgg16_layer_names())
+    logger.info("VGG16 base cut at %s, weights %s, %dx%d frames", cut_layer, weights or "none",
+                int(image_size[0]), int(image_size[1]))
     full = _load_vgg16(weights, image_size)  # weights load into the full base, then the cut
     features = layers.GlobalAveragePooling2D(name="features_pool")(full.get_layer(cut_layer).output)
     return keras.Model(full.input, features, name=BASE_NAME)

@@ -32,9 +32,6 @@ from schemas import sampling
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
-RESIZE_MODES = sampling.RESIZE_MODES
-PAD_SHORT_MODES = sampling.PAD_SHORT_MODES
-DEFAULT_FRAME_RATE = sampling.DEFAULT_FRAME_RATE
 DEMO_SCHEME = "demo://"
 
 FrameSize = Union[int, Sequence[int]]
@@ -88,8 +85,8 @@ def sample_indices(num_source: int, num_frames: int, pad_short: str = "") -> Lis
     source raises PlayError unless `pad_short` is "loop" (repeat from the start)
     or "last" (repeat the last frame).
     """
-    if pad_short not in PAD_SHORT_MODES:
-        raise ValueError(f"pad_short must be one of {PAD_SHORT_MODES}, got {pad_short!r}")
+    if pad_short not in sampling.PAD_SHORT_MODES:
+        raise ValueError(f"pad_short must be one of {sampling.PAD_SHORT_MODES}, got {pad_short!r}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if num_source < 1:
@@ -115,8 +112,8 @@ def resize_image(image: Image.Image, frame_size: FrameSize, resize_mode: str = "
     crop: scale so the shorter side fits, then center-crop the longer side.
     pad:  scale so the longer side fits, then letterbox on black.
     """
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+    if resize_mode not in sampling.RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {sampling.RESIZE_MODES}, got {resize_mode!r}")
     height, width = frame_size_hw(frame_size)
     if image.mode != "RGB":
         image = image.convert("RGB")
@@ -207,7 +204,7 @@ def _read_folder(path, num_frames, frame_size, resize_mode, pad_short, quality, 
         except OSError as err:
             raise PlayError(f"unreadable image {name}: {err}", kind="corrupt_image") from err
         encoded[index] = _image_to_jpeg(data, name, frame_size, resize_mode, quality)
-    rate = float(frame_rate or DEFAULT_FRAME_RATE)
+    rate = float(frame_rate or sampling.DEFAULT_FRAME_RATE)
     return SampledPlay(
         frames=[encoded[i] for i in indices], timestamps_us=_timestamps(indices, rate),
         source_num_frames=len(frame_files), frame_rate=rate,
@@ -246,7 +243,7 @@ def _decode_video(fileobj, path, num_frames, pad_short, known_count=None):
                     base = start if start is not None else 0
                     stamps[decoded] = int(round(float((frame.pts - base) * stream.time_base) * 1e6))
                 else:
-                    stamps[decoded] = int(round(decoded * 1e6 / (fps or DEFAULT_FRAME_RATE)))
+                    stamps[decoded] = int(round(decoded * 1e6 / (fps or sampling.DEFAULT_FRAME_RATE)))
             decoded += 1
             if decoded > last_wanted:
                 break
@@ -327,8 +324,8 @@ def read_play(path: str, num_frames: int, frame_size: FrameSize, *,
     from the video's pts, else from `frame_rate` (default 30 fps) for frame
     folders. Raises PlayError(reason) for media that cannot make a play.
     """
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+    if resize_mode not in sampling.RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {sampling.RESIZE_MODES}, got {resize_mode!r}")
     frame_size_hw(frame_size)
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
@@ -343,5 +340,4 @@ def read_play(path: str, num_frames: int, frame_size: FrameSize, *,
 
 
 __all__ = ["PlayError", "SampledPlay", "read_play", "sample_indices", "natural_key",
-           "resize_image", "list_frame_files", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
-           "RESIZE_MODES", "PAD_SHORT_MODES", "DEFAULT_FRAME_RATE"]
+           "resize_image", "list_frame_files", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]

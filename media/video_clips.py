@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -28,6 +29,8 @@ from media import files
 from media.frames import (FrameSize, PlayError, SampledPlay, encode_jpeg, frame_size_hw,
                           resize_image, sample_indices)
 from schemas import sampling
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SEEK_GAP = 5.0  # seconds: a shorter gap between plays is decoded through, not sought over
 
@@ -197,6 +200,7 @@ class _Cutter:
         self._fed_max = None
         self._container.seek(lo, stream=self._stream, backward=True, any_frame=False)
         self._stats.seeks += 1
+        logger.debug("seek to the keyframe before %.3f s", self._us(lo) / 1e6)
         return self._container.demux(self._stream)
 
     def _checked_seek(self, first_pts: int):

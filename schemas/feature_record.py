@@ -115,8 +115,8 @@ def decode_features(serialized: bytes) -> FeatureRecord:
     seq = example_proto.SequenceExample.FromString(serialized)
     ctx = seq.context.feature
 
-    def values(key: str, kind: str) -> list:
-        return list(getattr(ctx[key], kind).value) if key in ctx else []
+    def values(key: str, value_list: str) -> list:
+        return list(getattr(ctx[key], value_list).value) if key in ctx else []
 
     version = values(FEATURE_SCHEMA_VERSION_KEY, "int64_list")
     check_feature_schema_version(version[0] if len(version) == 1 else (version or "none"),

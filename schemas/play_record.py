@@ -166,13 +166,13 @@ def decode_play(serialized: bytes) -> PlayRecord:
         values = ctx[key].int64_list.value if key in ctx else []
         return int(values[0]) if values else default
 
-    def one_each(key: str, kind: str) -> list:
+    def one_each(key: str, value_list: str) -> list:
         values = []
         for t, feature in enumerate(lists[key].feature if key in lists else []):
-            value = getattr(feature, kind).value
+            value = getattr(feature, value_list).value
             if len(value) != 1:
-                raise SchemaError(f"record: '{key}' entry {t} holds {len(value)} {kind} values, "
-                                  f"not one")
+                raise SchemaError(f"record: '{key}' entry {t} holds {len(value)} {value_list} "
+                                  f"values, not one")
             values.append(value[0])
         return values
 

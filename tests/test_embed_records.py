@@ -14,7 +14,7 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 
-from beam_jobs import embed_records
+from beam_jobs import embed_records, inference
 from media import synthetic_records
 from schemas import feature_record, features_card, play_record
 from schemas.errors import SchemaError, UsageError
@@ -198,6 +198,49 @@ def test_dead_letters_float16_and_random_base(records_dir, tmp_path):
         assert record.dtype == "float16" and record.features.shape == (1, NUM_FRAMES, 64)
         np.testing.assert_allclose(record.features[0].astype(np.float32),
                                    _base_features(out, plays[play_id]), rtol=1e-2, atol=1e-2)
+
+
+def test_a_play_the_base_fails_on_is_a_dead_letter(records_dir, tmp_path):
+    """A JPEG whose header is whole but whose data is cut passes ParsePlays and fails in the base."""
+    bad_dir = tmp_path / "recs"
+    shutil.copytree(records_dir, bad_dir)
+    jpeg = synthetic_records.encode_jpeg(np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3)))
+    broken = play_record.PlayRecord(
+        "broken", "isolation", 1, [jpeg, jpeg[:len(jpeg) // 2], jpeg], [0, 1, 2], SIZE, SIZE,
+        data_path="somewhere/broken")
+    synthetic_records.write_records(str(bad_dir / "val-00009-of-00010.tfrecord"),
+                                    [play_record.encode_play(broken)])
+    out = str(tmp_path / "features")
+    pipeline = test_pipeline.TestPipeline()
+    card = embed_records.run(_flags(bad_dir, out, "none", "--batch_size=1"),
+                             test_pipeline=pipeline)
+    [entry] = _rejected(out)
+    assert (entry["play_id"], entry["path"], entry["kind"], entry["split"]) == (
+        "broken", "somewhere/broken", "inference_failed", "val")
+    assert entry["reason"].startswith("inference failed: ") and entry["row"] == 0
+    assert card.rejected_reasons == {"inference_failed": 1}
+    assert card.counts == {"train": NUM_PLAYS, "val": NUM_PLAYS}
+    assert card.num_input == NUM_PLAYS * len(SPLITS) + 1 == sum(card.counts.values()) + 1
+    counters = {c.key.metric.name: c.committed for c in pipeline.result.metrics().query(
+        MetricsFilter().with_namespace("playclips"))["counters"]}
+    assert counters["plays_rejected"] == 1 and counters["rejected_inference_failed"] == 1
+    assert counters["plays_embedded"] == NUM_PLAYS * len(SPLITS)
+    assert sorted(_feature_records(out, card)) == sorted(_plays(records_dir))
+
+
+def test_model_sharing_flags_reach_the_handler(records_dir, tmp_path):
+    args = embed_records.build_parser().parse_args([
+        f"--records_dir={records_dir}", f"--output_dir={tmp_path / 'out'}", "--weights=none",
+        f"--cut_layer={CUT}", "--share_model_across_processes", "--model_copies=2"])
+    config = embed_records.config_from_args(args)
+    handler = inference.keyed_handler(
+        config.base_path, config.card.views, config.batch_size,
+        share_model_across_processes=config.share_model_across_processes,
+        model_copies=config.model_copies)
+    assert handler.share_model_across_processes() and handler.model_copies() == 2
+    plain = inference.keyed_handler(config.base_path, ["none"], 4)
+    assert not plain.share_model_across_processes() and plain.model_copies() == 1
+    assert plain.batch_elements_kwargs() == {"min_batch_size": 4, "max_batch_size": 4}
 
 
 def test_script_multiprocessing_matches_in_memory_run(records_dir, weights_file, flip_run, tmp_path):

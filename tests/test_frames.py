@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from media import frames
+from schemas import sampling
 from tests import media_fixtures as mf
 
 
@@ -61,7 +62,7 @@ def test_frame_folder_default_frame_rate_and_padding(tmp_path):
     play = frames.read_play(str(tmp_path / "p"), 8, 32, pad_short="loop")
     assert [mf.source_index(f, 5) for f in play.frames] == [0, 1, 2, 3, 4, 0, 1, 2]
     assert play.pad_mode == "loop" and play.source_num_frames == 5
-    assert play.timestamps_us[:2] == [0, int(round(1e6 / frames.DEFAULT_FRAME_RATE))]
+    assert play.timestamps_us[:2] == [0, int(round(1e6 / sampling.DEFAULT_FRAME_RATE))]
 
 
 def test_glob_of_frames(tmp_path):

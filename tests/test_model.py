@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 
 from media import frame_features  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
+from schemas import features_card  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 
 SIZE = (32, 32)
@@ -140,7 +141,7 @@ def test_imagenet_unavailable_says_what_to_do(monkeypatch):
     with pytest.raises(frame_features.WeightsUnavailableError) as info:
         frame_features.build_base("block1_pool", "imagenet", SIZE)
     message = str(info.value)
-    for hint in (frame_features.VGG16_NOTOP_FILE, ".keras/models", "--weights=PATH", "--weights=none"):
+    for hint in (features_card.IMAGENET_WEIGHTS_FILE, ".keras/models", "--weights=PATH", "--weights=none"):
         assert hint in message
 
 

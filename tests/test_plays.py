@@ -84,16 +84,6 @@ def test_is_folder_tree(tmp_path):
     assert not plays.is_folder_tree(str(tmp_path / "m.jsonl"))
 
 
-def test_check_output_dir(tmp_path):
-    plays.check_output_dir(str(tmp_path / "out" / "deeper"))
-    assert os.path.isdir(tmp_path / "out" / "deeper")
-    assert os.listdir(tmp_path / "out" / "deeper") == []  # the probe is removed
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(UsageError, match="not writable"):
-        plays.check_output_dir(str(blocker / "out"))
-
-
 def test_start_and_end_columns(tmp_path):
     rows = [
         {"play_id": "r1", "label": "cut", "path": "game.mp4", "start": "12.5", "end": "19"},

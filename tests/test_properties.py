@@ -17,8 +17,8 @@ from apache_beam import pvalue
 from hypothesis import given, settings, strategies as st
 
 from beam_jobs import plays
-from beam_jobs.embed_records import _ParsePlayFn
-from beam_jobs.pipeline import REJECTED
+from beam_jobs.embed_pipeline import _ParsePlayFn
+from beam_jobs.outputs import REJECTED
 from media.synthetic_records import encode_jpeg
 from schemas import example_proto, play_record
 from schemas.errors import SchemaError, UsageError
@@ -100,7 +100,7 @@ def _check_spec(spec: plays.PlaySpec) -> None:
 
 
 def _check_rejection(entry) -> None:
-    assert set(entry) == {"play_id", "path", "reason", "kind", "row"}
+    assert set(entry) == {"play_id", "path", "reason", "kind", "row", "split"}
     assert entry["reason"] and entry["kind"] and isinstance(entry["row"], int)
 
 

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import make_records, options as beam_options, pipeline as records_pipeline, splits
+from beam_jobs import make_records, options as beam_options, outputs, pipeline as records_pipeline, splits
 from beam_jobs.plays import PlaySpec
 from media import frames
 from schemas import dataset_card, play_record
@@ -199,13 +199,13 @@ def test_drop_duplicates_and_assign_splits_transforms():
     with test_pipeline.TestPipeline() as p:
         unique = (p | beam.Create(specs)
                   | records_pipeline.DropDuplicatePlays())
-        checked = unique[records_pipeline.PLAYS] | records_pipeline.AssignSplits(fractions)
-        assert_that(unique[records_pipeline.REJECTED] | "DupIds" >> beam.Map(lambda r: (r["play_id"], r["path"])),
+        checked = unique[outputs.PLAYS] | records_pipeline.AssignSplits(fractions)
+        assert_that(unique[outputs.REJECTED] | "DupIds" >> beam.Map(lambda r: (r["play_id"], r["path"])),
                     equal_to([("a", "/a2")]), label="dups")
-        assert_that(checked[records_pipeline.PLAYS] | beam.Map(lambda s: (s.play_id, s.split)),
+        assert_that(checked[outputs.PLAYS] | beam.Map(lambda s: (s.play_id, s.split)),
                     equal_to([("a", splits.assign_split("a", fractions)), ("b", game_split),
                               ("c", game_split), ("d", "test")]), label="splits")
-        assert_that(checked[records_pipeline.REJECTED] | "Bad" >> beam.Map(lambda r: (r["play_id"], r["kind"])),
+        assert_that(checked[outputs.REJECTED] | "Bad" >> beam.Map(lambda r: (r["play_id"], r["kind"])),
                     equal_to([("e", "unknown_split")]), label="unknown")
 
 

@@ -1,0 +1,145 @@
+"""The embed job's model for Beam RunInference: the saved frozen base on a play's frames.
+
+RunInference gets `(PlayKey, frames)` pairs through `keyed_handler`, Beam's
+`KeyedModelHandler` around `FrameFeaturesHandler`: the key (the play id, with
+the few fields the feature record needs) rides outside the model, and only a
+play's JPEG frames go in. Each prediction is a `PredictionResult` whose
+inference is the play's features `[views, frames, dim]` (float32).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference import base as inference_base
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
+
+from beam_jobs.outputs import METRICS_NAMESPACE
+from schemas import features_card
+
+logger = logging.getLogger(__name__)
+
+FRAMES_PER_CALL = 128  # frames per base call: bounds the activations' memory at 224 px
+
+
+def _give_beam_the_resource_module() -> None:
+    """Lets RunInference measure its memory without torch.
+
+    Beam's `ml.inference.base` imports the standard `resource` module in one
+    try block with its torch-only `ModelManager`, so without torch it has no
+    `resource` and logs "Resource module is not available for current
+    platform" on every model load. The module is there: hand it over.
+    """
+    if getattr(inference_base, "resource", None) is not None:
+        return
+    try:
+        import resource  # pylint: disable=g-import-not-at-top
+    except ImportError:  # not a Unix platform: Beam's warning is then true
+        return
+    inference_base.resource = resource
+
+
+_give_beam_the_resource_module()
+
+
+class PlayKey(NamedTuple):
+    """What rides beside a play's frames through RunInference: its id and its record's fields."""
+
+    play_id: str
+    split: str
+    label: str
+    label_index: int
+    data_path: str
+
+
+class FrameBase:
+    """VGGPreprocess then the loaded base: uint8 frames [N, H, W, 3] -> features [N, D].
+
+    A class (not a function) because RunInference keeps a weak reference to its
+    model, and one with a named method because a model shared across processes
+    is a proxy that forwards method calls.
+    """
+
+    def __init__(self, base, preprocess, frames_per_call: int = FRAMES_PER_CALL):
+        self.base = base
+        self.preprocess = preprocess
+        self.frames_per_call = frames_per_call
+
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        """Features of `frames`, in calls of at most frames_per_call frames (bounds the memory)."""
+        step = self.frames_per_call
+        return np.concatenate([
+            np.asarray(self.base(self.preprocess(frames[i:i + step]), training=False))
+            for i in range(0, int(frames.shape[0]), step)])
+
+
+class FrameFeaturesHandler(ModelHandler):
+    """RunInference's model: the saved base on every frame of a batch of plays.
+
+    An example is one play's JPEG frames (a list of bytes). Frames are decoded
+    with `tf.io.decode_jpeg`, as the trainer decodes them, and go through
+    `VGGPreprocess` then the base; with the flip view, also left-right flipped.
+    `share_model_across_processes` loads one base per machine (up to
+    `model_copies`) for the worker processes, as for a GPU worker.
+    """
+
+    def __init__(self, base_path: str, views: Sequence[str], batch_size: int,
+                 frames_per_call: int = FRAMES_PER_CALL,
+                 share_model_across_processes: bool = False,
+                 model_copies: Optional[int] = None):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
+                         large_model=share_model_across_processes, model_copies=model_copies)
+        self._base_path = base_path
+        self._flip = "flip" in views
+        self._frames_per_call = frames_per_call
+
+    def load_model(self) -> FrameBase:
+        """Loads base.keras once per worker: every worker holds the weights the launcher saved."""
+        import keras  # pylint: disable=g-import-not-at-top
+        from media import frame_features  # pylint: disable=g-import-not-at-top
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, features_card.BASE_FILE)
+            with FileSystems.open(self._base_path,
+                                  compression_type=CompressionTypes.UNCOMPRESSED) as src:
+                with open(local, "wb") as dst:
+                    dst.write(src.read())
+            base = keras.saving.load_model(
+                local, compile=False, safe_mode=True,
+                custom_objects={"VGGPreprocess": frame_features.VGGPreprocess})
+        logger.info("loaded the base %s", self._base_path)
+        return FrameBase(base, frame_features.VGGPreprocess(), self._frames_per_call)
+
+    def run_inference(self, batch: Sequence[List[bytes]], model: FrameBase,
+                      inference_args: Optional[Dict[str, Any]] = None
+                      ) -> Iterable[PredictionResult]:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        del inference_args
+        frames = tf.stack([tf.io.decode_jpeg(jpeg, channels=3)
+                           for play in batch for jpeg in play]).numpy()
+        views = [frames] + ([frames[:, :, ::-1]] if self._flip else [])
+        features = np.stack([model.features(view) for view in views])  # [V, N*T, D]
+        start = 0
+        for play in batch:
+            yield PredictionResult(play, features[:, start:start + len(play)])
+            start += len(play)
+
+    def get_num_bytes(self, batch: Sequence[List[bytes]]) -> int:
+        return sum(len(jpeg) for play in batch for jpeg in play)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+
+def keyed_handler(base_path: str, views: Sequence[str], batch_size: int,
+                  share_model_across_processes: bool = False,
+                  model_copies: Optional[int] = None) -> KeyedModelHandler:
+    """The handler RunInference gets: `(PlayKey, frames)` in, `(PlayKey, PredictionResult)` out."""
+    return KeyedModelHandler(FrameFeaturesHandler(
+        base_path, views, batch_size, share_model_across_processes=share_model_across_processes,
+        model_copies=model_copies))
