@@ -10,6 +10,7 @@ and time in minutes:seconds, so that a coach can read off where each play is.
 from __future__ import annotations
 
 import io
+import os
 from typing import Any, Dict, Optional, Sequence
 
 from trainer.segments import UNCERTAIN
@@ -37,10 +38,16 @@ def _bars(ax, y: float, items, colors, duration: float) -> None:
         ax.broken_barh([(start, end - start)], (y - 0.38, 0.76),
                        facecolors=_UNCERTAIN_COLOR if uncertain else colors.get(label, "k"),
                        edgecolor="white", linewidth=0.8, hatch="//" if uncertain else None)
-        if not uncertain and (end - start) > duration / 40:
-            ax.text((start + end) / 2, y, label.replace("_", " "), ha="center", va="center",
+        if not uncertain and (end - start) > duration / 60:
+            ax.text((start + end) / 2, y, short_name(label), ha="center", va="center",
                     fontsize=7, rotation=90 if (end - start) < duration / 12 else 0,
                     clip_on=True)
+
+
+def short_name(label: str) -> str:
+    """A label short enough to stand inside a bar: pick_and_roll_roll_man -> p&r roll man."""
+    return label.replace("pick_and_roll_", "p&r ").replace("ball_handler", "handler").replace(
+        "_", " ")
 
 
 def render_png(timeline: Dict[str, Any], plays: Optional[Sequence[Dict[str, Any]]] = None,
@@ -59,13 +66,13 @@ def render_png(timeline: Dict[str, Any], plays: Optional[Sequence[Dict[str, Any]
     rows = [("found", timeline["segments"])] + ([("true plays", plays)] if plays else [])
     width = min(24.0, max(11.0, duration / 6))
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(width, 2.2 + 0.6 * len(rows) + 3.0), sharex=True,
-        gridspec_kw={"height_ratios": [0.6 * len(rows) + 0.4, 3.0]})
+        2, 1, figsize=(width, 1.6 + 0.9 * len(rows) + 3.0), sharex=True,
+        gridspec_kw={"height_ratios": [0.9 * len(rows) + 0.3, 3.0]})
     for y, (_, items) in enumerate(reversed(rows)):
         _bars(top, y, items, colors, duration)
     top.set_yticks(range(len(rows)), [name for name, _ in reversed(rows)])
     top.set_ylim(-0.6, len(rows) - 0.4)
-    top.set_title(f"{timeline['video']}: plays found by the model "
+    top.set_title(f"{os.path.basename(timeline['video'])}: plays found by the model "
                   f"({timeline['window_seconds']:g} s windows every {timeline['hop_seconds']:g} s)",
                   fontsize=10, loc="left")
     for side in ("top", "right", "left"):
