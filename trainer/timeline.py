@@ -110,7 +110,11 @@ class TimelineModel:
             raise UsageError(f"no {export.MODEL_FILENAME} in {model_dir!r}: pass the training "
                              f"job's JOB_DIR (the timeline needs the Keras model beside saved_model/)")
         self.model_path = path
-        self.model = keras.models.load_model(path, compile=False, safe_mode=True)
+        try:
+            self.model = keras.models.load_model(path, compile=False, safe_mode=True)
+        except (OSError, ValueError, TypeError) as err:  # a truncated or foreign model file
+            raise UsageError(f"cannot load {path!r}: {one_line(err)} (re-export the model with "
+                             f"python -m trainer.task)") from err
         self.frame_model, self.head = model_lib.split_model(self.model)
         self.labels: List[str] = [str(label) for label in self.metadata["labels"]]
         self.height, self.width = (int(v) for v in self.metadata["image_size"])
