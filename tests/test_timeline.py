@@ -186,3 +186,19 @@ def test_bad_input_is_one_error_line_and_exit_2(job_dir, game, tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("timeline: error: ") and expected in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_split_model_uses_the_models_own_base_after_fine_tuning():
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(4)
+    model = model_lib.build_model(len(LABELS), image_size=(SIZE, SIZE), num_frames=None,
+                                  cut_layer="block1_pool", weights="none", rnn="gru", rnn_units=4)
+    frame_model, head = model_lib.split_model(model)
+    clips = np.random.default_rng(0).integers(0, 256, (2, 3, SIZE, SIZE, 3)).astype(np.uint8)
+    conv = model_lib.base_of(model).get_layer("block1_conv1")
+    conv.kernel.assign(conv.kernel.numpy() * 1.5 + 0.01)  # as fine-tuning changes the base
+    features = frame_model.predict(clips.reshape(-1, SIZE, SIZE, 3), verbose=0).reshape(2, 3, -1)
+    np.testing.assert_allclose(head.predict(features, verbose=0),
+                               model.predict(clips, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="frame_features"):
+        model_lib.split_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
