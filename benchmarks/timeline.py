@@ -17,8 +17,9 @@
    seed's (40 of 40) 40 against 12.5 per 0.5 s hop. `speedup_vs_predict_loop` is
    against today's tool, `trainer.predict --start --end` once per window (each call
    cuts its window from the video), timed on a sample of the windows. The demo's
-   speed lines are repeated at `--short_hop_seconds` (0.12 s, 3 frames), where
-   windows share more of their frames.
+   speed lines are repeated at `--more_hops` (0.4 s and 0.2 s: multiples of the
+   demo model's frame stride, 5 frames = 0.2 s, so that windows share all the
+   frames they use; at 0.2 s each window needs one new frame against 8).
 3. The seed's settings (224 px, VGG16 to block5_pool, random-init weights, 40
    of 40 frames at 25 frames/s, an LSTM 256 head), on a `--seed_seconds` 720p h264
    video: real_time_factor and speedup_vs_per_window again.
@@ -154,7 +155,7 @@ def demo_part(args, work: str):
     print(f"play_majority_accuracy={correct / n:.4f} n={n} wilson95_low={low:.3f} "
           f"wilson95_high={high:.3f}")
     print(f"demo_real_time_factor_all_games={duration / wall:.2f}")
-    for hop in (args.hop_seconds, args.short_hop_seconds):
+    for hop in [args.hop_seconds] + [float(h) for h in args.more_hops.split(",") if h]:
         prefix = "demo_" if hop == args.hop_seconds else f"demo_hop{hop:g}_"
         for line in speed_lines(prefix, model, os.path.join(games, "demo-game-0000.mp4"), hop):
             print(line, flush=True)
@@ -190,8 +191,8 @@ def main(argv=None) -> None:
     parser.add_argument("--game_seed", type=int, default=7,
                         help="demo seed of the games (the demo model trains on seed 0)")
     parser.add_argument("--hop_seconds", type=float, default=timeline.DEFAULT_HOP_SECONDS)
-    parser.add_argument("--short_hop_seconds", type=float, default=0.12,
-                        help="a second, shorter hop for the demo's speed lines")
+    parser.add_argument("--more_hops", default="0.4,0.2",
+                        help="more hops (seconds, comma-separated) for the demo's speed lines")
     parser.add_argument("--seed_seconds", type=float, default=4.0,
                         help="length of the 720p video at the seed's settings (0: skip)")
     args = parser.parse_args(argv)

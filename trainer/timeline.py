@@ -337,6 +337,12 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
         notes.append(f"windows of {window_seconds:g} s are sampled at {grid.rate:g} frames/s; the "
                      f"model was trained at {model.frame_rate:g} frames/s "
                      f"({model.record_num_frames / model.frame_rate:g} s plays)")
+    stride = max(grid.window_frames // model.num_frames, 1)  # evaluation's frame stride
+    steps = grid.hop_frames / stride
+    if num_sampled >= grid.window_frames and abs(steps - round(steps)) > 1e-6:
+        notes.append(f"windows share more of their frames (the base runs on fewer) when "
+                     f"--hop_seconds is a multiple of {stride / grid.rate:g} s, the model's "
+                     f"frame stride")
     windows = segments_lib.describe_windows(
         grid, runner.probabilities, model.labels, stream.duration, min_confidence,
         num_sampled=num_sampled)
