@@ -50,6 +50,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/feature_cache.py --preset=seed
 	$(PY) benchmarks/game_video.py
 	$(PY) benchmarks/data_service.py
+	$(PY) benchmarks/timeline.py
 
 clean:
 	rm -rf runs .pytest_cache

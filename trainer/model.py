@@ -43,6 +43,30 @@ def base_of(model: keras.Model) -> keras.Model:
     return model.get_layer(FEATURES_NAME).layer
 
 
+def split_model(model: keras.Model) -> Tuple[keras.Model, keras.Model]:
+    """(per-frame model, head) of a model from `build_model`, sharing its layers and weights.
+
+    The per-frame model takes uint8 frames [N, H, W, 3] through the model's own
+    preprocessing and base (the `frame_features` layer's, so a fine-tuned base
+    too) to features [N, C]; the head takes stacked features [B, T, C] to the
+    probabilities. head(frames(x) per frame) equals model(x): the timeline runs
+    the base once per frame and the head once per window (`trainer.timeline`).
+    """
+    names = [layer.name for layer in model.layers]
+    if FEATURES_NAME not in names:
+        raise UsageError(f"the model has no {FEATURES_NAME!r} layer: it was not built by "
+                         f"trainer.model.build_model")
+    features = model.get_layer(FEATURES_NAME)
+    height, width, channels = model.input_shape[-3:]
+    frames = keras.Input(shape=(height, width, channels), dtype=model.input.dtype, name="frames")
+    x = frames
+    for layer in model.layers[1:names.index(FEATURES_NAME)]:  # the preprocessing before the base
+        x = layer(x)
+    frame_model = keras.Model(frames, features.layer(x), name="playclips_frames")
+    head = keras.Model(features.output, model.output, name="playclips_head")
+    return frame_model, head
+
+
 def set_trainable_from(base: keras.Model, trainable_from: str) -> None:
     """Freezes the base's layers below `trainable_from` (none: all frozen; all: none frozen).
 
