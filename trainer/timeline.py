@@ -8,7 +8,7 @@ rate the model's records were made at (the export's `frame_rate`; with
 `--window_seconds`, `record_num_frames / window_seconds`), each frame resized and
 JPEG-encoded as the records job stores it. A window is one record's worth of
 sampled frames (`record_num_frames`), every `--hop_seconds`; of each window the
-model sees the frames evaluation picks from a record (`trainer.data.frame_indices`,
+model sees the frames evaluation picks from a record (`trainer.clips.frame_indices`,
 centred and evenly spaced). The model's own preprocessing and base (its
 `frame_features` layer: the frozen base of a model trained from cached features,
 or a fine-tuned one) run once per sampled frame that some window uses, in
@@ -129,8 +129,8 @@ class TimelineModel:
         self._full_fn = tf.function(self._full, reduce_retracing=True)
 
     def _decode(self, jpegs):
-        from trainer import data  # pylint: disable=g-import-not-at-top
-        return data.decode_frames(jpegs, self.height, self.width)
+        from trainer import clips as clips_lib  # pylint: disable=g-import-not-at-top
+        return clips_lib.decode_frames(jpegs, self.height, self.width)
 
     def _features(self, jpegs):
         return self.frame_model(self._decode(jpegs), training=False)
@@ -158,8 +158,8 @@ class TimelineModel:
 
     def window_offsets(self, total: int) -> List[int]:
         """Which of a window's `total` sampled frames the model sees (as evaluation picks them)."""
-        from trainer import data  # pylint: disable=g-import-not-at-top
-        return [int(i) for i in data.frame_indices(total, self.num_frames, training=False).numpy()]
+        from trainer import clips as clips_lib  # pylint: disable=g-import-not-at-top
+        return [int(i) for i in clips_lib.frame_indices(total, self.num_frames, training=False).numpy()]
 
 
 def window_grid(model: TimelineModel, hop_seconds: float = DEFAULT_HOP_SECONDS,
