@@ -9,18 +9,23 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DATA := runs/demo/records
 DEMO_JOB := runs/demo
 
-.PHONY: venv test demo records benchmarks clean
+.PHONY: venv test demo records benchmarks engine-jars clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,engines]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Beam's Flink and Spark job server jars from Maven Central into .cache/jars/ (tests/test_engines.py
+# fetches them itself when missing).
+engine-jars: $(STAMP)
+	$(PY) -m tests.engines fetch
 
 records: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --overwrite

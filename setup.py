@@ -39,6 +39,10 @@ EXTRAS = {
     # hypothesis 6.170.17: the newest release; tests/test_properties.py.
     "test": ["pytest==8.3.4", "hypothesis==6.170.17"],
     "gcp": ["apache-beam[gcp]==2.72.0"],
+    # 3.5.8: the newest Spark 3.5 release; Beam 2.72's Spark runner (beam-runners-spark-3) is
+    # for Spark 3 with Scala 2.12, which pyspark 3.5 ships. Its distribution (bin/spark-class,
+    # jars/) starts the standalone master and worker of tests/test_engines.py.
+    "engines": ["pyspark==3.5.8"],
 }
 
 setuptools.setup(
