@@ -34,6 +34,9 @@ class JarUnavailable(RuntimeError):
     """The job server jar is neither cached nor fetchable; the message says why."""
 
 
+_MISSES: Dict[str, str] = {}  # engine -> Maven's answer, asked once per process
+
+
 def java_missing() -> str:
     """Why Java cannot run the job servers here, or '' when it can."""
     for tool in ("java", "mvn"):
@@ -42,18 +45,24 @@ def java_missing() -> str:
     return ""
 
 
-def jar_path(engine: str) -> str:
+def jar_name(engine: str) -> str:
     _, artifact, version = ARTIFACTS[engine].split(":")
-    return os.path.join(JAR_CACHE, f"{artifact}-{version}.jar")
+    return f"{artifact}-{version}.jar"
 
 
 def fetch_job_server_jar(engine: str) -> str:
-    """The path of Beam's `engine` job server jar in .cache/jars, fetched with Maven once.
+    """The path of Beam's `engine` job server jar: .cache/jars/ (fetched there with Maven once),
+    or where Beam itself caches it (~/.apache_beam/cache/jars/, where its error message says
+    to stage the jar on a machine without access to Maven Central).
 
     Raises JarUnavailable with Maven's own error when Maven Central does not serve it."""
-    path = jar_path(engine)
-    if os.path.exists(path):
-        return path
+    path = os.path.join(JAR_CACHE, jar_name(engine))
+    staged = os.path.expanduser(os.path.join("~", ".apache_beam", "cache", "jars", jar_name(engine)))
+    for candidate in (path, staged):
+        if os.path.exists(candidate):
+            return candidate
+    if engine in _MISSES:
+        raise JarUnavailable(_MISSES[engine])
     os.makedirs(JAR_CACHE, exist_ok=True)
     # -U: ask Central again even when an earlier miss is cached in ~/.m2.
     command = ["mvn", "-B", "-q", "-U", "dependency:copy", f"-Dartifact={ARTIFACTS[engine]}",
@@ -64,7 +73,8 @@ def fetch_job_server_jar(engine: str) -> str:
         output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
         errors = re.findall(r"\[ERROR\] Failed to execute goal .*?: (.*)", output)
         detail = errors[0] if errors else output[-600:]
-        raise JarUnavailable(f"`{' '.join(command)}`: {detail.strip()}")
+        _MISSES[engine] = f"`{' '.join(command)}`: {detail.strip()}"
+        raise JarUnavailable(_MISSES[engine])
     return path
 
 
@@ -96,6 +106,69 @@ def start_spark(cluster: Cluster, work_dir: str, cores: int = 2) -> str:
         "--work-dir", work_dir], **env)
     worker.wait_for(r"Successfully registered with master", timeout=120)
     return url
+
+
+def flink_home() -> str:
+    """Flink's distribution (lib/ with flink-dist, bin/bash-java-utils.jar) as
+    apache-flink-libraries ships it in the `engines` extra (a namespace package `pyflink`)."""
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    spec = importlib.util.find_spec("pyflink")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("apache-flink-libraries is not installed (pip install -e '.[engines]')")
+    return list(spec.submodule_search_locations)[0]
+
+
+_FLINK_LOG4J = """rootLogger.level = INFO
+rootLogger.appenderRef.console.ref = console
+appender.console.name = console
+appender.console.type = CONSOLE
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss,SSS} %-5p %c - %m%n
+"""
+
+
+def start_flink(cluster: Cluster, work_dir: str, slots: int = 2) -> str:
+    """A Flink session cluster on 127.0.0.1 (one JobManager, one TaskManager); returns the REST
+    address (host:port) that `--flink_master` takes.
+
+    The JVMs are started in the foreground as bin/jobmanager.sh and bin/taskmanager.sh start
+    them: the TaskManager gets the memory sizes that Flink's BashJavaUtils derives from the
+    configuration (its JVM flags and `-D` options)."""
+    home = flink_home()
+    conf = os.path.join(work_dir, "conf")
+    os.makedirs(os.path.join(work_dir, "tmp"), exist_ok=True)
+    os.makedirs(conf, exist_ok=True)
+    rest_port = free_port()
+    settings = {
+        "jobmanager.rpc.address": "127.0.0.1", "jobmanager.bind-host": "127.0.0.1",
+        "jobmanager.rpc.port": free_port(), "jobmanager.memory.process.size": "1024m",
+        "taskmanager.host": "127.0.0.1", "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.numberOfTaskSlots": slots, "taskmanager.memory.process.size": "1536m",
+        "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1", "rest.port": rest_port,
+        "io.tmp.dirs": os.path.join(work_dir, "tmp")}
+    with open(os.path.join(conf, "flink-conf.yaml"), "w") as f:
+        f.writelines(f"{key}: {value}\n" for key, value in settings.items())
+    log4j = os.path.join(conf, "log4j-console.properties")
+    with open(log4j, "w") as f:
+        f.write(_FLINK_LOG4J)
+    classpath = os.path.join(home, "lib", "*")
+    java = ["java", f"-Dlog4j.configurationFile={log4j}"]
+    jobmanager = cluster.start("flink jobmanager", [
+        *java, "-cp", classpath, "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+        "--configDir", conf])
+    jobmanager.wait_for(r"Rest endpoint listening at", timeout=120)
+    utils = subprocess.run(
+        ["java", "-cp", os.pathsep.join([classpath, os.path.join(home, "bin", "bash-java-utils.jar")]),
+         "org.apache.flink.runtime.util.bash.BashJavaUtils", "GET_TM_RESOURCE_PARAMS",
+         "--configDir", conf], capture_output=True, text=True, timeout=120, check=True)
+    results = [line.split(":", 1)[1] for line in utils.stdout.splitlines()
+               if line.startswith("BASH_JAVA_UTILS_EXEC_RESULT:")]
+    jvm_flags, dynamic = results[-2].split(), results[-1].split()
+    taskmanager = cluster.start("flink taskmanager", [
+        *java, *jvm_flags, "-cp", classpath, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+        "--configDir", conf, *dynamic])
+    taskmanager.wait_for(r"Successful registration at resource manager", timeout=120)
+    return f"127.0.0.1:{rest_port}"
 
 
 def worker_pool(cluster: Cluster) -> str:
