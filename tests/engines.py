@@ -1,15 +1,15 @@
 """Test helper for the Beam jobs on Apache Flink and Apache Spark on this machine: Beam's job
 server jars (fetched from Maven Central with Maven into the ignored `.cache/jars/`), a Spark
-standalone master and worker from pyspark's own distribution, and the records of a job's
-output per split, to compare runners.
+standalone master and worker from pyspark's own distribution, a Flink session cluster from
+Flink's distribution jars, and the records of a job's output per split, to compare runners.
 
 `python -m tests.engines fetch` (the Makefile's `engine-jars`) fetches the jars ahead of time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -17,9 +17,11 @@ import subprocess
 import sys
 from typing import Dict, List
 
+from apache_beam import version as beam_version
+
 from tests.cluster_processes import ROOT, Cluster, Process, free_port
 
-BEAM_VERSION = "2.72.0"  # setup.py's apache-beam pin; the job server must be the same release
+BEAM_VERSION = beam_version.__version__  # the job server must be the same release as the SDK
 # Beam 2.72 publishes Flink job servers for 1.17-1.20 (FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS);
 # 1.20, its default, is the newest.
 FLINK_VERSION = "1.20"
@@ -57,7 +59,8 @@ def fetch_job_server_jar(engine: str) -> str:
 
     Raises JarUnavailable with Maven's own error when Maven Central does not serve it."""
     path = os.path.join(JAR_CACHE, jar_name(engine))
-    staged = os.path.expanduser(os.path.join("~", ".apache_beam", "cache", "jars", jar_name(engine)))
+    staged = os.path.join(os.path.expanduser("~"), ".apache_beam", "cache", "jars",
+                          jar_name(engine))
     for candidate in (path, staged):
         if os.path.exists(candidate):
             return candidate
@@ -154,19 +157,21 @@ def start_flink(cluster: Cluster, work_dir: str, slots: int = 2) -> str:
     classpath = os.path.join(home, "lib", "*")
     java = ["java", f"-Dlog4j.configurationFile={log4j}"]
     jobmanager = cluster.start("flink jobmanager", [
-        *java, "-cp", classpath, "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+        *java, "-cp", classpath,
+        "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
         "--configDir", conf])
     jobmanager.wait_for(r"Rest endpoint listening at", timeout=120)
     utils = subprocess.run(
-        ["java", "-cp", os.pathsep.join([classpath, os.path.join(home, "bin", "bash-java-utils.jar")]),
+        ["java", "-cp",
+         os.pathsep.join([classpath, os.path.join(home, "bin", "bash-java-utils.jar")]),
          "org.apache.flink.runtime.util.bash.BashJavaUtils", "GET_TM_RESOURCE_PARAMS",
          "--configDir", conf], capture_output=True, text=True, timeout=120, check=True)
     results = [line.split(":", 1)[1] for line in utils.stdout.splitlines()
                if line.startswith("BASH_JAVA_UTILS_EXEC_RESULT:")]
     jvm_flags, dynamic = results[-2].split(), results[-1].split()
     taskmanager = cluster.start("flink taskmanager", [
-        *java, *jvm_flags, "-cp", classpath, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
-        "--configDir", conf, *dynamic])
+        *java, *jvm_flags, "-cp", classpath,
+        "org.apache.flink.runtime.taskexecutor.TaskManagerRunner", "--configDir", conf, *dynamic])
     taskmanager.wait_for(r"Successful registration at resource manager", timeout=120)
     return f"127.0.0.1:{rest_port}"
 

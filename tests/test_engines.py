@@ -117,20 +117,23 @@ def test_flink_session_cluster_from_flink_distribution_serves_its_rest_api(clust
     if engines.java_missing():
         pytest.skip(engines.java_missing())
     rest = engines.start_flink(cluster, str(tmp_path / "flink"), slots=2)
-    script = ("import json, urllib.request\n"
-              f"print('overview', urllib.request.urlopen('http://{rest}/overview', timeout=30).read().decode())\n")
+    script = ("import urllib.request\n"
+              f"reply = urllib.request.urlopen('http://{rest}/overview', timeout=30)\n"
+              "print('overview', reply.read().decode())\n")
     overview = engines.wait_ok(cluster.python("rest client", ["-c", script]), timeout=120)
     info = json.loads(overview.split("overview ", 1)[1])
     assert info["flink-version"].startswith(engines.FLINK_VERSION + ".")
     assert (info["taskmanagers"], info["slots-total"], info["jobs-failed"]) == (1, 2, 0)
 
 
-def test_records_and_embed_jobs_on_a_flink_session_cluster_match_the_direct_runner(cluster, tmp_path):
+def test_records_and_embed_jobs_on_a_flink_session_cluster_match_the_direct_runner(cluster,
+                                                                                  tmp_path):
     jar = _job_server_jar("flink")
     rest = engines.start_flink(cluster, str(tmp_path / "flink"))
     pool = engines.worker_pool(cluster)
     _jobs_match_the_direct_runner(cluster, tmp_path, [
-        "--runner=FlinkRunner", f"--flink_master={rest}", f"--flink_version={engines.FLINK_VERSION}",
+        "--runner=FlinkRunner", f"--flink_master={rest}",
+        f"--flink_version={engines.FLINK_VERSION}",
         f"--flink_job_server_jar={jar}", "--parallelism=2",
         "--environment_type=EXTERNAL", f"--environment_config={pool}"])
 
@@ -148,6 +151,7 @@ def test_records_and_embed_jobs_on_embedded_flink_match_the_direct_runner(cluste
     jar = _job_server_jar("flink")
     pool = engines.worker_pool(cluster)
     _jobs_match_the_direct_runner(cluster, tmp_path, [
-        "--runner=FlinkRunner", "--flink_master=[local]", f"--flink_version={engines.FLINK_VERSION}",
+        "--runner=FlinkRunner", "--flink_master=[local]",
+        f"--flink_version={engines.FLINK_VERSION}",
         f"--flink_job_server_jar={jar}", "--parallelism=2",
         "--environment_type=EXTERNAL", f"--environment_config={pool}"])
