@@ -14,12 +14,18 @@ DEMO_JOB := runs/demo
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,engines]'
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# The engines extra (pyspark, Flink's jars: ~580 MB) only for the tests (tests/test_engines.py).
+ENGINES_STAMP := $(VENV)/.engines-installed
+$(ENGINES_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[engines]'
+	touch $(ENGINES_STAMP)
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(ENGINES_STAMP)
 	$(PY) -m pytest -q tests
 
 # Beam's Flink and Spark job server jars from Maven Central into .cache/jars/ (tests/test_engines.py

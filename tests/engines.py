@@ -83,7 +83,10 @@ def fetch_job_server_jar(engine: str) -> str:
 
 def spark_home() -> str:
     """pyspark's own Spark distribution (bin/, sbin/, jars/), from the `engines` extra."""
-    import pyspark  # pylint: disable=g-import-not-at-top
+    try:
+        import pyspark  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        raise RuntimeError("pyspark is not installed (pip install -e '.[engines]')") from None
     return os.path.dirname(pyspark.__file__)
 
 
