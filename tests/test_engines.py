@@ -44,6 +44,10 @@ def _job_server_jar(engine):
         pytest.skip(f"Beam's {engine} job server jar is not available: {e}")
 
 
+def _process(cluster, name):
+    return next(p for p in cluster.processes if p.name == name)
+
+
 def _cards(folder_a, folder_b, name):
     cards = [json.loads((folder / name).read_text()) for folder in (folder_a, folder_b)]
     for card in cards:
@@ -91,7 +95,7 @@ def test_spark_standalone_cluster_from_pyspark_runs_python_tasks_on_its_worker(c
         pytest.skip(engines.java_missing())
     url = engines.start_spark(cluster, str(tmp_path / "spark"), cores=1)
     script = (
-        "import os, sys\n"
+        "import os\n"
         "from pyspark.sql import SparkSession\n"
         f"spark = SparkSession.builder.master({url!r}).appName('playclips-check')"
         ".config('spark.executor.memory', '512m').config('spark.ui.enabled', 'false')"
@@ -106,8 +110,8 @@ def test_spark_standalone_cluster_from_pyspark_runs_python_tasks_on_its_worker(c
     output = engines.wait_ok(job, timeout=300)
     assert "sum 328350" in output
     assert "tasks in the driver False" in output, output[-3000:]
-    worker = next(p for p in cluster.processes if p.name == "spark worker")
-    assert "Asked to launch executor app-" in worker.output
+    assert "Registered app playclips-check with ID app-" in _process(cluster, "spark master").output
+    assert "Asked to launch executor app-" in _process(cluster, "spark worker").output
 
 
 def test_flink_session_cluster_from_flink_distribution_serves_its_rest_api(cluster, tmp_path):
@@ -136,6 +140,9 @@ def test_records_and_embed_jobs_on_a_flink_session_cluster_match_the_direct_runn
         f"--flink_version={engines.FLINK_VERSION}",
         f"--flink_job_server_jar={jar}", "--parallelism=2",
         "--environment_type=EXTERNAL", f"--environment_config={pool}"])
+    # Both jobs ran on this cluster, not on one the job server started itself.
+    jobmanager = _process(cluster, "flink jobmanager").output
+    assert jobmanager.count("switched from state RUNNING to FINISHED") >= 2, jobmanager[-3000:]
 
 
 def test_records_and_embed_jobs_on_spark_match_the_direct_runner(cluster, tmp_path):
@@ -145,6 +152,9 @@ def test_records_and_embed_jobs_on_spark_match_the_direct_runner(cluster, tmp_pa
     _jobs_match_the_direct_runner(cluster, tmp_path, [
         "--runner=SparkRunner", f"--spark_master_url={url}", f"--spark_job_server_jar={jar}",
         "--environment_type=EXTERNAL", f"--environment_config={pool}"])
+    # Both jobs ran on this cluster's worker.
+    assert _process(cluster, "spark master").output.count("Registered app ") >= 2
+    assert _process(cluster, "spark worker").output.count("Asked to launch executor app-") >= 2
 
 
 def test_records_and_embed_jobs_on_embedded_flink_match_the_direct_runner(cluster, tmp_path):
