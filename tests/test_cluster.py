@@ -117,6 +117,8 @@ def test_training_through_a_tf_data_service(cluster, data_dir, tmp_path):
     dispatcher = cluster.python("dispatcher", ["-m", "trainer.data_service", "--dispatcher_port=0",
                                                f"--work_dir={work_dir}"])
     address = dispatcher.wait_for(r"dispatcher listening on grpc://(\S+)", timeout=90)[1]
+    dispatcher.wait_for(r"^warning: --work_dir with --dispatcher_port=0: .* fixed --dispatcher_port",
+                        timeout=10)
     workers = [cluster.python(f"service worker {i}", [
         "-m", "trainer.data_service", "--worker", f"--dispatcher_address={address}"])
         for i in range(2)]
