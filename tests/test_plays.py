@@ -1,5 +1,6 @@
 """beam_jobs.plays: manifests (CSV / JSON Lines), folder trees, launch-time checks."""
 
+import json
 import os
 
 import pytest
@@ -131,7 +132,7 @@ def test_jsonl_values_of_the_wrong_type_are_rejected_naming_the_column(tmp_path)
         {**ok, "play_id": "s", "frame_rate": "29.97", "split": None},
     ]
     path = tmp_path / "m.jsonl"
-    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     specs, rejected = _split(list(plays.read_manifest(str(path))))
     assert [r["kind"] for r in rejected] == ["bad_type"] * 9
     reasons = [r["reason"].split(": ", 1)[1] for r in rejected]
