@@ -100,6 +100,11 @@ def manifest_dir(tmp_path_factory):
 def _check_spec(spec: plays.PlaySpec) -> None:
     assert spec.play_id and spec.label and spec.path and spec.row >= 1
     assert spec.frame_rate is None or (spec.frame_rate > 0 and math.isfinite(spec.frame_rate))
+    assert (spec.start is None) == (spec.end is None)
+    assert spec.start is None or (math.isfinite(spec.start) and math.isfinite(spec.end)
+                                  and 0 <= spec.start < spec.end)
+    assert all(isinstance(v, str) for v in (spec.play_id, spec.label, spec.path, spec.game_id,
+                                            spec.split))
 
 
 def _check_rejection(entry) -> None:
