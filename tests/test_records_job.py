@@ -190,6 +190,28 @@ def test_folder_tree_gzip_padding(tmp_path):
     assert len(parsed) == 4 and all(int(x["frames"].shape[0]) == 6 for x in parsed)
 
 
+def test_a_label_of_the_wrong_json_type_is_a_dead_letter_not_a_new_class(tmp_path):
+    for name in ("a", "b", "c"):
+        mf.write_frame_folder(str(tmp_path / "clips" / name), 4, height=16, width=16)
+    manifest = tmp_path / "plays.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"play_id": "a", "label": "shot", "path": "clips/a", "game_id": 12345},
+        {"play_id": "b", "label": ["shot"], "path": "clips/b"},
+        {"play_id": 7, "label": "pass", "path": "clips/c", "frame_rate": 25},
+    ]))
+    out = str(tmp_path / "recs")
+    card = make_records.run([f"--input={manifest}", f"--output_dir={out}", "--num_frames=2",
+                             "--frame_size=16", "--num_shards=1", "--splits=train=1"])
+    assert card.labels == ["pass", "shot"]  # not "['shot']": one class per label
+    assert card.num_input == 3 and card.num_rejected == 1 and card.counts == {"train": 2}
+    [entry] = _rejected(out)
+    assert (entry["play_id"], entry["kind"], entry["row"]) == ("b", "bad_type", 2)
+    assert entry["reason"] == "manifest row 2: label: expected a string, got a list"
+    recs = {r.play_id: r for r in _records(os.path.join(out, card.shard_glob("train")))}
+    assert sorted(recs) == ["7", "a"] and recs["7"].label == "pass"
+    assert recs["7"].frame_rate == pytest.approx(25.0)
+
+
 def test_drop_duplicates_and_assign_splits_transforms():
     specs = [PlaySpec("a", "x", "/a2", row=5), PlaySpec("a", "x", "/a1", row=2),
              PlaySpec("b", "y", "/b", game_id="g", row=3), PlaySpec("c", "y", "/c", game_id="g", row=4),
