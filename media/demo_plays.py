@@ -577,6 +577,11 @@ def render_label(label: str, rng: np.random.Generator, num_frames: int = 40,
     return frames[::-1].copy() if label in REVERSED_OF else frames
 
 
+def game_id_of(index: int) -> str:
+    """The game of demo play `index`: PLAYS_PER_GAME consecutive plays share one (splits group by it)."""
+    return f"demo-game-{index // PLAYS_PER_GAME:04d}"
+
+
 def render_play(seed: int, index: int, num_frames: int = 40, size: int = DEMO_SOURCE_SIZE, *,
                 profile: str = "default", label_weights: Optional[Mapping[str, int]] = None,
                 label: Optional[str] = None) -> DemoPlay:
@@ -589,8 +594,7 @@ def render_play(seed: int, index: int, num_frames: int = 40, size: int = DEMO_SO
     label = label or label_of(index, label_weights)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, index])
     frames = render_label(label, rng, num_frames, size, profile)
-    return DemoPlay(play_id=f"demo-{seed}-{index:05d}",
-                    game_id=f"demo-game-{index // PLAYS_PER_GAME:04d}",
+    return DemoPlay(play_id=f"demo-{seed}-{index:05d}", game_id=game_id_of(index),
                     label=label, frames=frames, frame_rate=DEMO_FRAME_RATE)
 
 

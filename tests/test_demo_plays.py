@@ -174,3 +174,15 @@ def test_play_path_round_trips_through_the_frame_reader():
     assert frames.parse_demo_path("demo://3/7") == (3, 7, {})
     with pytest.raises(frames.PlayError, match="bad demo play path"):
         frames.parse_demo_path("demo://3/7?size=9")
+
+
+def test_a_large_test_split_is_possible():
+    """Demo plays come 10 to a game and splits go by game: 3,300 plays can hold 1,000+ test plays."""
+    from beam_jobs import splits  # pylint: disable=g-import-not-at-top
+    fractions = splits.parse_splits("train=0.57,val=0.1,test=0.33")
+    assigned = [splits.assign_split(demo_plays.game_id_of(i), fractions) for i in range(3300)]
+    test_labels = collections.Counter(demo_plays.label_of(i) for i in range(3300)
+                                      if assigned[i] == "test")
+    assert sum(test_labels.values()) >= 1000
+    assert min(test_labels.values()) >= 90 and len(test_labels) == 11
+    assert demo_plays.render_play(0, 19, num_frames=2, size=SIZE).game_id == demo_plays.game_id_of(10)
