@@ -56,6 +56,8 @@ class Profile:
 
     shake: float = 0.006  # per-frame camera jitter (court units)
     offset: float = 0.05  # per-play camera offset range (court units)
+    follow: float = 0.7  # how far the camera follows the ball (its path is a strong label cue)
+    drift: float = 0.0  # per-frame step of a random walk of the camera (court units)
     zoom_course: float = 1.0  # fraction of the play type's zoom swing kept (its course is a cue)
     zoom_jitter: float = 0.0  # per-frame relative zoom jitter
     noise: Tuple[float, float] = (2.0, 6.0)  # sensor noise sigma range (fixed pattern, shifted)
@@ -70,7 +72,7 @@ class Profile:
 
 PROFILES: Dict[str, Profile] = {
     "default": Profile(),
-    "hard": Profile(shake=0.03, offset=0.15, zoom_course=0.15, zoom_jitter=0.05,
+    "hard": Profile(shake=0.03, offset=0.15, follow=0.35, drift=0.008, zoom_course=0.15, zoom_jitter=0.05,
                     noise=(6.0, 12.0), grain=(14.0, 28.0), blur=5, motion_blur=0.35,
                     player_scale=1.4, marking=0.07, onset=0.35, movement=0.45),
 }
@@ -438,10 +440,13 @@ def _render(script: _Script, rng: np.random.Generator, num_frames: int, size: in
     def smooth(v):
         return np.convolve(np.pad(v, pad, mode="edge"), kernel, mode="valid")
 
-    shake, offset = profile.shake, profile.offset
-    cam_x = smooth(0.7 * ball[:, 0]) + rng.uniform(-offset, offset) + rng.normal(0, shake, num_frames)
-    cam_y = smooth(0.7 * ball[:, 1] + 0.3 * 0.7) + rng.uniform(-offset, offset)
+    shake, offset, follow = profile.shake, profile.offset, profile.follow
+    cam_x = smooth(follow * ball[:, 0]) + rng.uniform(-offset, offset) + rng.normal(0, shake, num_frames)
+    cam_y = smooth(follow * ball[:, 1] + 0.3 * 0.7) + rng.uniform(-offset, offset)
     cam_y = cam_y + rng.normal(0, shake, num_frames)
+    if profile.drift:
+        cam_x = cam_x + np.cumsum(rng.normal(0, profile.drift, num_frames))
+        cam_y = cam_y + np.cumsum(rng.normal(0, profile.drift, num_frames))
     cam_x = np.clip(cam_x, -(1.05 - 0.8 * half), 1.05 - 0.8 * half)
 
     # Court: nearest-neighbour window of a texture at ~1 texel per output pixel.
