@@ -72,9 +72,9 @@ class Profile:
 
 PROFILES: Dict[str, Profile] = {
     "default": Profile(),
-    "hard": Profile(shake=0.03, offset=0.15, follow=0.35, drift=0.008, zoom_course=0.15, zoom_jitter=0.05,
-                    noise=(6.0, 12.0), grain=(14.0, 28.0), blur=5, motion_blur=0.35,
-                    player_scale=1.4, marking=0.07, onset=0.35, movement=0.45),
+    "hard": Profile(shake=0.04, offset=0.2, follow=0.15, drift=0.012, zoom_course=0.0,
+                    zoom_jitter=0.06, noise=(6.0, 12.0), grain=(14.0, 28.0), blur=5, motion_blur=0.35,
+                    player_scale=1.5, marking=0.05, onset=0.4, movement=0.3),
 }
 # Named label weights (relative frequencies; labels left out weigh 1). imbalanced: 20:1 from
 # spot_up down to cut and putback, the two least common labels.
