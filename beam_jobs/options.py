@@ -43,6 +43,21 @@ class OutputOptions(PipelineOptions):
                                  "one that holds features.json)")
 
 
+class DemoOptions(PipelineOptions):
+    """The records job's demo knobs (media.demo_plays): how hard the plays are, how often each label."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--demo_profile", default="default",
+                            help="demo rendering profile: default, or hard (stronger camera "
+                                 "motion, grain and blur, occluding players, scripts that differ "
+                                 "later and less)")
+        parser.add_argument("--demo_label_weights", default="",
+                            help="how often each demo label comes up: balanced (default), "
+                                 "imbalanced (20:1, spot_up most, cut and putback least) or "
+                                 "label=weight,... (whole numbers; labels left out weigh 1)")
+
+
 def help_parser(prog: str, description: str,
                 classes: Sequence[Type[PipelineOptions]]) -> argparse.ArgumentParser:
     """An argparse parser holding the flags of `classes`, for --help and typo hints."""

@@ -47,6 +47,31 @@ def _shards(output_dir: str):
     return sorted(n for n in os.listdir(output_dir) if ".tfrecord" in n)
 
 
+
+def test_demo_profile_and_label_weights(tmp_path):
+    """--demo_profile and --demo_label_weights reach the plays: labels by weight, hard frames."""
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    out = str(tmp_path / "recs")
+    card = make_records.run([f"--output_dir={out}", "--demo_plays=12", "--num_frames=4",
+                             "--frame_size=32", "--splits=train=1", "--demo_profile=hard",
+                             "--demo_label_weights=cut=5,misc=2"])
+    weights = demo_plays.parse_label_weights("cut=5,misc=2")
+    expected = [demo_plays.label_of(i, weights) for i in range(12)]
+    assert card.label_counts["train"] == {label: expected.count(label) for label in set(expected)}
+    assert card.label_counts["train"]["cut"] == 4
+    records = sorted(_records(os.path.join(out, card.shard_glob("train"))), key=lambda r: r.play_id)
+    assert [r.label for r in records] == expected
+    first = records[0]
+    assert first.data_path == f"demo://0/0?profile=hard&label={expected[0]}"
+    hard = frames.read_play(first.data_path, 4, 32)
+    default = frames.read_play("demo://0/0", 4, 32)
+    assert list(first.frames) == list(hard.frames) != list(default.frames)
+    with pytest.raises(UsageError, match="--demo_profile='harder'"):
+        make_records.run([f"--output_dir={tmp_path / 'bad'}", "--demo_profile=harder"])
+    with pytest.raises(UsageError, match="--demo_label_weights"):
+        make_records.run([f"--output_dir={tmp_path / 'bad'}", "--demo_label_weights=dunk=2"])
+
+
 def test_demo_job_round_trip(tmp_path):
     out = str(tmp_path / "recs")
     card = make_records.run([f"--output_dir={out}", "--demo_plays=33", "--num_frames=8",
