@@ -194,10 +194,11 @@ class PlayClassificationTask:
         return reader.dataset_fn(source, split, self.parser(source), self.reader_config,
                                  training=training, counter=counter)
 
-    def eval_dataset(self, split: str) -> tf.data.Dataset:
-        """One pass over a split of `eval_source`: (views [B, V, ...], labels), the multi-view
-        eval function, B = max(1, batch_size // V) plays (the model sees B x V clips at once)."""
-        source, views = self.eval_source, self.eval_views
+    def eval_dataset(self, split: str, source: Optional[sources.Source] = None) -> tf.data.Dataset:
+        """One pass over a split of `source` (default `eval_source`): (views [B, V, ...], labels),
+        the multi-view eval function, B = max(1, batch_size // V) plays (the model sees B x V
+        clips at once)."""
+        source, views = source or self.eval_source, self.eval_views
         options = reader.ReaderConfig(
             global_batch_size=max(1, self.config.batch_size // views.total),
             seed=self.config.seed)
