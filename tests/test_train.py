@@ -147,7 +147,7 @@ def test_multi_worker_two_processes(data_dir, tmp_path):
     for task_type, proc in procs.items():
         assert proc.returncode == 0, f"{task_type}:\n{outs[task_type][-3000:]}"
     assert "with 2 replica(s)" in outs["chief"]
-    assert "test accuracy:" in outs["chief"] and "test accuracy:" not in outs["worker"]
+    assert "test play accuracy" in outs["chief"] and "test play accuracy" not in outs["worker"]
     # Only the chief logs the per-epoch lines (--log_all_workers: every worker).
     assert len(_epoch_lines(outs["chief"])) == 2 and _epoch_lines(outs["worker"]) == []
     # Only the chief wrote summaries and results; the worker's temp dirs are gone.
