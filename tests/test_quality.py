@@ -15,7 +15,8 @@ import tensorflow as tf  # noqa: E402
 
 from media import synthetic_records  # noqa: E402
 from schemas import play_record  # noqa: E402
-from trainer import callbacks, clips, evaluate, parsers, play_task, predict, reader, sources  # noqa: E402
+from trainer import callbacks, clips, evaluate, parsers, play_task, predict  # noqa: E402
+from trainer import reader, sources  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from trainer import task, train  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402

@@ -286,7 +286,8 @@ def view_report(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
     both levels side by side, `views` the settings.
     """
     scores = np.asarray(scores, np.float64)
-    if scores.ndim != 3 or not 1 <= averaged <= scores.shape[1] or not 0 <= centre < scores.shape[1]:
+    views = scores.shape[1] if scores.ndim == 3 else 0
+    if not 1 <= averaged <= views or not 0 <= centre < views:
         raise ValueError(f"view scores [N, V, C] with {averaged} averaged views and centre "
                          f"{centre}, got shape {scores.shape}")
     play = average_log_probabilities(scores[:, :averaged])
@@ -299,7 +300,10 @@ def view_report(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
 
 
 def format_summary(split: str, level: Dict[str, Any], name: str = "play") -> str:
-    """The console line: `test play accuracy 0.933 (n=30, 95% CI 0.787-0.982), macro-F1 0.93 (0.84-0.99)`."""
+    """The console line of one level of a report.
+
+    E.g. `test play accuracy 0.933 (n=30, 95% CI 0.787-0.982), macro-F1 0.93 (0.84-0.99), ...`.
+    """
     return (f"{split} {name} accuracy {level['accuracy']:.3f} (n={level['n']}, 95% CI "
             f"{level['accuracy_ci_low']:.3f}-{level['accuracy_ci_high']:.3f}), macro-F1 "
             f"{level['macro_f1']:.2f} ({level['macro_f1_ci_low']:.2f}-"

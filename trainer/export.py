@@ -81,7 +81,7 @@ def load_metadata(model_dir: str) -> Dict[str, Any]:
 
 
 def average_log_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
-    """[B, V, C] views' probabilities -> [B, C]: `evaluate.average_log_probabilities` in TensorFlow."""
+    """Views' probabilities [B, V, C] -> [B, C]: `evaluate.average_log_probabilities` in TF."""
     floored = tf.maximum(tf.cast(probabilities, tf.float32), evaluate.PROBABILITY_FLOOR)
     return tf.nn.softmax(tf.reduce_mean(tf.math.log(floored), axis=1), axis=-1)
 

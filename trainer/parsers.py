@@ -76,7 +76,7 @@ class EvalViews:
         return self.count if self.extra_centre else self.windows // 2
 
     def window_indices(self, total_frames, num_frames: Optional[int]) -> tf.Tensor:
-        """int32 [windows (+1 for the appended centre), num_frames]: the stored frames of each window."""
+        """The stored frames of each window, int32 [windows (+1: the centre), num_frames]."""
         windows = clips.view_windows(total_frames, num_frames, self.windows)
         if self.extra_centre:
             centre = clips.frame_indices(total_frames, num_frames)[tf.newaxis]

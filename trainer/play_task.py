@@ -232,7 +232,7 @@ def train_label_counts(plays: sources.Source, config: TrainConfig) -> Tuple[int,
 
 
 def class_weights_of(counts: Tuple[int, ...]) -> Tuple[float, ...]:
-    """Inverse label frequencies, normalised to mean 1 (a label with twice the plays: half the weight)."""
+    """Inverse label frequencies, normalised to mean 1 (twice the plays: half the weight)."""
     inverse = [1.0 / count for count in counts]
     mean = sum(inverse) / len(inverse)
     return tuple(value / mean for value in inverse)

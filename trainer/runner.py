@@ -301,7 +301,7 @@ class Runner:
         replace the last epoch's when the run recorded them for this model.
         """
         task, config = self.task, self.config
-        if task.features and model.name == model_lib.HEAD_MODEL_NAME:  # the head trained on cached features
+        if task.features and model.name == model_lib.HEAD_MODEL_NAME:  # trained on cached features
             plain = task.build_first_model()
         else:
             plain = task.build_model(weights="none", trainable_from=trainable_from)
