@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DATA := runs/demo/records
 DEMO_JOB := runs/demo
 
-.PHONY: venv test demo records benchmarks clean
+.PHONY: venv test test-engines demo records benchmarks engine-jars clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,26 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The engines extra (pyspark, Flink's jars: ~580 MB) only for tests/test_engines.py (make test-engines).
+ENGINES_STAMP := $(VENV)/.engines-installed
+$(ENGINES_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[engines]'
+	touch $(ENGINES_STAMP)
+
 venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Flink and Spark on 127.0.0.1 (tests/test_engines.py): the engines extra, then Beam's job server
+# jars from Maven Central (they skip, with Maven's answer, where Maven cannot serve them).
+test-engines: $(ENGINES_STAMP)
+	$(PY) -m pytest -q tests/test_engines.py
+
+# Beam's Flink and Spark job server jars from Maven Central into .cache/jars/ (tests/test_engines.py
+# fetches them itself when missing).
+engine-jars: $(STAMP)
+	$(PY) -m tests.engines fetch
 
 records: $(STAMP)
 	$(PY) beam_jobs/make_records.py --runner=DirectRunner --output_dir=$(DEMO_DATA) --overwrite
@@ -50,6 +66,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/feature_cache.py --preset=seed
 	$(PY) benchmarks/game_video.py
 	$(PY) benchmarks/data_service.py
+	$(PY) benchmarks/timeline.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -50,6 +50,13 @@ EXTRAS = {
     # the package (`pip install --no-deps --force-reinstall 'tensorflow[and-cuda]==2.16.2'`
     # replaces tensorflow-cpu's files), as the Dockerfile does on its GPU base.
     "gpu": ["tensorflow[and-cuda]==2.16.2"],
+    # 3.5.8: the newest Spark 3.5 release; Beam 2.72's Spark runner (beam-runners-spark-3) is
+    # for Spark 3 with Scala 2.12, which pyspark 3.5 ships. Its distribution (bin/spark-class,
+    # jars/) starts the standalone master and worker of tests/test_engines.py.
+    # apache-flink-libraries 1.20.5: Flink's distribution jars (flink-dist, log4j, BashJavaUtils)
+    # as PyFlink ships them, without PyFlink itself (which pins an older Beam); 1.20 is the
+    # newest Flink that Beam 2.72 publishes a job server for, 1.20.5 its newest release.
+    "engines": ["pyspark==3.5.8", "apache-flink-libraries==1.20.5"],
 }
 
 setuptools.setup(

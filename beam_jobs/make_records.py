@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,7 +36,8 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs import outputs, pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
-from beam_jobs.options import ManifestOptions, OutputOptions  # pylint: disable=wrong-import-position
+from beam_jobs.options import (  # pylint: disable=wrong-import-position
+    DemoOptions, ManifestOptions, OutputOptions)
 from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 
@@ -103,7 +104,7 @@ def demo_plays_per_game() -> int:
     return demo_plays.PLAYS_PER_GAME
 
 
-OPTION_CLASSES = (RecordsOptions, ManifestOptions, OutputOptions)
+OPTION_CLASSES = (RecordsOptions, ManifestOptions, DemoOptions, OutputOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         plays.check_input(args.input)
     elif args.demo_plays < 1:
         raise UsageError(f"--demo_plays must be >= 1 without --input, got {args.demo_plays}")
+    label_weights = demo_flags(args)
     output_dir = args.output_dir or DEFAULT_OUTPUT_DIR
     outputs.prepare_output_dir(output_dir, args.overwrite)
     frame_rate = args.frame_rate
@@ -173,8 +175,18 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         height=height, width=width, resize_mode=args.resize_mode, pad_short=args.pad_short,
         jpeg_quality=args.jpeg_quality, frame_rate=frame_rate, splits=split_fractions,
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
-        demo_seed=args.demo_seed, video_chunk_seconds=args.video_chunk_seconds,
+        demo_seed=args.demo_seed, demo_profile=args.demo_profile, demo_label_weights=label_weights,
+        video_chunk_seconds=args.video_chunk_seconds,
         args=dict(sorted(vars(args).items())))
+
+
+def demo_flags(args: argparse.Namespace) -> Dict[str, int]:
+    """Checks --demo_profile and --demo_label_weights; the label weights ({} without demo plays)."""
+    if args.input:
+        return {}
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    demo_plays.profile_of(args.demo_profile)
+    return demo_plays.parse_label_weights(args.demo_label_weights)
 
 
 def write_demo_games(output_dir: str, num_games: int, seed: int, num_frames: int) -> str:

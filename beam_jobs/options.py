@@ -4,7 +4,8 @@ Beam gathers the flags of every imported `PipelineOptions` subclass into one
 parser, so a flag may be declared by one class only: the flags that several
 jobs take live here (`OutputOptions`: all three; `ManifestOptions`: the records
 and prediction jobs; `RecordsDirOptions` and `InferenceOptions`: the embed and
-prediction jobs). A job's `OPTION_CLASSES` lists the classes it takes, and
+prediction jobs; `DemoOptions`, the records job's demo knobs, beside them). A job's
+`OPTION_CLASSES` lists the classes it takes, and
 `check_flags` refuses a flag of another playclips job's classes that Beam knows
 because they are imported in the same process (the shared ones always are).
 
@@ -44,6 +45,21 @@ class OutputOptions(PipelineOptions):
         parser.add_argument("--overwrite", action="store_true",
                             help="write into a non-empty --output_dir, deleting an earlier run's "
                                  "files there (without it, both jobs refuse a non-empty folder)")
+
+
+class DemoOptions(PipelineOptions):
+    """The records job's demo knobs (media.demo_plays): how hard the plays are, how often each label."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--demo_profile", default="default",
+                            help="demo rendering profile: default, or hard (stronger camera "
+                                 "motion, grain and blur, occluding players, scripts that differ "
+                                 "later and less)")
+        parser.add_argument("--demo_label_weights", default="",
+                            help="how often each demo label comes up: balanced (default), "
+                                 "imbalanced (20:1, spot_up most, cut and putback least) or "
+                                 "label=weight,... (whole numbers; labels left out weigh 1)")
 
 
 class ManifestOptions(PipelineOptions):

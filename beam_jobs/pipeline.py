@@ -54,6 +54,8 @@ class JobConfig:
     compression: str = "none"
     demo_plays: int = DEFAULT_DEMO_PLAYS
     demo_seed: int = 0
+    demo_profile: str = "default"  # media.demo_plays.PROFILES
+    demo_label_weights: Dict[str, int] = dataclasses.field(default_factory=dict)  # {}: balanced
     video_chunk_seconds: float = DEFAULT_VIDEO_CHUNK_SECONDS  # groups of plays by start; 0: one
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -75,26 +77,33 @@ class _RouteItemsFn(beam.DoFn):
 class _DemoSpecFn(beam.DoFn):
     """Demo play index -> PlaySpec with path demo://<seed>/<index>."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, profile: str = "default", label_weights=None):
         self._seed = seed
+        self._profile = profile
+        self._weights = dict(label_weights or {})
 
     def setup(self):
         from media import demo_plays  # pylint: disable=g-import-not-at-top
         self._render = demo_plays.render_play
+        self._path = demo_plays.play_path
 
     def process(self, index: int):
         # Only the ids and the label are needed here: render a 2-frame play.
-        play = self._render(self._seed, index, num_frames=2)
-        yield PlaySpec(play_id=play.play_id, label=play.label, game_id=play.game_id,
-                       path=f"{frames.DEMO_SCHEME}{self._seed}/{index}",
+        play = self._render(self._seed, index, num_frames=2, profile=self._profile,
+                            label_weights=self._weights)
+        balanced = len(set(self._weights.values())) <= 1
+        path = self._path(self._seed, index, self._profile, "" if balanced else play.label)
+        yield PlaySpec(play_id=play.play_id, label=play.label, game_id=play.game_id, path=path,
                        frame_rate=float(play.frame_rate), row=index + 1)
 
 
 class ReadPlays(beam.PTransform):
     """PlaySpecs (main output) and rejections (REJECTED) of a manifest, a folder tree or demo plays."""
 
-    def __init__(self, input_path: str = "", demo_plays: int = 0, demo_seed: int = 0):
+    def __init__(self, input_path: str = "", demo_plays: int = 0, demo_seed: int = 0,
+                 demo_profile: str = "default", demo_label_weights=None):
         super().__init__()
+        self._demo_set = (demo_profile, demo_label_weights)
         self._input = input_path
         self._demo_plays = demo_plays
         self._demo_seed = demo_seed
@@ -107,7 +116,7 @@ class ReadPlays(beam.PTransform):
         else:
             items = (pbegin
                      | "DemoIndices" >> beam.Create(range(self._demo_plays))
-                     | "DemoSpecs" >> beam.ParDo(_DemoSpecFn(self._demo_seed)))
+                     | "DemoSpecs" >> beam.ParDo(_DemoSpecFn(self._demo_seed, *self._demo_set)))
         return items | "Route" >> beam.ParDo(_RouteItemsFn()).with_outputs(REJECTED, main=PLAYS)
 
 
@@ -362,7 +371,8 @@ def dataset_card_of(config: JobConfig, counts: JobCounts, labels: List[str]
 
 def build(pipeline: beam.Pipeline, config: JobConfig):
     """Adds the records job to `pipeline`; returns the PCollection holding the card's path."""
-    read = pipeline | "ReadPlays" >> ReadPlays(config.input, config.demo_plays, config.demo_seed)
+    read = pipeline | "ReadPlays" >> ReadPlays(config.input, config.demo_plays, config.demo_seed,
+                                                   config.demo_profile, config.demo_label_weights)
     num_input = ((read[PLAYS], read[REJECTED])
                  | "AllInput" >> beam.Flatten()
                  | "CountInput" >> beam.combiners.Count.Globally())

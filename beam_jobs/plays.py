@@ -6,6 +6,15 @@ manifest's folder. A row with `start` and `end` (seconds, both or neither) is
 the play between those times of the video at `path`; many rows may share a video.
 Folder tree: `ROOT/<label>/<play_id>/<frames>` or `ROOT/<label>/<play_id>.<video>`.
 
+Values are typed, never turned into strings: `label`, `path` and `split` are
+strings; `play_id` and `game_id` are strings or JSON integers (`12345` is read
+as `"12345"`, ids are often numbers; a float, a boolean, a list or an object is
+not an id); `frame_rate`, `start` and `end` are JSON numbers or strings that
+read as a finite decimal number (CSV cells are all strings). JSON `null` and an
+empty cell mean the value is absent. A row with a value of the wrong JSON type
+is rejected (kind `bad_type`) with a reason naming each such column and the
+type it holds (`label: expected a string, got a list`).
+
 Readers yield a `PlaySpec` per usable row and a rejection dict
 (`beam_jobs.outputs.rejection`) per row that cannot be a play, so one bad row
 never stops a job. `check_input` runs at launch and raises `UsageError` for an
@@ -22,7 +31,8 @@ import logging
 import math
 import os
 import posixpath
-from typing import Any, Dict, Iterator, List, Optional, Union
+import re
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from beam_jobs.outputs import rejection
 from media import frames, video_clips
@@ -149,47 +159,116 @@ def manifest_columns(path: str, text: str) -> List[str]:
     return [c.strip() for c in first]
 
 
-def _value(row: Dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    return "" if value is None else str(value).strip()
+STRING_COLUMNS = ("play_id", "label", "path", "game_id", "split")
+ID_COLUMNS = ("play_id", "game_id")  # JSON integers are accepted, as their decimal string
+NUMBER_COLUMNS = ("frame_rate", "start", "end")
+# A decimal number as people write one: no `1_000`, no `0x10`, no non-ASCII digits.
+_NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+Value = Union[str, float, None]
+
+
+def _json_type(value: Any) -> str:
+    """`value`'s JSON type, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _typed_value(key: str, value: Any) -> Tuple[Value, str]:
+    """(the column's value, "") or (None, why its JSON type does not fit the column).
+
+    String columns give a stripped string ("" when absent); number columns give
+    a float, a string still to be read as a number, or None when absent.
+    """
+    if value is None:
+        return ("" if key in STRING_COLUMNS else None), ""
+    if key in STRING_COLUMNS:
+        if isinstance(value, str):
+            return value.strip(), ""
+        if key in ID_COLUMNS and isinstance(value, int) and not isinstance(value, bool):
+            return str(value), ""
+        wanted = "a string or an integer" if key in ID_COLUMNS else "a string"
+        return None, f"{key}: expected {wanted}, got {_json_type(value)}"
+    if isinstance(value, str):
+        return (value.strip() or None), ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value) if abs(value) < 1e308 else math.inf), ""  # huge ints: not finite
+    return None, f"{key}: expected a number, got {_json_type(value)}"
+
+
+def _typed_row(row: Dict[str, Any]) -> Tuple[Dict[str, Value], List[str]]:
+    """The row's values by column, and one message per value of the wrong JSON type."""
+    values: Dict[str, Value] = {}
+    problems = []
+    for key in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        values[key], problem = _typed_value(key, row.get(key))
+        if problem:
+            problems.append(problem)
+    return values, problems
+
+
+def _number(value: Value) -> Optional[float]:
+    """A number column's value as a finite float, None when absent; ValueError otherwise."""
+    if value is None or isinstance(value, float):
+        number = value
+    elif _NUMBER_RE.fullmatch(value):
+        number = float(value)
+    else:
+        raise ValueError(value)
+    if number is not None and not math.isfinite(number):
+        raise ValueError(value)
+    return number
 
 
 def spec_from_row(row: Dict[str, Any], base_dir: str, number: int) -> Item:
-    """A PlaySpec, or a rejection for a row missing a required value."""
-    play_id, label, raw_path = (_value(row, k) for k in REQUIRED_COLUMNS)
+    """A PlaySpec, or a rejection for a row with a wrong-typed, missing or unusable value."""
+    values, problems = _typed_row(row)
+    play_id, label, raw_path = (values[k] or "" for k in REQUIRED_COLUMNS)
     path = resolve_path(raw_path, base_dir) if raw_path else ""
+    if problems:
+        return rejection(play_id, path, f"manifest row {number}: {'; '.join(problems)}",
+                         "bad_type", number)
     for key, value in zip(REQUIRED_COLUMNS, (play_id, label, raw_path)):
         if not value:
             return rejection(play_id, path, f"manifest row {number}: missing value for column {key!r}",
                              "missing_value", number)
-    frame_rate = None
-    if _value(row, "frame_rate"):
-        try:
-            frame_rate = float(_value(row, "frame_rate"))
-        except ValueError:
-            frame_rate = -1.0
-        if not (frame_rate > 0 and math.isfinite(frame_rate)):
-            return rejection(play_id, path, f"manifest row {number}: frame_rate must be a positive "
-                             f"number, got {_value(row, 'frame_rate')!r}", "bad_value", number)
-    time_range = _time_range(row, path)
+    try:
+        frame_rate = _number(values["frame_rate"])
+    except ValueError:
+        frame_rate = -1.0
+    if frame_rate is not None and not frame_rate > 0:
+        return rejection(play_id, path, f"manifest row {number}: frame_rate: expected a positive "
+                         f"finite number, got {values['frame_rate']!r}", "bad_value", number)
+    time_range = _time_range(values, path)
     if isinstance(time_range, str):
         return rejection(play_id, path, f"manifest row {number}: {time_range}", "bad_range", number)
-    return PlaySpec(play_id=play_id, label=label, path=path, game_id=_value(row, "game_id"),
-                    split=_value(row, "split"), frame_rate=frame_rate, row=number,
+    return PlaySpec(play_id=play_id, label=label, path=path, game_id=values["game_id"],
+                    split=values["split"], frame_rate=frame_rate, row=number,
                     start=time_range[0], end=time_range[1])
 
 
-def _time_range(row: Dict[str, Any], path: str):
+def _time_range(values: Dict[str, Value], path: str):
     """(start, end) in seconds, (None, None) without them, or why they cannot be a play."""
-    texts = [_value(row, "start"), _value(row, "end")]
-    if not any(texts):
+    times = []
+    for key in ("start", "end"):
+        try:
+            times.append(_number(values[key]))
+        except ValueError:
+            return f"{key}: expected a finite number of seconds, got {values[key]!r}"
+    if times == [None, None]:
         return None, None
-    if not all(texts):
+    if None in times:
         return "start and end go together (give both or neither)"
-    try:
-        start, end = (float(t) for t in texts)
-    except ValueError:
-        return f"start and end must be seconds, got {texts[0]!r}, {texts[1]!r}"
+    start, end = times
     problem = video_clips.range_problem(start, end)
     if problem:
         return problem

@@ -9,7 +9,7 @@ A play's `path` is one of:
     (frame_2 before frame_10);
   * a glob of frame images (`plays/p1/*.png`);
   * a video file (mp4, avi, mov, webm, mkv, m4v), decoded with PyAV;
-  * `demo://<seed>/<index>`: a synthetic play from `media.demo_plays`.
+  * `demo://<seed>/<index>[?profile=P&label=L]`: a synthetic play from `media.demo_plays`.
 A play that is a time range of a longer video is read by `media.video_clips`.
 Local paths are read directly; other file systems (gs://, s3://...) through
 Beam's FileSystems (`media.files`).
@@ -22,7 +22,7 @@ import io
 import math
 import posixpath
 import re
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
@@ -283,13 +283,14 @@ def _read_video(path, num_frames, frame_size, resize_mode, pad_short, quality):
         pad_mode=pad_short if count < num_frames else "")
 
 
-def parse_demo_path(path: str) -> Tuple[int, int]:
-    """`demo://<seed>/<index>` -> (seed, index)."""
-    match = re.fullmatch(r"demo://(-?\d+)/(\d+)", path)
+def parse_demo_path(path: str) -> Tuple[int, int, Dict[str, str]]:
+    """`demo://<seed>/<index>[?profile=P&label=L]` -> (seed, index, {profile, label} given)."""
+    match = re.fullmatch(r"demo://(-?\d+)/(\d+)(?:\?((?:(?:profile|label)=\w+&?)+))?", path)
     if not match:
-        raise PlayError(f"bad demo play path {path} (expected demo://<seed>/<index>)",
-                        kind="missing_path")
-    return int(match.group(1)), int(match.group(2))
+        raise PlayError(f"bad demo play path {path} (expected demo://<seed>/<index>"
+                        f"[?profile=P&label=L])", kind="missing_path")
+    options = dict(part.split("=") for part in (match.group(3) or "").split("&") if part)
+    return int(match.group(1)), int(match.group(2)), options
 
 
 def demo_source_frames(num_frames: int) -> int:
@@ -299,8 +300,10 @@ def demo_source_frames(num_frames: int) -> int:
 
 def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
     from media import demo_plays  # pylint: disable=g-import-not-at-top
-    seed, index = parse_demo_path(path)
-    play = demo_plays.render_play(seed, index, num_frames=demo_source_frames(num_frames))
+    seed, index, options = parse_demo_path(path)
+    play = demo_plays.render_play(seed, index, num_frames=demo_source_frames(num_frames),
+                                  profile=options.get("profile", "default"),
+                                  label=options.get("label"))
     count = int(play.frames.shape[0])
     indices = sample_indices(count, num_frames, pad_short)
     encoded = {i: encode_jpeg(resize_image(Image.fromarray(play.frames[i]), frame_size,

@@ -1,7 +1,9 @@
 """Cluster runs on one machine, every process on the loopback interface
 (tests/cluster_processes.py): the Beam jobs on the portable runner with an external worker
-pool, training through a tf.data service, a multi-worker cluster killed and restarted, a
-worker whose share of the shards is empty, and the commands of cloudbuild.yaml."""
+pool, training through a tf.data service (and through its faults: the dispatcher or a service
+worker killed with SIGKILL and restarted, two trainers sharing one service job), a multi-worker
+cluster killed and restarted, a worker whose share of the shards is empty, and the commands of
+cloudbuild.yaml."""
 
 import filecmp
 import json
@@ -11,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import time
+from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -114,6 +117,8 @@ def test_training_through_a_tf_data_service(cluster, data_dir, tmp_path):
     dispatcher = cluster.python("dispatcher", ["-m", "trainer.data_service", "--dispatcher_port=0",
                                                f"--work_dir={work_dir}"])
     address = dispatcher.wait_for(r"dispatcher listening on grpc://(\S+)", timeout=90)[1]
+    dispatcher.wait_for(r"^warning: --work_dir with --dispatcher_port=0: .* fixed --dispatcher_port",
+                        timeout=10)
     workers = [cluster.python(f"service worker {i}", [
         "-m", "trainer.data_service", "--worker", f"--dispatcher_address={address}"])
         for i in range(2)]
@@ -132,6 +137,141 @@ def test_training_through_a_tf_data_service(cluster, data_dir, tmp_path):
     assert b"playclips-" in journal and b"-train-plays" in journal
     for port in worker_ports:
         assert f"localhost:{port}".encode() in journal
+
+
+# ---------------------------------------------------------------- tf.data service faults
+#
+# The trainers run as `python -m tests.tapped_trainer TAP ...` (trainer.task, with each batch it
+# takes from the service written to TAP as its label indices). Every play has its own label,
+# so the batches name the plays each trainer trained on.
+
+PLAYS = 16
+
+
+@pytest.fixture(scope="module")
+def labelled_plays(tmp_path_factory):
+    """16 train plays, each its own label, in 4 shards (plus a val split for the trainer)."""
+    path = tmp_path_factory.mktemp("labelled_plays")
+    record_fixtures.write_dataset(path, num_plays=PLAYS, num_frames=4, size=32,
+                                  labels=[f"play{i}" for i in range(PLAYS)],
+                                  splits=("train", "val"), num_shards=4)
+    return str(path)
+
+
+def _tapped_trainer(cluster, name, tap, data_dir, job, address, *flags, **env_extra):
+    return cluster.python(name, [
+        "-m", "tests.tapped_trainer", str(tap), f"--data_dir={data_dir}", f"--job_dir={job}",
+        f"--data_service=grpc://{address}", "--shuffle_buffer=0", *flags, *TINY], **env_extra)
+
+
+def _batches(tap):
+    try:
+        with open(tap) as f:
+            return [[int(v) for v in line.split()] for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _wait_for_batches(tap, count, process, timeout=180):
+    deadline = time.monotonic() + timeout
+    while len(_batches(tap)) < count:
+        assert time.monotonic() < deadline and process.popen.poll() is None, process.output[-3000:]
+        time.sleep(0.05)
+
+
+def _stalled(tap, process, quiet=3.0, timeout=60):
+    """The batches received once `process` has taken none for `quiet` s (None if it exited)."""
+    deadline = time.monotonic() + timeout
+    seen, since = len(_batches(tap)), time.monotonic()
+    while time.monotonic() < deadline and process.popen.poll() is None:
+        time.sleep(0.2)
+        now = len(_batches(tap))
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return seen
+    return None
+
+
+def _service(cluster, tmp_path, workers=1, port=0):
+    dispatcher_args = ["-m", "trainer.data_service", f"--dispatcher_port={port}",
+                       f"--work_dir={tmp_path / 'dispatcher'}"]
+    dispatcher = cluster.python("dispatcher", dispatcher_args)
+    address = dispatcher.wait_for(r"dispatcher listening on grpc://(\S+)", timeout=90)[1]
+    worker_args = ["-m", "trainer.data_service", "--worker", f"--dispatcher_address={address}"]
+    procs = [cluster.python(f"service worker {i}", worker_args) for i in range(workers)]
+    for proc in procs:
+        proc.wait_for(r"worker listening on port", timeout=90)
+    return dispatcher, dispatcher_args, procs, worker_args, address
+
+
+def _check_finished(trainer, tap, epochs, steps):
+    """The trainer exited 0 after every epoch; the plays it trained on, counted."""
+    assert trainer.wait(timeout=240) == 0, trainer.output[-3000:]
+    assert [line.split()[1] for line in _epoch_lines(trainer.output)] == [
+        f"{e}/{epochs}" for e in range(1, epochs + 1)]
+    trained = _batches(tap)[:epochs * steps]
+    assert len(trained) == epochs * steps
+    return Counter(play for batch in trained for play in batch)
+
+
+def test_a_dispatcher_killed_and_restarted_with_its_work_dir_continues_training(
+        cluster, labelled_plays, tmp_path):
+    # A fixed port: the restarted dispatcher must be where the workers and the trainer look.
+    dispatcher, dispatcher_args, _, _, address = _service(cluster, tmp_path, port=free_port())
+    tap, epochs, steps = tmp_path / "tap.txt", 3, 25
+    trainer = _tapped_trainer(cluster, "trainer", tap, labelled_plays, tmp_path / "job", address,
+                              "--strategy=default", f"--epochs={epochs}",
+                              f"--steps_per_epoch={steps}", "--batch_size=2")
+    _wait_for_batches(tap, 4, trainer)
+    dispatcher.kill()  # SIGKILL
+    # The service workers need the dispatcher for each next shard file: training waits.
+    stalled_at = _stalled(tap, trainer)
+    assert stalled_at is not None and stalled_at < epochs * steps, trainer.output[-3000:]
+    restarted = cluster.python("dispatcher (restarted)", dispatcher_args)  # the same command
+    restarted.wait_for(r"dispatcher listening on", timeout=90)
+    seen = _check_finished(trainer, tap, epochs, steps)
+    assert sorted(seen) == list(range(PLAYS))  # every play trained on, after the restart too
+    assert len(_batches(tap)) > stalled_at
+
+
+def test_a_service_worker_killed_and_restarted_continues_training(cluster, labelled_plays, tmp_path):
+    _, _, (worker,), worker_args, address = _service(cluster, tmp_path)
+    tap, epochs, steps = tmp_path / "tap.txt", 3, 25
+    trainer = _tapped_trainer(cluster, "trainer", tap, labelled_plays, tmp_path / "job", address,
+                              "--strategy=default", f"--epochs={epochs}",
+                              f"--steps_per_epoch={steps}", "--batch_size=2")
+    _wait_for_batches(tap, 4, trainer)
+    worker.kill()  # SIGKILL: the only worker, so training must wait for the new one
+    stalled_at = _stalled(tap, trainer)
+    assert stalled_at is not None and stalled_at < epochs * steps, trainer.output[-3000:]
+    cluster.python("service worker (restarted)", worker_args).wait_for(
+        r"worker listening on port", timeout=90)
+    seen = _check_finished(trainer, tap, epochs, steps)
+    assert sorted(seen) == list(range(PLAYS))
+    assert len(_batches(tap)) > stalled_at
+
+
+def test_two_trainers_share_one_service_job_and_see_every_play_each_epoch(
+        cluster, labelled_plays, tmp_path):
+    _, _, _, _, address = _service(cluster, tmp_path, workers=2)
+    spec = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    # Global batch 4 (2 per trainer) x 16 steps: 64 plays an epoch, 4 passes over the 16.
+    epochs, steps = 2, 16
+    taps = [tmp_path / f"tap{i}.txt" for i in range(2)]
+    trainers = [_tapped_trainer(cluster, f"trainer {i}", taps[i], labelled_plays, tmp_path / "job",
+                                address, "--strategy=multi_worker", f"--epochs={epochs}",
+                                f"--steps_per_epoch={steps}", "--batch_size=4",
+                                TF_CONFIG=_tf_config(spec, "worker", i))
+                for i in range(2)]
+    counts = [_check_finished(t, tap, epochs, steps) for t, tap in zip(trainers, taps)]
+    jobs = {re.search(r"train input pipeline: .* \(job (\S+)\)", t.output)[1] for t in trainers}
+    assert len(jobs) == 1  # one service job, both trainers its consumers
+    for epoch in range(epochs):
+        in_epoch = [play for tap in taps for batch in _batches(tap)[epoch * steps:(epoch + 1) * steps]
+                    for play in batch]
+        assert len(in_epoch) == 4 * steps
+        assert sorted(set(in_epoch)) == list(range(PLAYS)), (epoch, Counter(in_epoch))
 
 
 # ---------------------------------------------------------------- multi-worker faults

@@ -98,3 +98,91 @@ def test_bad_arguments_raise_clear_errors():
         demo_plays.render_play(0, -1)
     with pytest.raises(ValueError, match="num_frames"):
         demo_plays.render_play(0, 1, num_frames=0)
+
+
+# sha256 of render_play(0, i, num_frames=6, size=48).frames before profiles existed: the
+# default profile must keep drawing the same plays (the demo's records stay byte-identical).
+DEFAULT_SHA256 = {3: "66396b83115c39e8b5e483b93cde5fa97e0cae07b6f267b28f2c72918117a288",
+                  10: "f581699539edb7ef001909efbfbaa9ff09b6c4e4147ec2721b5fcf4be9a99f37"}
+
+
+@pytest.mark.parametrize("index", sorted(DEFAULT_SHA256))
+def test_default_profile_draws_the_original_plays(index):
+    import hashlib  # pylint: disable=g-import-not-at-top
+    frames = demo_plays.render_play(0, index, num_frames=6, size=48).frames
+    assert hashlib.sha256(frames.tobytes()).hexdigest() == DEFAULT_SHA256[index]
+    weights = demo_plays.parse_label_weights("balanced")
+    assert [demo_plays.label_of(i, weights) for i in range(22)] == \
+        [demo_plays.label_of(i) for i in range(22)]
+
+
+def test_hard_profile_keeps_misc_the_reverse_of_transition():
+    forward = demo_plays.render_label("transition", np.random.default_rng(9), 10, SIZE, "hard")
+    backward = demo_plays.render_label("misc", np.random.default_rng(9), 10, SIZE, "hard")
+    np.testing.assert_array_equal(backward, forward[::-1])
+    default = demo_plays.render_label("transition", np.random.default_rng(9), 10, SIZE)
+    assert not np.array_equal(forward, default)
+    again = demo_plays.render_play(2, 5, num_frames=6, size=SIZE, profile="hard").frames
+    np.testing.assert_array_equal(again, demo_plays.render_play(2, 5, 6, SIZE, profile="hard").frames)
+
+
+def test_hard_pick_and_roll_labels_differ_later_and_less(monkeypatch):
+    """Under `hard` both pick-and-roll plays wait, then share the screen: they differ only late."""
+    profiles = dict(demo_plays._ZOOM_PROFILES)
+    profiles["pick_and_roll_roll_man"] = profiles["pick_and_roll_ball_handler"]
+    monkeypatch.setattr(demo_plays, "_ZOOM_PROFILES", profiles)
+
+    def pair(profile):
+        return [demo_plays.render_label(label, np.random.default_rng(4), 20, SIZE, profile)
+                .astype(float) for label in ("pick_and_roll_ball_handler", "pick_and_roll_roll_man")]
+
+    hard, default = pair("hard"), pair("default")
+    diff = [np.abs(a - b).mean(axis=(1, 2, 3)) for a, b in (hard, default)]
+    assert diff[0][:6].mean() < 0.5 * diff[1][:6].mean() + 1e-9  # same for longer
+    assert diff[0][-6:].mean() > 2 * diff[0][:6].mean()  # but still apart at the end
+
+
+def test_label_weights_make_an_imbalanced_cycle():
+    weights = demo_plays.parse_label_weights("imbalanced")
+    cycle = sum(weights.values())
+    counts = collections.Counter(demo_plays.label_of(i, weights) for i in range(3 * cycle))
+    assert counts == {label: 3 * w for label, w in weights.items()}
+    assert max(weights.values()) / min(weights.values()) == 20
+    custom = demo_plays.parse_label_weights("cut=3, misc=2")
+    assert custom["cut"] == 3 and custom["misc"] == 2 and custom["putback"] == 1
+    first = [demo_plays.label_of(i, weights) for i in range(cycle)]
+    assert len(set(first[:20])) >= 8  # spread over the cycle, not in runs
+    play = demo_plays.render_play(0, 1, num_frames=2, size=SIZE, label_weights=weights)
+    assert play.label == first[1]
+
+
+@pytest.mark.parametrize("text,match", [("dunk=3", "demo label"), ("cut=0", "whole number"),
+                                        ("cut=1.5", "whole number"), ("cut", "label=weight")])
+def test_bad_label_weights_and_profile_are_usage_errors(text, match):
+    from schemas.errors import UsageError  # pylint: disable=g-import-not-at-top
+    with pytest.raises(UsageError, match=match):
+        demo_plays.parse_label_weights(text)
+    with pytest.raises(UsageError, match="default, hard"):
+        demo_plays.profile_of("harder")
+
+
+def test_play_path_round_trips_through_the_frame_reader():
+    from media import frames  # pylint: disable=g-import-not-at-top
+    assert demo_plays.play_path(3, 7) == "demo://3/7"
+    path = demo_plays.play_path(3, 7, "hard", "cut")
+    assert frames.parse_demo_path(path) == (3, 7, {"profile": "hard", "label": "cut"})
+    assert frames.parse_demo_path("demo://3/7") == (3, 7, {})
+    with pytest.raises(frames.PlayError, match="bad demo play path"):
+        frames.parse_demo_path("demo://3/7?size=9")
+
+
+def test_a_large_test_split_is_possible():
+    """Demo plays come 10 to a game and splits go by game: 3,300 plays can hold 1,000+ test plays."""
+    from beam_jobs import splits  # pylint: disable=g-import-not-at-top
+    fractions = splits.parse_splits("train=0.57,val=0.1,test=0.33")
+    assigned = [splits.assign_split(demo_plays.game_id_of(i), fractions) for i in range(3300)]
+    test_labels = collections.Counter(demo_plays.label_of(i) for i in range(3300)
+                                      if assigned[i] == "test")
+    assert sum(test_labels.values()) >= 1000
+    assert min(test_labels.values()) >= 90 and len(test_labels) == 11
+    assert demo_plays.render_play(0, 19, num_frames=2, size=SIZE).game_id == demo_plays.game_id_of(10)

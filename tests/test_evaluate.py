@@ -157,3 +157,71 @@ def test_evaluate_model_on_the_real_eval_pipeline(tmp_path):
         card.label_counts["test"]
     assert "top_3" not in report  # 3 classes: top-3 is always 1
     assert os.path.exists(tmp_path / "job" / evaluate.CONFUSION_PNG)
+
+
+PREDICTED = [0, 1, 1, 1, 0, 3]  # argmax of SCORES
+
+
+@pytest.mark.parametrize("correct,n,low,high", [
+    (5, 10, 0.2366, 0.7634), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (81, 263, 0.2553, 0.3662)])
+def test_wilson_interval_matches_published_values(correct, n, low, high):
+    got = evaluate.wilson_interval(correct, n)
+    assert got == pytest.approx((low, high), abs=1e-4)
+    assert evaluate.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_macro_f1_and_mean_recall_leave_out_classes_that_never_occur():
+    assert evaluate.macro_f1(Y_TRUE, PREDICTED, 4) == pytest.approx(2.3 / 4)
+    assert evaluate.macro_f1(Y_TRUE, PREDICTED, 6) == pytest.approx(2.3 / 4)  # 2 unused classes
+    recall = evaluate.per_class_recall(Y_TRUE, PREDICTED, 5)
+    np.testing.assert_allclose(recall[:4], EXPECTED_RECALL)
+    assert np.isnan(recall[4])
+    assert evaluate.mean_per_class_recall(Y_TRUE, PREDICTED, 5) == pytest.approx(2.5 / 4)
+    # Imbalanced: always predicting the majority scores high accuracy, low balanced figures.
+    labels = [0] * 18 + [1, 2]
+    assert evaluate.mean_per_class_recall(labels, [0] * 20, 3) == pytest.approx(1 / 3)
+    assert evaluate.macro_f1(labels, [0] * 20, 3) == pytest.approx((2 * 18 / 38) / 3)
+
+
+def test_bootstrap_macro_f1_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 400)
+    predictions = np.where(rng.random(400) < 0.7, labels, rng.integers(0, 5, 400))
+    point = evaluate.macro_f1(labels, predictions, 5)
+    low, high = evaluate.bootstrap_macro_f1(labels, predictions, 5, resamples=1000, seed=1)
+    assert (low, high) == evaluate.bootstrap_macro_f1(labels, predictions, 5, resamples=1000, seed=1)
+    assert low < point < high and 0.04 < high - low < 0.2
+    small = evaluate.bootstrap_macro_f1(labels[:50], predictions[:50], 5, resamples=1000)
+    assert small[1] - small[0] > high - low  # less data, a wider interval
+    assert evaluate.bootstrap_macro_f1(labels, labels, 5, resamples=50) == (1.0, 1.0)
+
+
+def test_report_has_intervals_next_to_the_old_keys():
+    report = evaluate.classification_metrics(Y_TRUE, _probabilities(), LABELS)
+    assert report["accuracy"] == pytest.approx(4 / 6) and report["accuracy_n"] == 6
+    assert (report["accuracy_ci_low"], report["accuracy_ci_high"]) == \
+        pytest.approx(evaluate.wilson_interval(4, 6))
+    assert report["macro_f1"] == pytest.approx(2.3 / 4)
+    assert report["macro_f1_ci_low"] <= report["macro_f1"] <= report["macro_f1_ci_high"]
+    assert report["mean_per_class_recall"] == pytest.approx(2.5 / 4)
+    json.dumps(report)
+
+
+def test_view_metrics_scores_clip_and_play_side_by_side():
+    # 3 views of 4 plays: the middle view is wrong on plays 1 and 3, the other two views right.
+    labels = np.array([0, 1, 2, 1])
+    right = np.eye(3)[labels] * 0.8 + 0.1
+    wrong = np.eye(3)[(labels + 1) % 3] * 0.8 + 0.1
+    middle = np.where(np.array([False, True, False, True])[:, None], wrong, right)
+    scores = np.stack([right, middle, right], axis=1)
+    report = evaluate.view_metrics(labels, scores, ["a", "b", "c"])
+    assert report["views"] == 3
+    assert report["clip"]["accuracy"] == pytest.approx(0.5)
+    assert report["play"]["accuracy"] == pytest.approx(1.0)
+    assert report["play"]["accuracy_n"] == 4
+    logits = np.log(scores)
+    np.testing.assert_allclose(evaluate.average_views(logits, from_logits=True).sum(axis=1), 1.0)
+    assert evaluate.view_metrics(labels, logits, ["a", "b", "c"],
+                                 from_logits=True)["play"]["accuracy"] == 1.0
+    with pytest.raises(ValueError, match=r"\[N, K, C\]"):
+        evaluate.average_views(right)

@@ -170,3 +170,50 @@ def test_keras_save_load_round_trip(tmp_path):
     x = clips(frames=5)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def _head_model(head, feature_dim=6, num_classes=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    return model_lib.build_head_model(num_classes, feature_dim, head=head, rnn="gru",
+                                      rnn_units=4, dropout=0.0)
+
+
+def _features(batch=2, frames=5, dim=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, frames, dim)).astype("float32")
+
+
+@pytest.mark.parametrize("head", model_lib.HEADS)
+def test_heads_shapes_and_safe_mode_round_trip(tmp_path, head):
+    model = _head_model(head)
+    for frames in (3, 8):
+        probs = model(_features(frames=frames), training=False).numpy()
+        assert probs.shape == (2, 3)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    path = str(tmp_path / f"{head}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)  # no Lambda layers
+    x = _features(frames=7, seed=1)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    full = tiny(head=head)  # on top of the base, from clips
+    assert full(clips(frames=3), training=False).shape == (2, 3)
+
+
+def test_order_agnostic_heads_cannot_tell_a_clip_from_its_reverse():
+    x = _features(frames=6, seed=2)
+    backwards = x[:, ::-1]
+    mean_pool, rnn, single = _head_model("mean_pool"), _head_model("rnn"), _head_model("single_frame")
+    np.testing.assert_allclose(mean_pool.predict(backwards, verbose=0),
+                               mean_pool.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(rnn.predict(backwards, verbose=0) - rnn.predict(x, verbose=0)).max() > 1e-3
+    # single_frame sees frame T // 2 only: changing the others changes nothing.
+    other = x.copy()
+    other[:, [0, 1, 2, 4, 5]] = 0.0
+    np.testing.assert_allclose(single.predict(other, verbose=0), single.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(single.predict(x[:, ::-1], verbose=0) - single.predict(x, verbose=0)).max() > 1e-3
+
+
+def test_unknown_head_names_the_choices():
+    with pytest.raises(UsageError, match="--head='attention'.*rnn, mean_pool, single_frame"):
+        _head_model("attention")

@@ -1,5 +1,6 @@
 """beam_jobs.plays: manifests (CSV / JSON Lines), folder trees, launch-time checks."""
 
+import json
 import os
 
 import pytest
@@ -103,3 +104,72 @@ def test_start_and_end_columns(tmp_path):
     assert "seconds" in reasons["r5"] and "video file" in reasons["r6"]
     # Without a game_id, plays cut from one video share a split (they are one game).
     assert specs[0].group_key == specs[0].path and specs[1].group_key == "r2"
+
+
+def test_jsonl_values_of_the_wrong_type_are_rejected_naming_the_column(tmp_path):
+    ok = {"play_id": "p", "label": "shot", "path": "clips/p"}
+    rows = [
+        {**ok, "label": ["shot"]},
+        {**ok, "label": {"name": "shot"}},
+        {**ok, "label": True},
+        {**ok, "label": 3},  # a number is not a label (an index? a name?): rejected
+        {**ok, "path": 7, "split": False},
+        {**ok, "play_id": 1.5},
+        {**ok, "game_id": [12345]},
+        {**ok, "frame_rate": [30]},
+        {**ok, "start": {"s": 1}, "end": True},
+        {**ok, "play_id": 17, "game_id": 12345, "frame_rate": 30, "start": None, "end": None},
+        {**ok, "play_id": "s", "frame_rate": "29.97", "split": None},
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    specs, rejected = _split(list(plays.read_manifest(str(path))))
+    assert [r["kind"] for r in rejected] == ["bad_type"] * 9
+    reasons = [r["reason"].split(": ", 1)[1] for r in rejected]
+    assert reasons == [
+        "label: expected a string, got a list",
+        "label: expected a string, got an object",
+        "label: expected a string, got a boolean",
+        "label: expected a string, got an integer",
+        "path: expected a string, got an integer; split: expected a string, got a boolean",
+        "play_id: expected a string or an integer, got a number",
+        "game_id: expected a string or an integer, got a list",
+        "frame_rate: expected a number, got a list",
+        "start: expected a number, got an object; end: expected a number, got a boolean",
+    ]
+    assert [r["play_id"] for r in rejected][:5] == ["p"] * 5 and rejected[5]["play_id"] == ""
+    # Integer ids are read as their decimal string; null is an absent value.
+    assert [(s.play_id, s.game_id, s.frame_rate, s.split, s.has_range) for s in specs] == [
+        ("17", "12345", 30.0, "", False), ("s", "", 29.97, "", False)]
+
+
+@pytest.mark.parametrize("value,kind", [
+    ("nan", "bad_value"), ("inf", "bad_value"), ("1e400", "bad_value"), ("1_000", "bad_value"),
+    ("0x1E", "bad_value"), ("\u0663\u0660", "bad_value"), ("30", None), ("+2.5e1", None)])
+def test_csv_numbers_must_be_finite_decimal_numbers(tmp_path, value, kind):
+    rows = [{"play_id": "f", "label": "cut", "path": "clips/f", "frame_rate": value},
+            {"play_id": "s", "label": "cut", "path": "g.mp4", "start": value, "end": "1e9"}]
+    manifest = mf.write_manifest(str(tmp_path / "m.csv"), rows)
+    specs, rejected = _split(list(plays.read_manifest(manifest)))
+    if kind is None:
+        assert [s.play_id for s in specs] == ["f", "s"]
+        assert specs[0].frame_rate == float(value) == specs[1].start
+    else:
+        assert [(r["play_id"], r["kind"]) for r in rejected] == [("f", kind), ("s", "bad_range")]
+        assert rejected[0]["reason"].endswith(f"frame_rate: expected a positive finite number, "
+                                              f"got {value!r}")
+        assert rejected[1]["reason"].endswith(f"start: expected a finite number of seconds, "
+                                              f"got {value!r}")
+
+
+def test_json_numbers_must_be_finite(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"play_id": "a", "label": "x", "path": "a", "frame_rate": NaN}\n'
+                    '{"play_id": "b", "label": "x", "path": "b", "frame_rate": 1%s}\n'
+                    '{"play_id": "c", "label": "x", "path": "c.mp4", "start": 0, "end": Infinity}\n'
+                    % ("0" * 400))
+    specs, rejected = _split(list(plays.read_manifest(str(path))))
+    assert not specs
+    assert [(r["play_id"], r["kind"]) for r in rejected] == [
+        ("a", "bad_value"), ("b", "bad_value"), ("c", "bad_range")]
+    assert "end: expected a finite number of seconds" in rejected[2]["reason"]

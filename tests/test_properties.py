@@ -3,6 +3,9 @@
 Whatever a manifest file or a serialized record holds, the reader and the parser
 give a play (a PlaySpec, a PlayRecord), a dead-letter entry or a clear error
 (UsageError, SchemaError), never another exception, and return within seconds.
+What comes out means what went in: one play or one dead letter per row, a play's
+label and ids are the strings given (never the text of a list or a number), and a
+value of the wrong JSON type is a dead letter that names its column.
 """
 import contextlib
 import csv
@@ -97,11 +100,67 @@ def manifest_dir(tmp_path_factory):
 def _check_spec(spec: plays.PlaySpec) -> None:
     assert spec.play_id and spec.label and spec.path and spec.row >= 1
     assert spec.frame_rate is None or (spec.frame_rate > 0 and math.isfinite(spec.frame_rate))
+    assert (spec.start is None) == (spec.end is None)
+    assert spec.start is None or (math.isfinite(spec.start) and math.isfinite(spec.end)
+                                  and 0 <= spec.start < spec.end)
+    assert all(isinstance(v, str) for v in (spec.play_id, spec.label, spec.path, spec.game_id,
+                                            spec.split))
 
 
 def _check_rejection(entry) -> None:
     assert set(entry) == {"play_id", "path", "reason", "kind", "row", "split"}
     assert entry["reason"] and entry["kind"] and isinstance(entry["row"], int)
+
+
+def _wrong_type(key, value) -> str:
+    """The JSON type name the reader must report for `value` in column `key`, "" when it fits."""
+    if value is None or isinstance(value, str):
+        return ""
+    if key in plays.ID_COLUMNS and isinstance(value, int) and not isinstance(value, bool):
+        return ""
+    if key in plays.NUMBER_COLUMNS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ""
+    if key not in plays.STRING_COLUMNS + plays.NUMBER_COLUMNS:
+        return ""  # other keys are not read
+    return {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+            dict: "an object"}[type(value)]
+
+
+def _given(row, key) -> str:
+    value = row.get(key)
+    return "" if value is None else (value if isinstance(value, str) else str(value)).strip()
+
+
+def _check_meaning(row, item) -> None:
+    """`item` (what the reader made of the JSON object `row`) means what `row` says."""
+    wrong = {key: _wrong_type(key, row.get(key)) for key in plays.STRING_COLUMNS + plays.NUMBER_COLUMNS}
+    wrong = {key: name for key, name in wrong.items() if name}
+    if wrong:
+        assert not isinstance(item, plays.PlaySpec), (row, item)
+        assert item["kind"] == "bad_type", (row, item)
+        for key, name in wrong.items():
+            assert f"{key}: expected a " in item["reason"] and f", got {name}" in item["reason"]
+        return
+    if isinstance(item, plays.PlaySpec):
+        # The label is the string given: a label of the vocabulary exactly as written.
+        assert isinstance(row["label"], str) and item.label == row["label"].strip()
+        assert item.play_id == _given(row, "play_id") and item.game_id == _given(row, "game_id")
+        assert item.split == _given(row, "split")
+    else:
+        assert item["kind"] != "bad_type", (row, item)
+
+
+def _json_rows(data: bytes):
+    """The JSON objects of a JSON Lines manifest, in row order (None for other lines)."""
+    rows = []
+    for line in data.decode("utf-8-sig").splitlines():
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            rows.append(row if isinstance(row, dict) else None)
+    return rows
 
 
 @PROPERTY
@@ -128,6 +187,53 @@ def test_any_manifest_gives_plays_dead_letters_or_a_clear_error(manifest_dir, da
             _check_rejection(item)
     if count is not None:
         assert len(items) == count  # every row: one play or one dead letter
+    if extension in (".jsonl", ".json") and items:
+        rows = _json_rows(data)
+        assert len(rows) == len(items)
+        for row, item in zip(rows, items):
+            if row is None:
+                assert item["kind"] == "bad_row"
+            else:
+                _check_meaning(row, item)
+
+
+LABELS = ["shot", "pass", " cut ", "post_up"]
+good_values = {
+    "play_id": st.text(min_size=1, max_size=5) | st.integers(),
+    "label": st.sampled_from(LABELS),
+    "path": st.sampled_from(["clips/a", "/abs/b.mp4"]),
+    "game_id": st.none() | st.text(max_size=4) | st.integers(),
+    "split": st.none() | st.sampled_from(["train", "val", ""]),
+    "frame_rate": st.none() | st.floats(0.5, 240) | st.sampled_from(["25", "29.97", " 30 "]),
+}
+wrong_values = st.one_of(st.booleans(), st.lists(st.sampled_from(LABELS), max_size=2),
+                         st.dictionaries(st.sampled_from(LABELS), st.integers(), max_size=2),
+                         st.integers(), st.floats(allow_nan=False))
+
+
+@st.composite
+def typed_rows(draw):
+    row = {}
+    for key, good in good_values.items():
+        if draw(st.integers(0, 5)) == 0:
+            row[key] = draw(wrong_values)
+        elif draw(st.integers(0, 5)) or key in plays.REQUIRED_COLUMNS:
+            row[key] = draw(good)
+    return row
+
+
+@PROPERTY
+@given(rows=st.lists(typed_rows(), min_size=1, max_size=6))
+def test_typed_jsonl_rows_give_their_values_or_a_dead_letter_naming_the_column(manifest_dir, rows):
+    path = os.path.join(manifest_dir, "typed.jsonl")
+    with open(path, "w") as f:
+        f.write("".join(json.dumps(row) + "\n" for row in rows))
+    items = list(plays.read_plays(path))
+    assert len(items) == len(rows) == plays.check_input(path)  # written + rejected = input
+    for row, item in zip(rows, items):
+        _check_meaning(row, item)
+    vocabulary = {label.strip() for label in LABELS}
+    assert {i.label for i in items if isinstance(i, plays.PlaySpec)} <= vocabulary
 
 
 # ------------------------------------------------------------------ records

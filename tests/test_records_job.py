@@ -47,6 +47,31 @@ def _shards(output_dir: str):
     return sorted(n for n in os.listdir(output_dir) if ".tfrecord" in n)
 
 
+
+def test_demo_profile_and_label_weights(tmp_path):
+    """--demo_profile and --demo_label_weights reach the plays: labels by weight, hard frames."""
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    out = str(tmp_path / "recs")
+    card = make_records.run([f"--output_dir={out}", "--demo_plays=12", "--num_frames=4",
+                             "--frame_size=32", "--splits=train=1", "--demo_profile=hard",
+                             "--demo_label_weights=cut=5,misc=2"])
+    weights = demo_plays.parse_label_weights("cut=5,misc=2")
+    expected = [demo_plays.label_of(i, weights) for i in range(12)]
+    assert card.label_counts["train"] == {label: expected.count(label) for label in set(expected)}
+    assert card.label_counts["train"]["cut"] == 4
+    records = sorted(_records(os.path.join(out, card.shard_glob("train"))), key=lambda r: r.play_id)
+    assert [r.label for r in records] == expected
+    first = records[0]
+    assert first.data_path == f"demo://0/0?profile=hard&label={expected[0]}"
+    hard = frames.read_play(first.data_path, 4, 32)
+    default = frames.read_play("demo://0/0", 4, 32)
+    assert list(first.frames) == list(hard.frames) != list(default.frames)
+    with pytest.raises(UsageError, match="--demo_profile='harder'"):
+        make_records.run([f"--output_dir={tmp_path / 'bad'}", "--demo_profile=harder"])
+    with pytest.raises(UsageError, match="--demo_label_weights"):
+        make_records.run([f"--output_dir={tmp_path / 'bad'}", "--demo_label_weights=dunk=2"])
+
+
 def test_demo_job_round_trip(tmp_path):
     out = str(tmp_path / "recs")
     card = make_records.run([f"--output_dir={out}", "--demo_plays=33", "--num_frames=8",
@@ -188,6 +213,28 @@ def test_folder_tree_gzip_padding(tmp_path):
                                  compression_type="GZIP").map(play_record.parse_play)
     parsed = list(ds)
     assert len(parsed) == 4 and all(int(x["frames"].shape[0]) == 6 for x in parsed)
+
+
+def test_a_label_of_the_wrong_json_type_is_a_dead_letter_not_a_new_class(tmp_path):
+    for name in ("a", "b", "c"):
+        mf.write_frame_folder(str(tmp_path / "clips" / name), 4, height=16, width=16)
+    manifest = tmp_path / "plays.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"play_id": "a", "label": "shot", "path": "clips/a", "game_id": 12345},
+        {"play_id": "b", "label": ["shot"], "path": "clips/b"},
+        {"play_id": 7, "label": "pass", "path": "clips/c", "frame_rate": 25},
+    ]))
+    out = str(tmp_path / "recs")
+    card = make_records.run([f"--input={manifest}", f"--output_dir={out}", "--num_frames=2",
+                             "--frame_size=16", "--num_shards=1", "--splits=train=1"])
+    assert card.labels == ["pass", "shot"]  # not "['shot']": one class per label
+    assert card.num_input == 3 and card.num_rejected == 1 and card.counts == {"train": 2}
+    [entry] = _rejected(out)
+    assert (entry["play_id"], entry["kind"], entry["row"]) == ("b", "bad_type", 2)
+    assert entry["reason"] == "manifest row 2: label: expected a string, got a list"
+    recs = {r.play_id: r for r in _records(os.path.join(out, card.shard_glob("train")))}
+    assert sorted(recs) == ["7", "a"] and recs["7"].label == "pass"
+    assert recs["7"].frame_rate == pytest.approx(25.0)
 
 
 def test_drop_duplicates_and_assign_splits_transforms():

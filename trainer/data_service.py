@@ -17,9 +17,13 @@ trainer, so no trainer waits on a share of empty shards. Validation, test and
 export stay on the trainer hosts.
 
 A dispatcher with --work_dir journals its state there and, restarted with the
-same flags, continues its jobs (workers re-register by themselves). Without it
-a restarted dispatcher starts from scratch, and so does a restarted trainer's
-job. The servers take port 0 for a free port and print the address they listen
+same flags, continues its jobs (workers re-register by themselves; while it is
+down, training waits as soon as a service worker needs its next shard file).
+Give it a fixed --dispatcher_port: restarted on another port, nobody finds it.
+Without --work_dir a restarted dispatcher starts from scratch, and so does a
+restarted trainer's job. A killed service worker's jobs go on on the others (or
+on a worker started again), short of the records it held: docs/clusters.md,
+"tf.data service faults", gives what each fault costs. The servers take port 0 for a free port and print the address they listen
 on. The workers need the repo's Python code only for file systems other than
 local and gs:// (they import tensorflow-io for those): the pipeline travels as
 a TensorFlow graph.
@@ -135,6 +139,10 @@ def run(argv: Optional[Sequence[str]] = None, stop: Optional[threading.Event] = 
                 tf.io.gfile.makedirs(args.work_dir)
             server = start_dispatcher(args.dispatcher_port, args.work_dir)
             print(f"tf.data service dispatcher listening on {server.target}", flush=True)
+            if args.work_dir and not args.dispatcher_port:
+                print("warning: --work_dir with --dispatcher_port=0: restarted, this dispatcher "
+                      "would listen on another port, where the workers and trainers do not look; "
+                      "give a fixed --dispatcher_port", flush=True)
     except UsageError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE

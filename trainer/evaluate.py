@@ -1,8 +1,11 @@
 """Evaluation report on a held-out split: `eval.json` and `confusion_matrix.png`.
 
-Metrics are pure numpy (no sklearn): accuracy, top-k accuracy, per-class
-precision/recall/F1/support, macro and weighted averages and the confusion
-matrix (rows: true label, columns: predicted label).
+Metrics are pure numpy (no sklearn): accuracy with its Wilson 95% interval,
+top-k accuracy, per-class precision/recall/F1/support, macro and weighted
+averages, macro-F1 with a bootstrap 95% interval, mean per-class recall and the
+confusion matrix (rows: true label, columns: predicted label). `view_metrics`
+scores several views per play (temporal windows, flips) at clip level (one view)
+and at play level (views averaged) side by side.
 """
 
 from __future__ import annotations
@@ -55,6 +58,90 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
                      where=denominator > 0)
 
 
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> Tuple[float, float]:
+    """The Wilson score interval (95% for z=1.96) of a proportion `correct`/`n`; (0, 1) for n=0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, center - half)), float(min(1.0, center + half))
+
+
+def per_class_recall(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of each class, float [C]; NaN for a class with no examples."""
+    matrix = confusion_matrix(labels, predictions, num_classes)
+    support = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(matrix) / np.maximum(support, 1), np.nan)
+
+
+def mean_per_class_recall(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
+    """Recall averaged over the classes that have examples (balanced accuracy)."""
+    recall = per_class_recall(labels, predictions, num_classes)
+    return float(np.nanmean(recall)) if np.isfinite(recall).any() else 0.0
+
+
+def _macro_f1_of_counts(matrices: np.ndarray) -> np.ndarray:
+    """Macro-F1 of confusion matrices [..., C, C], over the classes that occur as label or prediction."""
+    true_pos = np.diagonal(matrices, axis1=-2, axis2=-1).astype(np.float64)
+    support = matrices.sum(axis=-1)
+    predicted = matrices.sum(axis=-2)
+    seen = (support + predicted) > 0
+    f1 = 2 * true_pos / np.maximum(support + predicted, 1)  # = 2PR / (P + R)
+    return (f1 * seen).sum(axis=-1) / np.maximum(seen.sum(axis=-1), 1)
+
+
+def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
+    """F1 averaged over the classes that occur as a label or a prediction (as sklearn's macro)."""
+    return float(_macro_f1_of_counts(confusion_matrix(labels, predictions, num_classes)))
+
+
+def bootstrap_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int, *,
+                       resamples: int = 1000, seed: int = 0,
+                       chunk: int = 100) -> Tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of macro-F1 over `resamples` bootstrap resamples.
+
+    Examples are drawn with replacement (seeded, so a report is reproducible);
+    each chunk of resamples is one vectorized confusion count.
+    """
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    predictions = np.asarray(predictions, np.int64).reshape(-1)
+    confusion_matrix(labels, predictions, num_classes)  # checks shapes and ranges
+    n = labels.size
+    if n == 0:
+        return 0.0, 1.0
+    rng = np.random.default_rng(seed)
+    cell = labels * num_classes + predictions
+    scores = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        picks = cell[rng.integers(0, n, (size, n))] + (np.arange(size) * num_classes ** 2)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=size * num_classes ** 2)
+        scores.append(_macro_f1_of_counts(counts.reshape(size, num_classes, num_classes)))
+    low, high = np.percentile(np.concatenate(scores), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def headline_metrics(labels: np.ndarray, predictions: np.ndarray, num_classes: int,
+                     prefix: str = "") -> Dict[str, Any]:
+    """Accuracy with n and its Wilson interval, macro-F1 with its bootstrap interval, mean recall."""
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    predictions = np.asarray(predictions, np.int64).reshape(-1)
+    n, correct = int(labels.size), int(np.sum(labels == predictions))
+    low, high = wilson_interval(correct, n)
+    f1_low, f1_high = bootstrap_macro_f1(labels, predictions, num_classes)
+    values = {"accuracy": correct / n if n else 0.0, "accuracy_n": n,
+              "accuracy_ci_low": low, "accuracy_ci_high": high,
+              "macro_f1": macro_f1(labels, predictions, num_classes),
+              "macro_f1_ci_low": f1_low, "macro_f1_ci_high": f1_high,
+              "mean_per_class_recall": mean_per_class_recall(labels, predictions, num_classes)}
+    return {prefix + key: value for key, value in values.items()}
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
                            label_names: Sequence[str],
                            top_k: Iterable[int] = (1, 3)) -> Dict[str, Any]:
@@ -66,7 +153,9 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
       label_names: C names, index order.
       top_k: k values for `top_{k}` accuracy; k >= C is skipped (always 1.0).
 
-    Precision/recall/F1 of a class with no predictions/no examples is 0.
+    Precision/recall/F1 of a class with no predictions/no examples is 0 in
+    `per_class` and the averages; `macro_f1` and `mean_per_class_recall` leave
+    such classes out (see `headline_metrics`).
     """
     label_names = list(label_names)
     num_classes = len(label_names)
@@ -101,10 +190,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
         return {"precision": float((precision * w).sum()), "recall": float((recall * w).sum()),
                 "f1": float((f1 * w).sum()), "support": total}
 
-    report: Dict[str, Any] = {
-        "num_examples": total,
-        "accuracy": float(true_pos.sum() / total) if total else 0.0,
-    }
+    report: Dict[str, Any] = {"num_examples": total}
+    report.update(headline_metrics(labels, predictions, num_classes))
     for k in sorted(set(int(k) for k in top_k)):
         if k < 1:
             raise ValueError(f"top_k values must be >= 1, got {k}")
@@ -118,6 +205,36 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
         "confusion_matrix": matrix.tolist(),
     })
     return report
+
+
+def average_views(scores: np.ndarray, from_logits: bool = False) -> np.ndarray:
+    """Play-level probabilities [N, C] from K views' scores [N, K, C].
+
+    Probabilities are averaged; logits are averaged, then soft-maxed.
+    """
+    scores = np.asarray(scores, np.float64)
+    if scores.ndim != 3 or scores.shape[1] < 1:
+        raise ValueError(f"view scores must be [N, K, C] with K >= 1, got shape {scores.shape}")
+    mean = scores.mean(axis=1)
+    if not from_logits:
+        return mean
+    shifted = np.exp(mean - mean.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def view_metrics(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[str], *,
+                 clip_view: Optional[int] = None, from_logits: bool = False) -> Dict[str, Any]:
+    """Clip-level (view `clip_view`, default the middle one) and play-level (views averaged) reports.
+
+    Returns {"views": K, "clip": classification_metrics(...), "play": ...}.
+    """
+    scores = np.asarray(scores, np.float64)
+    play = average_views(scores, from_logits)
+    clip_view = scores.shape[1] // 2 if clip_view is None else clip_view
+    clip = average_views(scores[:, clip_view:clip_view + 1], from_logits)
+    return {"views": int(scores.shape[1]),
+            "clip": classification_metrics(labels, clip, label_names, top_k=(1,)),
+            "play": classification_metrics(labels, play, label_names, top_k=(1,))}
 
 
 # ---------------------------------------------------------------- plot

@@ -1,11 +1,13 @@
-"""The play classifier: VGG16 frame features -> recurrent layer -> softmax.
+"""The play classifier: VGG16 frame features -> a head over the frames -> softmax.
 
     clips uint8 [B, T, H, W, 3]          (T may be None: any number of frames)
       -> VGGPreprocess                   cast to the compute dtype, RGB->BGR, minus ImageNet mean
       -> TimeDistributed(VGG16 cut)      per-frame conv features, global average pooled [B, T, C]
                                          (or cached features of the same base: build_head_model)
       -> LayerNormalization (optional)   per-frame feature normalization             [B, T, C]
-      -> LSTM | GRU (optionally bidirectional)                                      [B, U]
+      -> head="rnn": LSTM | GRU (optionally bidirectional)                         [B, U]
+         head="mean_pool": average over frames, Dense(U, relu)   (order-agnostic)  [B, U]
+         head="single_frame": the middle frame, Dense(U, relu)   (order-agnostic)  [B, U]
       -> Dropout
       -> Dense + softmax (float32)       probabilities over dataset.json's labels  [B, K]
 """
@@ -15,13 +17,25 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from media.frame_features import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
 from schemas.errors import UsageError
 from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
 
 FEATURES_NAME = "frame_features"
+HEADS = ("rnn", "mean_pool", "single_frame")
+
+
+@keras.saving.register_keras_serializable(package="playclips")
+class MiddleFrame(layers.Layer):
+    """[B, T, C] -> [B, C]: frame T // 2 (the single-frame baseline; any T)."""
+
+    def call(self, inputs):
+        return ops.take(inputs, ops.shape(inputs)[1] // 2, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
 
 
 def default_fine_tune_from(cut_layer: str) -> str:
@@ -43,6 +57,30 @@ def base_of(model: keras.Model) -> keras.Model:
     return model.get_layer(FEATURES_NAME).layer
 
 
+def split_model(model: keras.Model) -> Tuple[keras.Model, keras.Model]:
+    """(per-frame model, head) of a model from `build_model`, sharing its layers and weights.
+
+    The per-frame model takes uint8 frames [N, H, W, 3] through the model's own
+    preprocessing and base (the `frame_features` layer's, so a fine-tuned base
+    too) to features [N, C]; the head takes stacked features [B, T, C] to the
+    probabilities. head(frames(x) per frame) equals model(x): the timeline runs
+    the base once per frame and the head once per window (`trainer.timeline`).
+    """
+    names = [layer.name for layer in model.layers]
+    if FEATURES_NAME not in names:
+        raise UsageError(f"the model has no {FEATURES_NAME!r} layer: it was not built by "
+                         f"trainer.model.build_model")
+    features = model.get_layer(FEATURES_NAME)
+    height, width, channels = model.input_shape[-3:]
+    frames = keras.Input(shape=(height, width, channels), dtype=model.input.dtype, name="frames")
+    x = frames
+    for layer in model.layers[1:names.index(FEATURES_NAME)]:  # the preprocessing before the base
+        x = layer(x)
+    frame_model = keras.Model(frames, features.layer(x), name="playclips_frames")
+    head = keras.Model(features.output, model.output, name="playclips_head")
+    return frame_model, head
+
+
 def set_trainable_from(base: keras.Model, trainable_from: str) -> None:
     """Freezes the base's layers below `trainable_from` (none: all frozen; all: none frozen).
 
@@ -61,26 +99,38 @@ def set_trainable_from(base: keras.Model, trainable_from: str) -> None:
         layer.trainable = layer.name not in frozen
 
 
-def build_head(features, num_classes: int, *, rnn: str = "lstm", rnn_units: int = 256,
-               bidirectional: bool = False, dropout: float = 0.3, feature_norm: bool = True):
+def build_head(features, num_classes: int, *, head: str = "rnn", rnn: str = "lstm",
+               rnn_units: int = 256, bidirectional: bool = False, dropout: float = 0.3,
+               feature_norm: bool = True):
     """The classifier's head on per-frame features [B, T, C] -> probabilities [B, num_classes].
 
     The one definition of the head, used on top of the base (`build_model`) and on
     cached features (`build_head_model`); its layers have the same names in both,
-    so weights move between them by name (`copy_head_weights`).
+    so weights move between them by name (`copy_head_weights`). `head` picks the
+    layer that sees the frames: the recurrent layer (`rnn`), or one of the two
+    order-agnostic baselines, which measure what the sequence model adds: the
+    frames' mean (`mean_pool`) or the middle frame alone (`single_frame`), each
+    followed by a Dense layer of `rnn_units`.
     """
     if num_classes < 2:
         raise UsageError(f"need at least 2 labels, got {num_classes}")
+    if head not in HEADS:
+        raise UsageError(f"unknown --head={head!r}: use one of {', '.join(HEADS)}")
     if rnn not in ("lstm", "gru"):
         raise UsageError(f"unknown --rnn={rnn!r}: use lstm or gru")
     x = features
     if feature_norm:
         x = layers.LayerNormalization(name="feature_norm")(x)
-    cell = layers.LSTM if rnn == "lstm" else layers.GRU
-    recurrent = cell(rnn_units, name=rnn)
-    if bidirectional:
-        recurrent = layers.Bidirectional(recurrent, name=f"bi{rnn}")
-    x = recurrent(x)
+    if head == "rnn":
+        cell = layers.LSTM if rnn == "lstm" else layers.GRU
+        recurrent = cell(rnn_units, name=rnn)
+        if bidirectional:
+            recurrent = layers.Bidirectional(recurrent, name=f"bi{rnn}")
+        x = recurrent(x)
+    else:
+        pool = (layers.GlobalAveragePooling1D(name="mean_pool") if head == "mean_pool"
+                else MiddleFrame(name="middle_frame"))
+        x = layers.Dense(rnn_units, activation="relu", name="hidden")(pool(x))
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
@@ -116,7 +166,7 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
       trainable_from: the first trainable base layer, "none" (frozen base) or "all".
       base: a ready base ([H, W, 3] -> [C], e.g. the embed job's base.keras) instead of
         building one from `cut_layer` and `weights`.
-      **head: rnn, rnn_units, bidirectional, dropout, feature_norm (see `build_head`;
+      **head: head, rnn, rnn_units, bidirectional, dropout, feature_norm (see `build_head`;
         feature_norm: pooled conv features carry a large constant offset, normalizing
         lets the RNN see how they change).
     """

@@ -1,0 +1,210 @@
+"""The game timeline (`trainer.timeline`): how well it finds the plays, and how fast it runs.
+
+    python benchmarks/timeline.py [--model=runs/demo/job] [--games=3] [--seed_seconds=8]
+
+1. Accuracy at the demo's settings: demo game videos made with `--game_seed` (7),
+   whose plays the demo model never saw (it trains on demo seed 0), each run
+   through the timeline at the default hop (0.5 s). `play_majority_accuracy` is
+   the share of true plays whose most overlapping segment has the right label
+   (n plays, 95% Wilson interval). Without `--model` the demo model is trained
+   first, with the Makefile's `make demo` commands (about 2 minutes).
+2. Speed: `real_time_factor` (video seconds per wall second) of those runs, and
+   `speedup_vs_per_window`: the timeline (the base once per used frame, the head
+   per window) against the full model run on each window's frames, on the same
+   decode at the same hop. The gain is bounded by how many of its frames a
+   window shares with the next ones: at the demo's settings (8 of 40 frames per
+   1.6 s window) a window needs 8 base frames alone and about 5 shared, at the
+   seed's (40 of 40) 40 against 12.5 per 0.5 s hop. `speedup_vs_predict_loop` is
+   against today's tool, `trainer.predict --start --end` once per window (each call
+   cuts its window from the video), timed on a sample of the windows. The demo's
+   speed lines are repeated at `--more_hops` (0.4 s and 0.2 s: multiples of the
+   demo model's frame stride, 5 frames = 0.2 s, so that windows share all the
+   frames they use; at 0.2 s each window needs one new frame against 8).
+3. The seed's settings (224 px, VGG16 to block5_pool, random-init weights, 40
+   of 40 frames at 25 frames/s, an LSTM 256 head), on a `--seed_seconds` 720p h264
+   video: real_time_factor and speedup_vs_per_window again.
+
+Prints key=value lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
+from media import demo_games  # noqa: E402
+from trainer import timeline  # noqa: E402
+
+DEMO_RECORD_FLAGS = ["--frame_size=32", "--demo_plays=330"]
+DEMO_EMBED_FLAGS = ["--weights=none", "--cut_layer=block2_pool"]
+DEMO_TRAIN_FLAGS = ["--num_frames=8", "--trainable_from=none", "--rnn=gru", "--rnn_units=64",
+                    "--epochs=60", "--batch_size=8", "--learning_rate=3e-3"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip().replace(" ", "_")
+    except OSError:
+        pass
+    return "unknown"
+
+
+def wilson(successes: int, n: int, z: float = 1.96):
+    """The 95% Wilson score interval of a proportion."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def train_demo_model(work: str) -> str:
+    """The demo model, as `make demo` makes it (records, embed, head from the cache)."""
+    py = sys.executable
+    records, features, job = (os.path.join(work, name) for name in ("records", "features", "job"))
+    steps = [
+        [py, "beam_jobs/make_records.py", "--runner=DirectRunner", f"--output_dir={records}",
+         "--overwrite", *DEMO_RECORD_FLAGS],
+        [py, "beam_jobs/embed_records.py", "--runner=DirectRunner", f"--records_dir={records}",
+         f"--output_dir={features}", "--overwrite", *DEMO_EMBED_FLAGS],
+        [py, "-m", "trainer.task", f"--features_dir={features}", f"--job_dir={job}",
+         *DEMO_TRAIN_FLAGS],
+    ]
+    for step in steps:
+        subprocess.run(step, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return job
+
+
+def timed(model, video, mode, hop):
+    stats = timeline.TimelineStats()
+    result = timeline.compute_timeline(model, video, hop_seconds=hop, mode=mode, stats=stats)
+    return result, stats
+
+
+def predict_loop_seconds(model_dir: str, result, sample: int) -> float:
+    """Seconds per window of today's tool: `trainer.predict` on each window's --start/--end.
+
+    Each call cuts the window from the video (`media.video_clips`: open, seek, decode)
+    and runs the SavedModel; measured on `sample` windows spread over the video.
+    """
+    from trainer import predict  # pylint: disable=g-import-not-at-top
+    predictor = predict.Predictor(model_dir)
+    windows = result["windows"]
+    chosen = windows[::max(1, len(windows) // sample)][:sample]
+    predictor.classify(result["video"], start=chosen[0]["start"], end=chosen[0]["end"])  # warm-up
+    began = time.perf_counter()
+    for window in chosen:
+        predictor.classify(result["video"], start=window["start"], end=window["end"])
+    return (time.perf_counter() - began) / len(chosen)
+
+
+def speed_lines(prefix: str, model, video: str, hop: float, sample: int = 12,
+                warmup_video: str = ""):
+    """real_time_factor, frames_per_s and the speedups of one video at one hop."""
+    for mode in ("cached", "per_window"):  # warm-up: tracing
+        timed(model, warmup_video or video, mode, hop)
+    cached, cached_stats = timed(model, video, "cached", hop)
+    _, naive_stats = timed(model, video, "per_window", hop)
+    windows = cached_stats.windows
+    loop_s = predict_loop_seconds(os.path.dirname(model.model_path), cached, sample) * windows
+    return [
+        f"{prefix}video_seconds={cached_stats.duration:.1f}",
+        f"{prefix}windows={windows}",
+        f"{prefix}real_time_factor={cached_stats.real_time_factor:.2f}",
+        f"{prefix}frames_per_s={cached_stats.frames_per_s:.1f}",
+        f"{prefix}per_window_real_time_factor={naive_stats.real_time_factor:.2f}",
+        f"{prefix}base_frames_per_window={cached_stats.frames_embedded / windows:.2f}",
+        f"{prefix}per_window_base_frames_per_window={naive_stats.frames_embedded / windows:.2f}",
+        f"{prefix}speedup_vs_per_window="
+        f"{naive_stats.wall_seconds / cached_stats.wall_seconds:.2f}",
+        f"{prefix}predict_loop_real_time_factor={cached_stats.duration / loop_s:.2f}",
+        f"{prefix}speedup_vs_predict_loop={loop_s / cached_stats.wall_seconds:.2f}",
+    ]
+
+
+def demo_part(args, work: str):
+    model_dir = args.model or train_demo_model(os.path.join(work, "demo"))
+    model = timeline.TimelineModel(model_dir)
+    games = os.path.join(work, "games")
+    manifest = demo_games.write_demo_games(games, args.games, args.game_seed)
+    correct = n = 0
+    duration = wall = 0.0
+    for game in range(args.games):
+        video = os.path.join(games, f"demo-game-{game:04d}.mp4")
+        result, stats = timed(model, video, "cached", args.hop_seconds)
+        score = timeline.score_plays(result, timeline.read_plays(manifest, video))
+        correct, n = correct + score["correct"], n + score["n"]
+        duration, wall = duration + stats.duration, wall + stats.wall_seconds
+    low, high = wilson(correct, n)
+    print(f"demo_model={model_dir} game_seed={args.game_seed} games={args.games} "
+          f"hop_seconds={args.hop_seconds}")
+    print(f"play_majority_accuracy={correct / n:.4f} n={n} wilson95_low={low:.3f} "
+          f"wilson95_high={high:.3f}")
+    print(f"demo_real_time_factor_all_games={duration / wall:.2f}")
+    for hop in [args.hop_seconds] + [float(h) for h in args.more_hops.split(",") if h]:
+        prefix = "demo_" if hop == args.hop_seconds else f"demo_hop{hop:g}_"
+        for line in speed_lines(prefix, model, os.path.join(games, "demo-game-0000.mp4"), hop):
+            print(line, flush=True)
+
+
+def seed_part(args, work: str):
+    import keras  # pylint: disable=g-import-not-at-top
+    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from trainer import export, model as model_lib  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(0)
+    labels = demo_plays.DEMO_LABELS
+    model = model_lib.build_model(len(labels), image_size=(224, 224), num_frames=40,
+                                  cut_layer="block5_pool", weights="none", rnn="lstm",
+                                  rnn_units=256)
+    job = os.path.join(work, "seed_job")
+    export.export_model(model, job, labels=labels, image_size=224, num_frames=40,
+                        record_num_frames=40, frame_rate=25.0)
+    video = os.path.join(work, "seed_720p.mp4")
+    write_video(video, args.seed_seconds / 60, 1280, 720, "veryfast")
+    warmup = os.path.join(work, "warmup_720p.mp4")
+    write_video(warmup, 2.0 / 60, 1280, 720, "veryfast")
+    tl_model = timeline.TimelineModel(job)
+    print("seed_settings=224px_block5_pool_40of40_frames_25fps_lstm256_720p_h264")
+    for line in speed_lines("seed_", tl_model, video, args.hop_seconds, sample=2,
+                            warmup_video=warmup):
+        print(line, flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="the demo JOB_DIR (default: train one)")
+    parser.add_argument("--games", type=int, default=3, help="demo game videos (10 plays each)")
+    parser.add_argument("--game_seed", type=int, default=7,
+                        help="demo seed of the games (the demo model trains on seed 0)")
+    parser.add_argument("--hop_seconds", type=float, default=timeline.DEFAULT_HOP_SECONDS)
+    parser.add_argument("--more_hops", default="0.4,0.2",
+                        help="more hops (seconds, comma-separated) for the demo's speed lines")
+    parser.add_argument("--seed_seconds", type=float, default=4.0,
+                        help="length of the 720p video at the seed's settings (0: skip)")
+    args = parser.parse_args(argv)
+    print(f"cpu_model={cpu_model()} cpus={os.cpu_count()} "
+          f"loadavg_1min_before={os.getloadavg()[0]:.2f}", flush=True)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="timeline_bench_") as work:
+        demo_part(args, work)
+        if args.seed_seconds > 0:
+            seed_part(args, work)
+    print(f"benchmark_wall_s={time.perf_counter() - began:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""trainer.timeline on a demo game video: windows, segments, cached features equal the full model,
+frames sampled as the records job samples them, bad input."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from media import demo_games, frame_stream, video_clips
+from trainer import export, model as model_lib, segments, timeline
+
+SIZE = 32
+NUM_FRAMES = 4  # frames the model sees of each window
+RECORD_FRAMES = 8  # frames per record (one window)
+RATE = 25.0  # the demo's frame rate: windows of 0.32 s
+LABELS = ["cut", "handoff", "isolation"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def job_dir(tmp_path_factory):
+    """A playclips model (random VGG16 cut at block1_pool, GRU head) exported like the trainer's."""
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(3)
+    model = model_lib.build_model(len(LABELS), image_size=(SIZE, SIZE), num_frames=NUM_FRAMES,
+                                  cut_layer="block1_pool", weights="none", rnn="gru", rnn_units=4)
+    path = str(tmp_path_factory.mktemp("job"))
+    export.export_model(model, path, labels=LABELS, image_size=SIZE, num_frames=NUM_FRAMES,
+                        record_num_frames=RECORD_FRAMES, frame_rate=RATE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def game(tmp_path_factory):
+    """A demo game video of 3 plays of 8 frames at 32 px, and its play table."""
+    path = str(tmp_path_factory.mktemp("game") / "game.mp4")
+    plays = demo_games.write_game_video(path, seed=5, game=0, num_frames=RECORD_FRAMES,
+                                        plays_per_game=3, size=SIZE)
+    return path, plays
+
+
+@pytest.fixture(scope="module")
+def tl_model(job_dir):
+    return timeline.TimelineModel(job_dir)
+
+
+def _video_frames(path):
+    import av  # pylint: disable=g-import-not-at-top
+    with av.open(path) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_windows_segments_and_one_base_call_per_frame(tl_model, game):
+    path, _ = game
+    total = _video_frames(path)
+    calls = []
+    real_features = tl_model.features
+    tl_model.features = lambda jpegs: calls.append(len(jpegs)) or real_features(jpegs)
+    try:
+        result = timeline.compute_timeline(tl_model, path, hop_seconds=0.1)
+    finally:
+        del tl_model.features
+    hop_frames = 0.1 * RATE
+    assert result["counts"]["frames_sampled"] == total  # the video's own rate: every frame
+    expected = math.floor((total - RECORD_FRAMES) / hop_frames + 1e-9) + 1
+    assert len(result["windows"]) == expected
+    grid = segments.WindowGrid(RATE, RECORD_FRAMES, hop_frames)
+    offsets = tl_model.window_offsets(RECORD_FRAMES)
+    # Frames some window uses; near the end also those of windows the video ends inside of
+    # (the stream cannot know that before the end).
+    used = {grid.start(k) + o for k in range(expected + 4) for o in offsets
+            if grid.start(k) + o < total}
+    assert sum(calls) == result["counts"]["frames_embedded"] == len(used) < total
+    segs = result["segments"]
+    assert segs[0]["start"] == 0 and segs[-1]["end"] == pytest.approx(total / RATE)
+    assert all(a["end"] == b["start"] for a, b in zip(segs, segs[1:]))
+    assert all(a["label"] != b["label"] for a, b in zip(segs, segs[1:]))
+    assert {s["label"] for s in segs} <= set(LABELS) | {segments.UNCERTAIN}
+    for window in result["windows"]:
+        assert window["uncertain"] == (window["confidence"] < result["min_confidence"])
+        assert sum(window["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cached_features_equal_the_full_model_on_each_window(tl_model, game):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    path, _ = game
+    cached = timeline.compute_timeline(tl_model, path, hop_seconds=0.2)
+    per_window = timeline.compute_timeline(tl_model, path, hop_seconds=0.2, mode="per_window")
+    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, SIZE)]
+    grid = segments.WindowGrid(RATE, RECORD_FRAMES, 0.2 * RATE)
+    offsets = tl_model.window_offsets(RECORD_FRAMES)
+    clips = np.stack([np.stack([tf.io.decode_jpeg(jpegs[grid.start(k) + o]).numpy()
+                                for o in offsets]) for k in range(grid.count(len(jpegs)))])
+    reference = tl_model.model.predict(clips, verbose=0)
+    for result in (cached, per_window):
+        got = np.array([w["probabilities"] for w in result["windows"]])
+        np.testing.assert_allclose(got, reference, atol=1e-5)
+    assert per_window["counts"]["frames_embedded"] == len(reference) * NUM_FRAMES
+
+
+def test_frames_are_sampled_as_the_records_job_cuts_a_play(game):
+    path, plays = game
+    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, SIZE)]
+    for play in plays:
+        clip = video_clips.read_clip(path, play.start, play.end, RECORD_FRAMES, SIZE)
+        first = round(play.start * RATE)
+        assert clip.frames == jpegs[first:first + RECORD_FRAMES]
+
+
+def test_a_video_shorter_than_one_window_is_one_segment(tl_model, tmp_path):
+    path = str(tmp_path / "short.mp4")
+    frames = np.full((5, SIZE, SIZE, 3), 120, np.uint8)
+    demo_games.write_h264(path, list(frames), fps=int(RATE))
+    result = timeline.compute_timeline(tl_model, path, hop_seconds=0.2)
+    assert len(result["windows"]) == 1 and len(result["segments"]) == 1
+    assert result["segments"][0]["start"] == 0
+    assert result["segments"][0]["end"] == pytest.approx(5 / RATE)
+    assert "shorter than one window" in result["notes"][0]
+
+
+def test_segments_tile_and_merge():
+    grid = segments.WindowGrid(rate=10.0, window_frames=10, hop_frames=2.5)
+    assert [grid.start(k) for k in range(5)] == [0, 2, 5, 7, 10]
+    assert grid.count(9) == 1 and grid.count(10) == 1 and grid.count(20) == 5
+    assert grid.windows_holding(5) == [0, 1, 2]
+    probs = [[0.9, 0.1], [0.8, 0.2], [0.55, 0.45], [0.1, 0.9], [0.2, 0.8]]
+    windows = segments.describe_windows(grid, probs, ["a", "b"], duration=2.0, min_confidence=0.6)
+    got = segments.merge_segments(windows, ["a", "b"])
+    assert [(s["label"], s["start"], s["end"]) for s in got] == [
+        ("a", 0.0, 0.85), (segments.UNCERTAIN, 0.85, 1.1), ("b", 1.1, 2.0)]
+    assert got[0]["confidence"] == pytest.approx(0.85)
+    assert segments.majority_label(got, 0.3, 0.9) == "a"
+    assert segments.majority_label(got, 0.9, 1.6) == "b"
+
+
+def test_command_writes_the_outputs(job_dir, game, tmp_path):
+    path, plays = game
+    manifest = tmp_path / "plays.csv"
+    manifest.write_text("play_id,label,path,start,end\n" + "".join(
+        f"{p.play_id},{LABELS[i % 3]},{os.path.basename(path)},{p.start},{p.end}\n"
+        for i, p in enumerate(plays)))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.timeline", f"--model={job_dir}", path,
+         f"--output_dir={out}", f"--plays={manifest}", "--hop_seconds=0.2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split("=", 1) for line in proc.stdout.split() if "=" in line)
+    assert float(lines["real_time_factor"]) > 0 and float(lines["frames_per_s"]) > 0
+    assert 0 <= float(lines["play_majority_accuracy"]) <= 1
+    result = json.loads((out / "timeline.json").read_text())
+    assert result["truth"]["n"] == len(plays)
+    rows = (out / "timeline.csv").read_text().splitlines()
+    assert rows[0].startswith("start,end,label") and len(rows) == len(result["segments"]) + 1
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no_export", "cannot load model"),
+    ("empty_video", "undecodable video"),
+    ("text_video", "undecodable video"),
+    ("missing_video", "missing video file"),
+    ("hop_too_short", "shorter than one sampled frame"),
+    ("hop_too_long", "longer than the window"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(job_dir, game, tmp_path, capsys, case, expected):
+    path = game[0]
+    args = [f"--model={job_dir}", path, f"--output_dir={tmp_path / 'out'}", "--hop_seconds=0.2"]
+    if case == "no_export":
+        args[0] = f"--model={tmp_path}"
+    elif case in ("empty_video", "text_video"):
+        args[1] = str(tmp_path / "bad.mp4")
+        with open(args[1], "wb") as f:
+            f.write(b"" if case == "empty_video" else b"not a video\n" * 20)
+    elif case == "missing_video":
+        args[1] = str(tmp_path / "nowhere.mp4")
+    elif case == "hop_too_short":
+        args.append("--hop_seconds=0.01")
+    else:
+        args.append("--hop_seconds=1.0")
+    assert timeline.run(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("timeline: error: ") and expected in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_model_uses_the_models_own_base_after_fine_tuning():
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(4)
+    model = model_lib.build_model(len(LABELS), image_size=(SIZE, SIZE), num_frames=None,
+                                  cut_layer="block1_pool", weights="none", rnn="gru", rnn_units=4)
+    frame_model, head = model_lib.split_model(model)
+    clips = np.random.default_rng(0).integers(0, 256, (2, 3, SIZE, SIZE, 3)).astype(np.uint8)
+    conv = model_lib.base_of(model).get_layer("block1_conv1")
+    conv.kernel.assign(conv.kernel.numpy() * 1.5 + 0.01)  # as fine-tuning changes the base
+    features = frame_model.predict(clips.reshape(-1, SIZE, SIZE, 3), verbose=0).reshape(2, 3, -1)
+    np.testing.assert_allclose(head.predict(features, verbose=0),
+                               model.predict(clips, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="frame_features"):
+        model_lib.split_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
