@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import shutil
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -192,3 +193,44 @@ def test_usage_errors(trained, tmp_path, capsys, argv, message):
     assert predict_plays.main(filled) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_portable_runner_with_an_external_worker_pool(trained, tmp_path):
+    """Beam's job service + an external SDK worker pool (how Flink and Spark run Python), as
+    tests/test_cluster.py runs the other jobs: the same predictions and eval as the DirectRunner."""
+    from tests.cluster_processes import Cluster, free_port  # pylint: disable=g-import-not-at-top
+    records, job = trained
+    cluster = Cluster()
+    try:
+        pool_port, port_file = free_port(), tmp_path / "job_service.port"
+        cluster.python("worker pool", ["-m", "apache_beam.runners.worker.worker_pool_main",
+                                       f"--service_port={pool_port}"])
+        service = cluster.python("job service", [
+            "-m", "apache_beam.runners.portability.local_job_service_main", "--port=0",
+            f"--port_file={port_file}"])
+        for _ in range(600):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            assert service.popen.poll() is None, service.output
+            time.sleep(0.1)
+        flags = ["beam_jobs/predict_plays.py", f"--model={job}", f"--records_dir={records}",
+                 "--split=test"]
+        portable = cluster.python("prediction job (portable)", [
+            *flags, f"--output_dir={tmp_path / 'portable'}", "--runner=PortableRunner",
+            f"--job_endpoint=localhost:{port_file.read_text().strip()}",
+            "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
+        assert portable.wait(timeout=240) == 0, portable.output[-3000:]
+    finally:
+        cluster.close()
+    direct = str(tmp_path / "direct")
+    _run(*flags[1:], f"--output_dir={direct}")
+    by_run = [{line["play_id"]: line for line in _lines(out, "predictions")}
+              for out in (direct, str(tmp_path / "portable"))]
+    assert sorted(by_run[0]) == sorted(by_run[1])
+    for play_id, line in by_run[0].items():
+        assert by_run[1][play_id]["predicted"] == line["predicted"]
+        assert by_run[1][play_id]["confidence"] == pytest.approx(line["confidence"], abs=1e-5)
+    reports = [json.load(open(os.path.join(out, "eval.json")))
+               for out in (direct, str(tmp_path / "portable"))]
+    assert reports[0]["accuracy"] == reports[1]["accuracy"]
+    assert reports[0]["confusion_matrix"] == reports[1]["confusion_matrix"]
