@@ -204,7 +204,7 @@ class ServingHandler(ModelHandler):
     def __init__(self, saved_model_dir: str, batch_size: int, signature: str, input_name: str,
                  share_model_across_processes: bool = False,
                  model_copies: Optional[int] = None):
-        super().__init__(min_batch_size=1, max_batch_size=batch_size,
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=share_model_across_processes, model_copies=model_copies)
         self._saved_model_dir = saved_model_dir
         self._signature = signature
