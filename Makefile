@@ -66,6 +66,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/feature_cache.py --preset=seed
 	$(PY) benchmarks/game_video.py
 	$(PY) benchmarks/data_service.py
+	$(PY) benchmarks/predict_plays.py
 	$(PY) benchmarks/timeline.py
 
 clean:

@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_jobs import inference
+from beam_jobs.options import DEFAULT_BATCH_SIZE
 from beam_jobs.outputs import (PLAYS, REJECTED, JobCounts, WriteCard, WriteRejected,
                                WriteSplitShards, count, rejected, rejection)
 from schemas import feature_record, features_card
@@ -32,8 +33,6 @@ from schemas.errors import one_line
 from schemas.features_card import FeaturesCard
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 4  # plays per inference batch
 
 
 @dataclasses.dataclass
@@ -144,9 +143,13 @@ class ReadSplitRecords(beam.PTransform):
 
 
 class ParsePlays(beam.PTransform):
-    """Play records that fit the card (PLAYS) and rejections (REJECTED)."""
+    """Play records that fit the card (PLAYS) and rejections (REJECTED).
 
-    def __init__(self, card: FeaturesCard):
+    `card` is any card with the records' `num_frames`, `height`, `width` and
+    `labels` (the features card here, dataset.json in the prediction job).
+    """
+
+    def __init__(self, card):
         super().__init__()
         self._card = card
 
@@ -183,7 +186,7 @@ class _EncodeFeaturesFn(beam.DoFn):
 def _failed_batch(failed) -> list:
     """(keyed batch, exception) of a failed inference -> a rejection per play of the batch."""
     batch, err = failed
-    reason = f"inference failed: {type(err).__name__}: {one_line(err)}"
+    reason = inference.failure_reason(err)
     logger.warning("a batch of %d plays failed in the base: %s", len(batch), reason)
     return [rejection(key.play_id, key.data_path, reason, "inference_failed", split=key.split)
             for key, _ in batch]

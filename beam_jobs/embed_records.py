@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,21 +36,22 @@ from apache_beam.io.filesystems import FileSystems  # pylint: disable=wrong-impo
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
     PipelineOptions)
 
-from beam_jobs import embed_pipeline, options as options_lib, outputs  # pylint: disable=wrong-import-position
+from beam_jobs import embed_pipeline, options as options_lib, outputs, records_folder  # pylint: disable=wrong-import-position
 from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import-position
-from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
+from beam_jobs.options import (  # pylint: disable=wrong-import-position
+    InferenceOptions, OutputOptions, RecordsDirOptions)
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
 
 
 class EmbedOptions(PipelineOptions):
-    """The embed job's own flags (`--output_dir`, `--num_shards`, `--overwrite`: OutputOptions)."""
+    """The embed job's own flags (`--records_dir`: RecordsDirOptions; `--batch_size`,
+    `--share_model_across_processes`, `--model_copies`: InferenceOptions; `--output_dir`,
+    `--num_shards`, `--overwrite`: OutputOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--records_dir", default="",
-                            help="a records-job output folder (dataset.json and the play shards)")
         parser.add_argument("--weights", default=features_card.DEFAULT_WEIGHTS,
                             help="imagenet | none (random, seeded by --seed) | PATH of VGG16 notop "
                                  "weights")
@@ -60,21 +61,11 @@ class EmbedOptions(PipelineOptions):
                             help="flip: also store the left-right flipped frames' features as view 1")
         parser.add_argument("--feature_dtype", choices=feature_record.DTYPES, default="float16",
                             help="dtype of the stored features")
-        parser.add_argument("--batch_size", type=int, default=embed_pipeline.DEFAULT_BATCH_SIZE,
-                            help="plays per inference batch")
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the random base with --weights=none")
-        parser.add_argument("--share_model_across_processes", action="store_true",
-                            help="load the base once per machine for all worker processes "
-                                 "(RunInference's large-model mode, e.g. one copy on a GPU) "
-                                 "instead of once per process")
-        parser.add_argument("--model_copies", type=int, default=0,
-                            help="with worker processes: how many copies of the base a machine "
-                                 "loads and shares (0: one per process, or one with "
-                                 "--share_model_across_processes)")
 
 
-OPTION_CLASSES = (EmbedOptions, OutputOptions)
+OPTION_CLASSES = (EmbedOptions, RecordsDirOptions, InferenceOptions, OutputOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,43 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
         "embed_records.py", "Compute the frozen VGG16 base's features of every stored frame of "
         "play records (a feature cache for the trainer). Flags not listed here are Beam's "
         "pipeline options.", OPTION_CLASSES)
-
-
-def _absolute(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
-
-
-def read_records_card(records_dir: str) -> dataset_card.DatasetCard:
-    """The records' dataset.json; UsageError when there is none."""
-    if not records_dir:
-        raise UsageError("--records_dir is required (a records-job output folder)")
-    path = FileSystems.join(records_dir, dataset_card.CARD_NAME)
-    if not FileSystems.exists(path):
-        raise UsageError(f"--records_dir={records_dir}: no {dataset_card.CARD_NAME} there (run "
-                         f"the records job first, or point at its --output_dir)")
-    return outputs.read_card(records_dir, dataset_card.DatasetCard, dataset_card.CARD_NAME)
-
-
-def split_patterns(records_dir: str, records: dataset_card.DatasetCard) -> Dict[str, str]:
-    """split -> absolute shard glob, for the card's splits that have shards."""
-    patterns = {}
-    for split in records.counts:
-        pattern = FileSystems.join(_absolute(records_dir), records.shard_glob(split))
-        if FileSystems.match([pattern])[0].metadata_list:
-            patterns[split] = pattern
-    if not patterns:
-        raise UsageError(f"--records_dir={records_dir}: no shards match "
-                         f"{records.shard_pattern} for the splits {', '.join(records.counts)}")
-    return patterns
-
-
-def check_output_dir_is_not_records_dir(output_dir: str, records_dir: str) -> None:
-    """UsageError when the features would go into the records' own folder."""
-    if not output_dir:
-        raise UsageError("--output_dir is required")
-    if _absolute(output_dir).rstrip("/") == _absolute(records_dir).rstrip("/"):
-        raise UsageError(f"--output_dir={output_dir} is the records dir: feature shards would "
-                         f"mix with the play shards; choose another folder")
 
 
 def save_base(args: argparse.Namespace, records: dataset_card.DatasetCard,
@@ -158,10 +112,10 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         raise UsageError(f"--num_shards must be >= 0, got {args.num_shards}")
     if args.model_copies < 0:
         raise UsageError(f"--model_copies must be >= 0, got {args.model_copies}")
-    records = read_records_card(args.records_dir)
-    patterns = split_patterns(args.records_dir, records)
+    records = records_folder.read_records_card(args.records_dir)
+    patterns = records_folder.split_patterns(args.records_dir, records)
     check_base_flags(args)
-    check_output_dir_is_not_records_dir(args.output_dir, args.records_dir)
+    records_folder.check_output_dir_is_not_records_dir(args.output_dir, args.records_dir)
     outputs.prepare_output_dir(args.output_dir, args.overwrite)
     base_digest, feature_dim = save_base(
         args, records, FileSystems.join(args.output_dir, features_card.BASE_FILE))
@@ -171,8 +125,8 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         cut_layer=args.cut_layer, height=records.height, width=records.width,
         dtype=args.feature_dtype, views=["none", "flip"] if args.views == "flip" else ["none"],
         feature_dim=feature_dim, num_frames=records.num_frames, labels=list(records.labels),
-        counts={split: 0 for split in records.counts}, records_dir=_absolute(args.records_dir),
-        seed=args.seed)
+        counts={split: 0 for split in records.counts},
+        records_dir=records_folder.absolute(args.records_dir), seed=args.seed)
     return EmbedConfig(
         records_dir=args.records_dir, output_dir=args.output_dir, split_patterns=patterns,
         records_compression=records.compression, card=card, batch_size=args.batch_size,

@@ -1,10 +1,15 @@
-"""The embed job's model for Beam RunInference: the saved frozen base on a play's frames.
+"""The Beam jobs' models for RunInference: the saved frozen base, and the exported classifier.
 
-RunInference gets `(PlayKey, frames)` pairs through `keyed_handler`, Beam's
-`KeyedModelHandler` around `FrameFeaturesHandler`: the key (the play id, with
-the few fields the feature record needs) rides outside the model, and only a
-play's JPEG frames go in. Each prediction is a `PredictionResult` whose
-inference is the play's features `[views, frames, dim]` (float32).
+RunInference gets `(PlayKey, frames)` pairs through Beam's `KeyedModelHandler`:
+the key (the play id, with the few fields the job's output needs) rides outside
+the model, and only a play's JPEG frames go in.
+
+  keyed_handler     the embed job: `FrameFeaturesHandler`, the saved base; a
+                    prediction's inference is the play's features
+                    `[views, frames, dim]` (float32)
+  serving_handler   the prediction job: `ServingHandler`, the SavedModel's
+                    `serving_default` signature on raw JPEG bytes; a
+                    prediction's inference is the play's class probabilities `[C]`
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 
 from beam_jobs.outputs import METRICS_NAMESPACE
 from schemas import features_card
+from schemas.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,25 @@ def _give_beam_the_resource_module() -> None:
 
 
 _give_beam_the_resource_module()
+
+
+def failure_reason(err: Any) -> str:
+    """`inference failed: Type: message` (one line) of a failed batch's error.
+
+    RunInference's exception handling hands on the exception itself, or (Beam
+    2.72's wrapper) a tuple `(exception type, repr, traceback lines)` whose
+    last traceback line holds the message.
+    """
+    if isinstance(err, BaseException):
+        name, message = type(err).__name__, one_line(err)
+    elif (isinstance(err, tuple) and len(err) == 3 and isinstance(err[0], type)
+          and isinstance(err[2], (list, tuple))):
+        name = err[0].__name__
+        last = "".join(err[2][-1:]) if err[2] else str(err[1])
+        message = " ".join(last.split(f"{name}:", 1)[-1].split()) or str(err[1])
+    else:
+        name, message = type(err).__name__, " ".join(str(err).split())
+    return f"inference failed: {name}: {message}"
 
 
 class PlayKey(NamedTuple):
@@ -143,3 +168,81 @@ def keyed_handler(base_path: str, views: Sequence[str], batch_size: int,
     return KeyedModelHandler(FrameFeaturesHandler(
         base_path, views, batch_size, share_model_across_processes=share_model_across_processes,
         model_copies=model_copies))
+
+
+class ServingModel:
+    """A loaded SavedModel's serving signature: JPEG clips [B, T] -> probabilities [B, C].
+
+    A class with a named method for the same reasons as `FrameBase`.
+    """
+
+    def __init__(self, loaded, signature: str, input_name: str):
+        self.loaded = loaded  # keeps the signature's variables alive
+        self.serve = loaded.signatures[signature]
+        self.input_name = input_name
+
+    def probabilities(self, clips: List[List[bytes]]) -> np.ndarray:
+        """Probabilities (label order) of clips that all have the same number of frames."""
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        outputs = self.serve(**{self.input_name: tf.constant(clips, tf.string)})
+        return np.asarray(outputs["probabilities"], np.float32)
+
+
+class ServingHandler(ModelHandler):
+    """RunInference's model: the exported classifier (`trainer.export`) on batches of plays.
+
+    An example is one play's JPEG frames (a list of bytes), all its stored
+    frames: the signature picks and decodes the frames it needs, as
+    `trainer.predict` uses it. Beam's `TFModelHandlerTensor` does not fit: it
+    loads with `tf.keras.models.load_model`, which in Keras 3 reads `.keras`
+    files only, and imports tensorflow_hub. Plays of a batch with different
+    frame counts go to the signature in groups of equal count (its input is
+    rectangular); results keep the batch's order, which `KeyedModelHandler`
+    pairs with the keys.
+    """
+
+    def __init__(self, saved_model_dir: str, batch_size: int, signature: str, input_name: str,
+                 share_model_across_processes: bool = False,
+                 model_copies: Optional[int] = None):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
+                         large_model=share_model_across_processes, model_copies=model_copies)
+        self._saved_model_dir = saved_model_dir
+        self._signature = signature
+        self._input_name = input_name
+
+    def load_model(self) -> ServingModel:
+        """Loads the SavedModel once per worker (tf.saved_model reads gs:// itself)."""
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        loaded = tf.saved_model.load(self._saved_model_dir)
+        logger.info("loaded the model %s", self._saved_model_dir)
+        return ServingModel(loaded, self._signature, self._input_name)
+
+    def run_inference(self, batch: Sequence[List[bytes]], model: ServingModel,
+                      inference_args: Optional[Dict[str, Any]] = None
+                      ) -> Iterable[PredictionResult]:
+        del inference_args
+        by_length: Dict[int, List[int]] = {}
+        for i, play in enumerate(batch):
+            by_length.setdefault(len(play), []).append(i)
+        probabilities: List[Optional[np.ndarray]] = [None] * len(batch)
+        for indices in by_length.values():
+            rows = model.probabilities([list(batch[i]) for i in indices])
+            for i, row in zip(indices, rows):
+                probabilities[i] = row
+        return [PredictionResult(play, p, self._saved_model_dir)
+                for play, p in zip(batch, probabilities)]
+
+    def get_num_bytes(self, batch: Sequence[List[bytes]]) -> int:
+        return sum(len(jpeg) for play in batch for jpeg in play)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+
+def serving_handler(saved_model_dir: str, batch_size: int, signature: str, input_name: str,
+                    share_model_across_processes: bool = False,
+                    model_copies: Optional[int] = None) -> KeyedModelHandler:
+    """The prediction job's handler: `(PlayKey, frames)` in, `(PlayKey, PredictionResult)` out."""
+    return KeyedModelHandler(ServingHandler(
+        saved_model_dir, batch_size, signature, input_name,
+        share_model_across_processes=share_model_across_processes, model_copies=model_copies))

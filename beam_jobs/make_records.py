@@ -36,7 +36,8 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs import outputs, pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
-from beam_jobs.options import DemoOptions, OutputOptions  # pylint: disable=wrong-import-position
+from beam_jobs.options import (  # pylint: disable=wrong-import-position
+    DemoOptions, ManifestOptions, OutputOptions)
 from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 
@@ -44,17 +45,11 @@ DEFAULT_OUTPUT_DIR = "runs/demo/records"
 
 
 class RecordsOptions(PipelineOptions):
-    """The records job's own flags (`--output_dir`, `--num_shards`, `--overwrite`: OutputOptions)."""
+    """The records job's own flags (`--input`: ManifestOptions; `--output_dir`, `--num_shards`,
+    `--overwrite`: OutputOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument(
-            "--input", default="",
-            help="a manifest (.csv or .jsonl: play_id,label,path[,game_id,split,frame_rate,"
-                 "start,end]; relative paths are relative to the manifest; start and end, in "
-                 "seconds, cut the play from a longer video) or a folder tree "
-                 "ROOT/<label>/<play_id>/<frames> | ROOT/<label>/<play_id>.<mp4|avi|mov|webm|mkv>. "
-                 "Default: synthetic demo plays")
         parser.add_argument(
             "--label_vocabulary", default="",
             help="the label vocabulary in index order: a comma-separated list, or a file with "
@@ -109,7 +104,7 @@ def demo_plays_per_game() -> int:
     return demo_plays.PLAYS_PER_GAME
 
 
-OPTION_CLASSES = (RecordsOptions, DemoOptions, OutputOptions)
+OPTION_CLASSES = (RecordsOptions, ManifestOptions, DemoOptions, OutputOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:

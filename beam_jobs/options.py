@@ -1,8 +1,13 @@
 """The Beam jobs' command lines: flags as `PipelineOptions` subclasses (the Beam way), checks, run.
 
 Beam gathers the flags of every imported `PipelineOptions` subclass into one
-parser, so a flag may be declared by one class only: `--output_dir` and
-`--num_shards`, which both jobs take, live in `OutputOptions`.
+parser, so a flag may be declared by one class only: the flags that several
+jobs take live here (`OutputOptions`: all three; `ManifestOptions`: the records
+and prediction jobs; `RecordsDirOptions` and `InferenceOptions`: the embed and
+prediction jobs; `DemoOptions`, the records job's demo knobs, beside them). A job's
+`OPTION_CLASSES` lists the classes it takes, and
+`check_flags` refuses a flag of another playclips job's classes that Beam knows
+because they are imported in the same process (the shared ones always are).
 
 `check_flags` refuses a flag that neither these classes nor Beam define
 (Beam only logs and drops such flags, so a typo like `--inputs=plays.csv`
@@ -18,7 +23,7 @@ import difflib
 import logging
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence, Type
+from typing import Any, Callable, List, Optional, Sequence, Type
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
@@ -57,6 +62,49 @@ class DemoOptions(PipelineOptions):
                                  "label=weight,... (whole numbers; labels left out weigh 1)")
 
 
+class ManifestOptions(PipelineOptions):
+    """What to read: a manifest or a folder tree (the records and prediction jobs)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input", default="",
+            help="a manifest (.csv or .jsonl: play_id,label,path[,game_id,split,frame_rate,"
+                 "start,end]; relative paths are relative to the manifest; start and end, in "
+                 "seconds, cut the play from a longer video) or a folder tree "
+                 "ROOT/<label>/<play_id>/<frames> | ROOT/<label>/<play_id>.<mp4|avi|mov|webm|mkv>. "
+                 "Records job default: synthetic demo plays")
+
+
+class RecordsDirOptions(PipelineOptions):
+    """A records-job output folder to read (the embed and prediction jobs)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--records_dir", default="",
+                            help="a records-job output folder (dataset.json and the play shards)")
+
+
+DEFAULT_BATCH_SIZE = 4  # plays per inference batch
+
+
+class InferenceOptions(PipelineOptions):
+    """How RunInference batches plays and holds its model (the embed and prediction jobs)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+                            help="plays per inference batch")
+        parser.add_argument("--share_model_across_processes", action="store_true",
+                            help="load the model once per machine for all worker processes "
+                                 "(RunInference's large-model mode, e.g. one copy on a GPU) "
+                                 "instead of once per process")
+        parser.add_argument("--model_copies", type=int, default=0,
+                            help="with worker processes: how many copies of the model a machine "
+                                 "loads and shares (0: one per process, or one with "
+                                 "--share_model_across_processes)")
+
+
 def help_parser(prog: str, description: str,
                 classes: Sequence[Type[PipelineOptions]]) -> argparse.ArgumentParser:
     """An argparse parser holding the flags of `classes`, for --help and typo hints."""
@@ -81,8 +129,38 @@ def import_runner(options: PipelineOptions) -> None:
         raise UsageError(f"--runner={runner}: {err}") from None
 
 
-def check_flags(options: PipelineOptions, parser: argparse.ArgumentParser) -> None:
-    """UsageError for a flag that neither the job (`parser`) nor any Beam option class defines."""
+def _playclips_classes() -> List[Type[PipelineOptions]]:
+    """The option classes of the playclips jobs imported in this process (Beam knows their flags)."""
+    classes = {f"{c.__module__}.{c.__qualname__}": c for c in PipelineOptions.__subclasses__()
+               if c.__module__.split(".")[0] == "beam_jobs" or c.__module__ == "__main__"}
+    return list(classes.values())
+
+
+def _other_jobs_flag(argv: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """The first flag of `argv` that another playclips job declares but this one does not take."""
+    ours = set(vars(parser.parse_args([])))
+    theirs = set()
+    for cls in _playclips_classes():
+        other = argparse.ArgumentParser(add_help=False)
+        cls._add_argparse_args(other)  # pylint: disable=protected-access
+        theirs.update(vars(other.parse_args([])))
+    for arg in argv:
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
+        if name in theirs and name not in ours:
+            return f"--{name}"
+    return ""
+
+
+def check_flags(options: PipelineOptions, parser: argparse.ArgumentParser,
+                argv: Sequence[str] = ()) -> None:
+    """UsageError for a flag that neither the job (`parser`) nor any Beam option class defines.
+
+    Also for a flag of another playclips job (`argv`): Beam knows it, this job ignores it.
+    """
+    foreign = _other_jobs_flag(argv, parser)
+    if foreign:
+        raise UsageError(f"{foreign} is not a flag of {parser.prog} (another playclips job's; "
+                         f"see --help)")
     import_runner(options)
     known = set(options.get_all_options())
     unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - known)
@@ -107,7 +185,7 @@ def parse_job_options(argv: Optional[Sequence[str]],
         parser.print_help()
         raise SystemExit(0)
     options = PipelineOptions(argv)
-    check_flags(options, parser)
+    check_flags(options, parser, argv)
     job_labels = options.view_as(GoogleCloudOptions).labels or []
     if any("=" not in label for label in job_labels):
         raise UsageError(f"--labels={','.join(job_labels)} is Beam's flag for Dataflow job labels "

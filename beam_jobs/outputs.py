@@ -1,18 +1,18 @@
-"""What both Beam jobs write into --output_dir, and how they prepare and report it.
+"""What the Beam jobs write into --output_dir, and how they prepare and report it.
 
     WriteSplitShards     (split, label, record bytes) -> <split>-SSSSS-of-NNNNN.tfrecord[.gz]
     WriteRejected        rejections -> rejected-SSSSS-of-NNNNN.jsonl (one JSON object per line)
-    WriteCard            the card (dataset.json or features.json), once every file above is written
+    WriteCard            the card (dataset.json, features.json, predictions.json), once every file above is written
     prepare_output_dir   the output folder rule, at launch
     read_card, summary   the card a run wrote, and the job's closing lines
 
-A rejection (`rejection`) has the same fields in both jobs: `play_id`, `path`,
+A rejection (`rejection`) has the same fields in every job: `play_id`, `path`,
 `reason` (for people), `kind` (a short category, counted in the card), `row`
 (1-based manifest row, 0 when there is none) and `split` ("" when not known).
 Written + rejected = input, in each job's card.
 
 The output folder rule: a job writes into a new or empty folder; a non-empty
-folder needs --overwrite, which deletes what either job writes there (the cards
+folder needs --overwrite, which deletes what any of the jobs writes there (the cards
 first, so that a folder never holds a card beside another run's shards) and
 leaves other files alone.
 """
@@ -32,16 +32,17 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from schemas import dataset_card, features_card
+from schemas import dataset_card, features_card, predictions_card
 from schemas.errors import UsageError
 
 PLAYS = "plays"  # the main output of the jobs' transforms
 REJECTED = "rejected"  # their tagged output of rejections
 METRICS_NAMESPACE = "playclips"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
-CARD_NAMES = (dataset_card.CARD_NAME, features_card.CARD_NAME)
-# What a run of either job writes into --output_dir (--overwrite deletes these, the cards first).
-OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|features\.json|base\.keras|"
+CARD_NAMES = (dataset_card.CARD_NAME, features_card.CARD_NAME, predictions_card.CARD_NAME)
+# What a run of any job writes into --output_dir (--overwrite deletes these, the cards first).
+OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|features\.json|predictions\.json|eval\.json|"
+                            r"base\.keras|"
                             r"[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl))$")
 
 

@@ -258,8 +258,13 @@ def _work_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, str, int]:
     return "video", spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
 
 
-class _MakeRecordsFn(_EncodeFn):
-    """(work key, specs) -> (split, label, serialized record) per play, or rejections."""
+class MakeRecordsFn(_EncodeFn):
+    """(work key, specs) -> (split, label, serialized record) per play, or rejections.
+
+    What a sampled play becomes is `_encode(spec, sampled)`: a subclass that
+    overrides it gets the plays sampled exactly as the records job samples them
+    (the prediction job: the JPEG frames for the model).
+    """
 
     def process(self, keyed: Tuple[Tuple[str, str, int], Iterable[PlaySpec]], labels: List[str]):
         self._use_labels(labels)
@@ -332,17 +337,18 @@ class MakeRecords(beam.PTransform):
     which WriteSplitShards joins (so no stage boundary holds them all).
     """
 
-    def __init__(self, config: JobConfig, labels):
+    def __init__(self, config: JobConfig, labels, make_fn: Optional[MakeRecordsFn] = None):
         super().__init__()
         self._config = config
         self._labels = labels
+        self._make_fn = make_fn or MakeRecordsFn(config)
 
     def expand(self, plays):
         chunk = self._config.video_chunk_seconds
         return (plays
                 | "KeyByWork" >> beam.Map(lambda spec: (_work_key(spec, chunk), spec))
                 | "GroupByWork" >> beam.GroupByKey()
-                | "Make" >> beam.ParDo(_MakeRecordsFn(self._config),
+                | "Make" >> beam.ParDo(self._make_fn,
                                        labels=pvalue.AsSingleton(self._labels))
                 .with_outputs(REJECTED, main=PLAYS))
 
