@@ -203,7 +203,7 @@ class EmbedPlays(beam.PTransform):
     def expand(self, plays):
         cfg = self._config
         handler = inference.keyed_handler(
-            cfg.base_path, cfg.card.views, cfg.batch_size,
+            cfg.base_path, cfg.card.views, cfg.batch_size, compute_dtype=cfg.card.compute_dtype,
             share_model_across_processes=cfg.share_model_across_processes,
             model_copies=cfg.model_copies)
         # No Reshuffle: the read already spreads the shards' ranges over the workers, and a

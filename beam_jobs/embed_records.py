@@ -39,6 +39,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 from beam_jobs import embed_pipeline, options as options_lib, outputs  # pylint: disable=wrong-import-position
 from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
+from media import precision  # pylint: disable=wrong-import-position
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
@@ -60,6 +61,11 @@ class EmbedOptions(PipelineOptions):
                             help="flip: also store the left-right flipped frames' features as view 1")
         parser.add_argument("--feature_dtype", choices=feature_record.DTYPES, default="float16",
                             help="dtype of the stored features")
+        parser.add_argument("--compute_dtype", choices=precision.COMPUTE_DTYPES, default="auto",
+                            help="dtype the base computes in (its weights stay float32): auto = "
+                                 "bfloat16 where the hardware has it (GPUs of compute capability "
+                                 ">= 8.0, CPUs with avx512_bf16 or AMX), else float32; resolved "
+                                 "on the launching machine and recorded in features.json")
         parser.add_argument("--batch_size", type=int, default=embed_pipeline.DEFAULT_BATCH_SIZE,
                             help="plays per inference batch")
         parser.add_argument("--seed", type=int, default=0,
@@ -172,7 +178,7 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         dtype=args.feature_dtype, views=["none", "flip"] if args.views == "flip" else ["none"],
         feature_dim=feature_dim, num_frames=records.num_frames, labels=list(records.labels),
         counts={split: 0 for split in records.counts}, records_dir=_absolute(args.records_dir),
-        seed=args.seed)
+        seed=args.seed, compute_dtype=precision.resolve_compute_dtype(args.compute_dtype))
     return EmbedConfig(
         records_dir=args.records_dir, output_dir=args.output_dir, split_patterns=patterns,
         records_compression=records.compression, card=card, batch_size=args.batch_size,
@@ -189,7 +195,8 @@ def summary(card: FeaturesCard, output_dir: str) -> str:
     written = ", ".join(f"{split}={n}" for split, n in card.counts.items())
     head = (f"features: {sum(card.counts.values())} plays embedded ({written}), "
             f"{card.num_rejected} rejected of {card.num_input}; [{len(card.views)}, "
-            f"{card.num_frames}, {card.feature_dim}] {card.dtype} per play -> {output_dir}")
+            f"{card.num_frames}, {card.feature_dim}] {card.dtype} per play (computed in "
+            f"{card.compute_dtype}) -> {output_dir}")
     return outputs.summary(head, card, output_dir)
 
 
