@@ -36,7 +36,7 @@ from apache_beam.io.filesystems import FileSystems  # pylint: disable=wrong-impo
 from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-import-position
     PipelineOptions)
 
-from beam_jobs import embed_pipeline, options as options_lib, outputs  # pylint: disable=wrong-import-position
+from beam_jobs import embed_pipeline, options as options_lib, outputs, progress  # pylint: disable=wrong-import-position
 from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import-position
 from beam_jobs.options import OutputOptions  # pylint: disable=wrong-import-position
 from media import precision  # pylint: disable=wrong-import-position
@@ -183,7 +183,8 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         records_dir=args.records_dir, output_dir=args.output_dir, split_patterns=patterns,
         records_compression=records.compression, card=card, batch_size=args.batch_size,
         num_shards=args.num_shards, share_model_across_processes=args.share_model_across_processes,
-        model_copies=args.model_copies or None)
+        model_copies=args.model_copies or None, expected_plays=sum(records.counts.values()),
+        progress_seconds=args.progress_seconds)
 
 
 def read_card(output_dir: str) -> FeaturesCard:
@@ -206,6 +207,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     parser = build_parser()
     options = options_lib.parse_job_options(argv, parser)
     config = config_from_args(options_lib.job_args(options, parser, OPTION_CLASSES))
+    config.num_workers = progress.num_workers_of(options)
     options_lib.run_pipeline(options, lambda p: embed_pipeline.build(p, config), save_main_session,
                              test_pipeline)
     card = read_card(config.output_dir)

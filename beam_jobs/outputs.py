@@ -41,7 +41,7 @@ METRICS_NAMESPACE = "playclips"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 CARD_NAMES = (dataset_card.CARD_NAME, features_card.CARD_NAME)
 # What a run of either job writes into --output_dir (--overwrite deletes these, the cards first).
-OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|features\.json|base\.keras|"
+OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|features\.json|base\.keras|preview\.png|"
                             r"[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl))$")
 
 
