@@ -50,6 +50,8 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/feature_cache.py --preset=seed
 	$(PY) benchmarks/game_video.py
 	$(PY) benchmarks/data_service.py
+	$(PY) benchmarks/compute_dtype.py
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -91,3 +91,19 @@ def test_auto_is_recorded_resolved_and_old_cards_read_as_float32(records_dir, tm
     data = json.loads(card.to_json())
     del data["compute_dtype"]  # a card from before the flag
     assert features_card.FeaturesCard.from_json(json.dumps(data)).compute_dtype == "float32"
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_0():
+    import subprocess  # pylint: disable=g-import-not-at-top
+    import sys  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: gpu_check measures instead")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu_check.py")],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "gpu_check: no GPU on this machine (tf.config.list_physical_devices('GPU') is empty); "
+        "nothing to measure"]
