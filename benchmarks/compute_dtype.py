@@ -25,13 +25,15 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from typing import Dict, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from beam_jobs import embed_records, make_records  # noqa: E402
 from media import precision  # noqa: E402
@@ -55,7 +57,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> Tuple[float, float]:
 
 def demo(tmp: str, records: str) -> Dict:
     """The demo head's test accuracy on float32 and on bfloat16 features."""
-    from trainer import task  # pylint: disable=g-import-not-at-top
     if not records:
         records = os.path.join(tmp, "records")
         make_records.run([f"--output_dir={records}", *DEMO_RECORD_FLAGS])
@@ -65,7 +66,11 @@ def demo(tmp: str, records: str) -> Dict:
         embed_records.run([f"--records_dir={records}", f"--output_dir={features}",
                            f"--compute_dtype={dtype}", *DEMO_EMBED_FLAGS])
         start = time.perf_counter()
-        if task.run([f"--features_dir={features}", f"--job_dir={job}", *DEMO_TRAIN_FLAGS]) != 0:
+        # Its own process, as `make demo` runs it: --cpu_replicas splits the CPU before
+        # TensorFlow starts, and the embed job here has started it.
+        done = subprocess.run([sys.executable, "-m", "trainer.task", f"--features_dir={features}",
+                               f"--job_dir={job}", *DEMO_TRAIN_FLAGS], cwd=ROOT, check=False)
+        if done.returncode != 0:
             raise SystemExit(f"the {dtype} head run failed")
         with open(os.path.join(job, "eval.json"), encoding="utf-8") as f:
             report = json.load(f)

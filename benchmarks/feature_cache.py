@@ -23,7 +23,9 @@ The base's compute dtype, one worker process each (`--dtypes_only` runs just thi
 embed_fp32_frames_per_s, embed_bf16_frames_per_s, embed_bf16_speedup, bf16_feature_cosine
 (mean and min over all frames of the stored features, bf16 vs float32), gflop_per_frame (VGG16's
 convolutions up to the cut at the frame size, 2 x multiply-adds) and the achieved
-embed_fp32_gflop_per_s, embed_bf16_gflop_per_s.
+embed_fp32_gflop_per_s, embed_bf16_gflop_per_s; and the base alone in this process, float32 and
+bfloat16 calls alternated, the best of 5 each (base_fp32_frames_per_s, base_bf16_frames_per_s,
+base_bf16_speedup, base_*_gflop_per_s): the ratio that holds on a shared machine.
 """
 
 from __future__ import annotations
@@ -140,6 +142,37 @@ def _stored_features(out: str) -> np.ndarray:
                           ).astype(np.float32)
 
 
+def _base_interleaved(args, frames: int = 8, repeats: int = 5) -> Dict[str, float]:
+    """Frames/s of the base alone in float32 and bfloat16, calls alternated, the best of `repeats`.
+
+    The embed job's own model code (`inference.FrameBase`) on one batch of random
+    frames. Alternating the two and keeping each one's fastest call makes the
+    ratio hold on a machine that other work shares (the job-level figures
+    above run one after the other, under whatever load each meets).
+    """
+    import keras  # pylint: disable=g-import-not-at-top
+    from beam_jobs import inference  # pylint: disable=g-import-not-at-top
+    from media import frame_features  # pylint: disable=g-import-not-at-top
+    size = (args.frame_size, args.frame_size)
+    keras.utils.set_random_seed(0)
+    fp32 = frame_features.build_base(args.cut_layer, "none", size)
+    bf16 = frame_features.build_base(args.cut_layer, "none", size)
+    bf16.set_weights(fp32.get_weights())
+    frame_features.set_compute_dtype(bf16, "bfloat16")
+    models = {dtype: inference.FrameBase(base, frame_features.VGGPreprocess())
+              for dtype, base in (("float32", fp32), ("bfloat16", bf16))}
+    batch = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
+    best = {dtype: float("inf") for dtype in models}
+    for model in models.values():
+        model.features(batch)  # warm-up
+    for _ in range(repeats):
+        for dtype, model in models.items():
+            start = time.perf_counter()
+            model.features(batch)
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return {dtype: frames / seconds for dtype, seconds in best.items()}
+
+
 def _dtype_results(records: str, tmp: str, args, frames_total: int) -> Dict:
     """The base in float32 and in bfloat16 (one worker each): frames/s, GFLOP/s, cosine."""
     from media import frame_features  # pylint: disable=g-import-not-at-top
@@ -151,7 +184,13 @@ def _dtype_results(records: str, tmp: str, args, frames_total: int) -> Dict:
     gflop = frame_features.conv_flops(frame_features.build_base(
         args.cut_layer, "none", (args.frame_size, args.frame_size))) / 1e9
     fps = {dtype: frames_total / s for dtype, s in seconds.items()}
+    base = _base_interleaved(args)
     return {
+        "base_fp32_frames_per_s": round(base["float32"], 2),
+        "base_bf16_frames_per_s": round(base["bfloat16"], 2),
+        "base_bf16_speedup": round(base["bfloat16"] / base["float32"], 2),
+        "base_fp32_gflop_per_s": round(gflop * base["float32"], 1),
+        "base_bf16_gflop_per_s": round(gflop * base["bfloat16"], 1),
         "embed_fp32_frames_per_s": round(fps["float32"], 2),
         "embed_bf16_frames_per_s": round(fps["bfloat16"], 2),
         "embed_bf16_speedup": round(fps["bfloat16"] / fps["float32"], 2),
