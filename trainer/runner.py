@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 import keras
 import tensorflow as tf
 
+from media import precision
 from schemas import sampling
 from schemas.errors import UsageError
 from trainer import callbacks as callbacks_lib
@@ -78,10 +79,9 @@ def build_strategy(config: TrainConfig) -> tf.distribute.Strategy:
                          f"{replicas} replicas")
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision != "none" and not (tf.config.list_logical_devices("GPU")
-                                                 or config.strategy == "tpu"):
-        logger.warning("--mixed_precision=%s is meant for accelerators; on CPU it is slow",
-                       config.mixed_precision)
+    warning = precision.mixed_precision_warning(config.mixed_precision, config.strategy == "tpu")
+    if warning:
+        logger.warning("%s", warning)
     keras.mixed_precision.set_global_policy(_POLICIES[config.mixed_precision])
     return strategy
 
