@@ -86,9 +86,7 @@ class SigtermWatch:
     def _handle(self, signum, frame):  # pylint: disable=unused-argument
         if self.received is not None:
             return
-        self.received = time.monotonic()
-        logger.info("SIGTERM: backing up at the end of the step in progress (grace %.0fs)",
-                    self.grace_seconds)
+        self.received = time.monotonic()  # no logging here: the main thread may hold its lock
         self._timer = threading.Timer(self.grace_seconds, self._out_of_time)
         self._timer.daemon = True
         self._timer.start()
@@ -164,12 +162,24 @@ class StepBackup(keras.callbacks.Callback):
         self._epoch_now = 0
         self._offset = 0
         self._saved_values: Dict[str, np.ndarray] = {}
+        self._pending_totals: Optional[Dict[str, np.ndarray]] = None
         self._corrupt_at_epoch_start: Dict[str, int] = {}
 
     # ------------------------------------------------------------ restore
 
-    def _variables(self) -> List:
-        return list(self.model.metrics_variables)
+    def _add_saved_totals(self) -> None:
+        """Adds the interrupted epoch's metric totals to those of the fit's first step.
+
+        Keras builds the compiled metrics' variables in the first step, so they
+        cannot be set before it; their states are sums (totals and counts), and
+        saved + first step is the uninterrupted run's sum, bit for bit.
+        """
+        pending, self._pending_totals = self._pending_totals, None
+        for variable in self.model.metrics_variables:
+            if variable.path in pending:
+                variable.assign(np.asarray(variable.numpy()) + pending.pop(variable.path))
+        if pending:
+            logger.warning("metric state not restored (no such metric): %s", ", ".join(pending))
 
     def on_train_begin(self, logs=None):
         if self.resume is None:
@@ -190,8 +200,9 @@ class StepBackup(keras.callbacks.Callback):
         self._epoch_now = epoch
         self._offset = self.initial_step if self._first_epoch else 0
         if self._first_epoch and self.initial_step and self.resume is not None:
-            for i, variable in enumerate(self._variables()):
-                variable.assign(self._saved_values[f"metric/{i}"])
+            self._pending_totals = {name[len("metric/"):]: value
+                                    for name, value in self._saved_values.items()
+                                    if name.startswith("metric/")}
             self._corrupt_at_epoch_start = dict(self.resume.corrupt_at_epoch_start)
             for callback in self.fit_callbacks:  # the epoch's corrupt count starts where it did
                 if hasattr(callback, "epoch_start"):
@@ -218,7 +229,7 @@ class StepBackup(keras.callbacks.Callback):
                             variables=f"{name}.variables.npz", reason=reason, best=self._best(),
                             corrupt_at_epoch_start=self._corrupt_at_epoch_start if step else {})
         self.model.save_weights(os.path.join(self.folder, state.weights), overwrite=True)
-        values = {f"metric/{i}": np.asarray(v.numpy()) for i, v in enumerate(self._variables())}
+        values = {f"metric/{v.path}": np.asarray(v.numpy()) for v in self.model.metrics_variables}
         values.update({f"counter/{name_}": np.asarray(value)
                        for name_, value in self._counter_values().items()})
         buffer = io.BytesIO()
@@ -249,6 +260,8 @@ class StepBackup(keras.callbacks.Callback):
         return self.agree(bool(self.watch and self.watch.requested))
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._pending_totals is not None:
+            self._add_saved_totals()
         if batch + 1 >= self.params.get("steps", 0):
             return  # the epoch's last step: its end (validation, history) backs up after it
         step = self._offset + batch + 1
