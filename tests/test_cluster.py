@@ -139,7 +139,7 @@ def test_training_through_a_tf_data_service(cluster, data_dir, tmp_path):
 
 def _backup_epochs(job, folder):
     try:
-        with open(os.path.join(job, "backup", folder, "training_metadata.json")) as f:
+        with open(os.path.join(job, "backup", folder, "state.json")) as f:  # epoch-end backups
             return json.load(f)["epoch"]
     except (OSError, ValueError, KeyError):
         return 0

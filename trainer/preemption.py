@@ -2,8 +2,8 @@
 
 A phase's backup folder (JOB_DIR/backup/phase{n}) holds `state.json`, which
 names the weights file (model and optimizer, `model.save_weights`) and the
-variables file (the metrics' running totals, the corrupt-record counters) of
-the last backup, and where it was taken: the epoch in progress and the steps
+variables file (the metrics' running totals, the seed generators' states of
+dropout, the corrupt-record counters) of the last backup, and where it was taken: the epoch in progress and the steps
 of it done. The files of a backup are written first and `state.json` last
 (written aside and renamed), so a kill at any moment leaves the previous
 backup whole. The runner (`trainer.runner`) reads the state before a fit and
@@ -167,6 +167,11 @@ class StepBackup(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ restore
 
+    def _random_states(self) -> List:
+        """The model's variables outside its weights: the seed generators' states (dropout)."""
+        weights = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
     def _add_saved_totals(self) -> None:
         """Adds the interrupted epoch's metric totals to those of the fit's first step.
 
@@ -192,6 +197,9 @@ class StepBackup(keras.callbacks.Callback):
         with tf.io.gfile.GFile(os.path.join(self.folder, self.resume.variables), "rb") as f:
             saved = np.load(io.BytesIO(f.read()))
             self._saved_values = {name: saved[name] for name in saved.files}
+        for i, variable in enumerate(self._random_states()):
+            if f"random/{i}" in self._saved_values:
+                variable.assign(self._saved_values[f"random/{i}"])
         for name, counter in self.counters.items():
             if f"counter/{name}" in self._saved_values:
                 counter.assign(self._saved_values[f"counter/{name}"])
@@ -230,6 +238,8 @@ class StepBackup(keras.callbacks.Callback):
                             corrupt_at_epoch_start=self._corrupt_at_epoch_start if step else {})
         self.model.save_weights(os.path.join(self.folder, state.weights), overwrite=True)
         values = {f"metric/{v.path}": np.asarray(v.numpy()) for v in self.model.metrics_variables}
+        values.update({f"random/{i}": np.asarray(v.numpy())
+                       for i, v in enumerate(self._random_states())})
         values.update({f"counter/{name_}": np.asarray(value)
                        for name_, value in self._counter_values().items()})
         buffer = io.BytesIO()
