@@ -217,7 +217,7 @@ class Runner:
             self.task.build_inputs(source, "train", training=True, plan=plan))
         val_ds = (self.strategy.distribute_datasets_from_function(
             self.task.build_inputs(source, "val", training=False,
-                                   plan=reader.EpochPlan(val_steps)))
+                                   plan=reader.EpochPlan(val_steps) if val_steps else None))
             if source.files["val"] else None)
         if config.data_service and initial_step:
             logger.warning("with --data_service the resumed epoch's records are the service's: "
