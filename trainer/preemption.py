@@ -121,15 +121,10 @@ def agreement(strategy: tf.distribute.Strategy, num_workers: int) -> Callable[[b
     if num_workers <= 1:
         return lambda flag: flag
 
-    @tf.function
-    def any_set(flag):
-        def replica(value):
-            return tf.distribute.get_replica_context().all_reduce("sum", value)
-        return strategy.run(replica, args=(flag,))
-
     def agree(flag: bool) -> bool:
-        total = any_set(tf.constant(1.0 if flag else 0.0))
-        return float(strategy.experimental_local_results(total)[0]) > 0
+        value = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant(1.0 if flag else 0.0))
+        return float(strategy.reduce("SUM", value, axis=None)) > 0
     return agree
 
 
