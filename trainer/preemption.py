@@ -255,9 +255,11 @@ class StepBackup(keras.callbacks.Callback):
 
     def _preempt(self, epoch: int, step: int) -> None:
         state = self.save(epoch, step, "sigterm")
-        waited = time.monotonic() - (self.watch.received or time.monotonic()) if self.watch else 0
-        message = (f"preempted: backed up epoch {epoch + 1} step {step} in {self.folder} "
-                   f"{waited:.1f}s after SIGTERM; the same command resumes there")
+        received = self.watch.received if self.watch else None
+        when = (f"{time.monotonic() - received:.1f}s after SIGTERM" if received is not None
+                else "at another worker's SIGTERM")
+        message = (f"preempted: backed up epoch {epoch + 1} step {step} in {self.folder} {when}; "
+                   f"the same command resumes there")
         logger.info("%s", message)
         raise Preempted(message, state)
 
