@@ -280,7 +280,7 @@ def test_two_trainers_share_one_service_job_and_see_every_play_each_epoch(
 
 def _backup_epochs(job, folder):
     try:
-        with open(os.path.join(job, "backup", folder, "training_metadata.json")) as f:
+        with open(os.path.join(job, "backup", folder, "state.json")) as f:  # epoch-end backups
             return json.load(f)["epoch"]
     except (OSError, ValueError, KeyError):
         return 0

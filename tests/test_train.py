@@ -81,7 +81,7 @@ def test_mirrored_cpu_replicas_end_to_end(data_dir, tmp_path):
 def _completed_epochs(job):
     done = 0
     for phase in ("phase1", "phase2"):
-        path = os.path.join(job, "backup", phase, "training_metadata.json")
+        path = os.path.join(job, "backup", phase, "state.json")  # epoch-end backups: step 0
         try:
             with open(path) as f:
                 done = max(done, json.load(f)["epoch"])
@@ -268,8 +268,9 @@ def test_vertex_environment_defaults(monkeypatch):
 
 
 def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
-    """A kill while the backup is being written leaves it unreadable: the copy of the one before
-    (BackupAndRestore's double checkpoint) resumes the run one epoch earlier instead."""
+    """A kill while a backup is being written leaves its files torn and state.json naming the
+    one before (trainer.preemption writes state.json last, in one rename): the run resumes from
+    that one."""
     job = str(tmp_path / "job")
     args = [f"--data_dir={data_dir}", f"--job_dir={job}", "--strategy=default", "--epochs=4",
             "--steps_per_epoch=20", "--batch_size=2", *TINY]
@@ -282,17 +283,22 @@ def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
     done = _completed_epochs(job)
     assert 2 <= done < 4
     backup = os.path.join(job, "backup", "phase1")
-    latest = [name for name in os.listdir(backup) if name.endswith(".h5") and "bkp" not in name]
-    assert latest and any("bkp" in name for name in os.listdir(backup)), os.listdir(backup)
-    for name in latest:  # as if the kill came in the middle of writing them
-        with open(os.path.join(backup, name), "r+b") as f:
-            f.truncate(100)
+    with open(os.path.join(backup, "state.json")) as f:
+        state = json.load(f)
+    assert state["epoch"] == done and os.path.exists(os.path.join(backup, state["weights"]))
+    # As if the kill came in the middle of writing the next backup.
+    with open(os.path.join(backup, state["weights"]), "rb") as f:
+        torn = f.read()[:100]
+    for name in (f"e{done + 1}-s0.weights.h5", f"e{done + 1}-s0.variables.npz",
+                 "state.json.tmp"):
+        with open(os.path.join(backup, name), "wb") as f:
+            f.write(torn)
 
     proc = _task(args, env=_env())
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out[-3000:]
     lines = _epoch_lines(out)
-    assert lines[0].split()[1] == f"{done}/4" and lines[-1].split()[1] == "4/4", lines
+    assert lines[0].split()[1] == f"{done + 1}/4" and lines[-1].split()[1] == "4/4", lines
 
 
 def test_library_log_lines_reach_stdout_as_the_commands_printed_them(capsys):

@@ -58,6 +58,10 @@ class CorruptRecordCount(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._values()
 
+    def epoch_start(self, values: Dict[str, int]) -> None:
+        """The counts when the epoch began (a fit resumed inside an epoch, `trainer.preemption`)."""
+        self._start.update(values)
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return

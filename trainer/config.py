@@ -214,6 +214,18 @@ class TrainConfig:
                              "(parse, frame choice, decode, augment, batch)",
                              group="distribution")
 
+    # Preemption (docs/preemption.md).
+    backup_every_steps: int = flag(0, "also back up every N training steps (0: at epoch ends and "
+                                   "on SIGTERM only): a kill -9 then loses at most N steps",
+                                   group="preemption", minimum=0)
+    preemption_grace_seconds: float = flag(
+        30.0, "on SIGTERM the run backs up at the end of the step in progress and exits 143; "
+        "when no step ends within this many seconds it exits 143 without a backup",
+        group="preemption", minimum=0)
+    deterministic: bool = flag(False, "TensorFlow op determinism (needs --seed): a run resumed "
+                               "after a preemption ends with the weights of an uninterrupted one "
+                               "(one device)", group="preemption")
+
     def validate(self) -> "TrainConfig":
         """Checks choices, bounds and required values; raises UsageError."""
         for field in dataclasses.fields(self):
@@ -228,6 +240,8 @@ class TrainConfig:
                              "--features_dir (the embed job's) or --train_files globs")
         if not self.job_dir:
             raise UsageError("no --job_dir (or AIP_MODEL_DIR) to write checkpoints and the model to")
+        if self.deterministic and self.seed is None:
+            raise UsageError("--deterministic needs a --seed")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.class_weight != "none" and self.balanced_sampling:

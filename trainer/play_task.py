@@ -187,12 +187,14 @@ class PlayClassificationTask:
                                          source.card.dtype, flip_view=task_flip_view(source))
         return parsers.ClipParser(source.num_frames, source.image_size)
 
-    def build_inputs(self, source: sources.Source, split: str, *, training: bool
+    def build_inputs(self, source: sources.Source, split: str, *, training: bool,
+                     plan: Optional[reader.EpochPlan] = None
                      ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
-        """One split's repeated dataset function, for `distribute_datasets_from_function`."""
+        """One split's repeated dataset function, for `distribute_datasets_from_function`
+        (cut into the fit's epochs by `plan`)."""
         counter = (self.corrupt_counters or {}).get(split)
         return reader.dataset_fn(source, split, self.parser(source), self.reader_config,
-                                 training=training, counter=counter)
+                                 training=training, counter=counter, plan=plan)
 
     def eval_dataset(self, split: str, source: Optional[sources.Source] = None) -> tf.data.Dataset:
         """One pass over a split of `source` (default `eval_source`): (views [B, V, ...], labels),

@@ -9,8 +9,9 @@ Every worker of a cluster runs it.
 JOB_DIR layout:
   config.json        the run's full configuration (chief)
   checkpoints/       best.weights.h5 (+ best.json: which epoch), last.weights.h5 (chief)
-  backup/phase{1,2}  BackupAndRestore state: a killed job started again with the
-                     same command continues at the epoch where it stopped
+  backup/phase{1,2}  step backups (`trainer.preemption`): a job preempted (SIGTERM)
+                     or killed, started again with the same command, continues at
+                     the step of the epoch where its last backup was taken
   logs/              TensorBoard (chief)
   history.csv        one row per epoch, appended on resume (chief); with
                      --skip_corrupt_records also the corrupt records skipped
@@ -38,7 +39,7 @@ from schemas.errors import UsageError
 from trainer import callbacks as callbacks_lib
 from trainer import compat, corrupt, distribution, evaluate, export
 from trainer import model as model_lib
-from trainer import sources
+from trainer import preemption, reader, sources
 from trainer.config import TrainConfig
 from trainer.play_task import PlayClassificationTask
 
@@ -60,7 +61,6 @@ class Phase:
     source: sources.Source
     initial_epoch: int
     epochs: int
-    keep_backup: bool  # kept until the run ends, so that a restart skips a finished phase
 
 
 def build_strategy(config: TrainConfig) -> tf.distribute.Strategy:
@@ -79,6 +79,8 @@ def build_strategy(config: TrainConfig) -> tf.distribute.Strategy:
                          f"{replicas} replicas")
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     warning = precision.mixed_precision_warning(config.mixed_precision, config.strategy == "tpu")
     if warning:
         logger.warning("%s", warning)
@@ -104,6 +106,7 @@ class Runner:
                 for path in self._best_paths():
                     if tf.io.gfile.exists(path):
                         tf.io.gfile.remove(path)
+        self._watch: Optional[preemption.SigtermWatch] = None
 
     @property
     def is_chief(self) -> bool:
@@ -127,17 +130,23 @@ class Runner:
     def phases(self) -> List[Phase]:
         """The head on the (partly) frozen base or on its cached features, then the fine-tune."""
         config = self.config
-        head = Phase(1, "head", self.task.first_source, 0, config.epochs,
-                     keep_backup=config.fine_tune_epochs > 0)
+        head = Phase(1, "head", self.task.first_source, 0, config.epochs)
         if not config.fine_tune_epochs:
             return [head]
-        return [head, Phase(2, "fine_tune", self.task.plays, config.epochs, self.total_epochs,
-                            keep_backup=False)]
+        return [head, Phase(2, "fine_tune", self.task.plays, config.epochs, self.total_epochs)]
 
     # ------------------------------------------------------------ run
 
     def run(self) -> Dict[str, Any]:
-        """Fits the phases; the chief evaluates and exports. Returns a summary dict."""
+        """Fits the phases; the chief evaluates and exports. Returns a summary dict.
+
+        Raises `preemption.Preempted` after a SIGTERM, once the backup is written.
+        """
+        with preemption.SigtermWatch(self.config.preemption_grace_seconds) as watch:
+            self._watch = watch
+            return self._run()
+
+    def _run(self) -> Dict[str, Any]:
         config, task, strategy = self.config, self.task, self.strategy
         if self.is_chief:
             self.write_config()
@@ -164,7 +173,6 @@ class Runner:
                 model_lib.set_trainable_from(model_lib.base_of(model), trainable_from)
                 task.compile_model(model, config.fine_tune_learning_rate)
             self.fit(model, phase)
-            self.remove_backup(head.number)
 
         summary: Dict[str, Any] = {"chief": self.is_chief, "epochs": self.total_epochs,
                                    "num_replicas": strategy.num_replicas_in_sync}
@@ -172,6 +180,8 @@ class Runner:
             summary.update(self.evaluate_and_export(model, trainable_from))
         else:
             self.remove_worker_temp_dirs()
+        for phase in (head, *fine_tune):  # kept until now: a restart skips what is done
+            self.remove_backup(phase.number)
         return summary
 
     def write_config(self) -> None:
@@ -206,22 +216,51 @@ class Runner:
     # ------------------------------------------------------------ fit
 
     def fit(self, model: keras.Model, phase: Phase) -> None:
-        """One `model.fit` of `phase` (resumes from its backup)."""
+        """The `model.fit`s of `phase`, from its last backup if any.
+
+        A backup inside an epoch is resumed in two fits: the rest of that epoch
+        (its metric totals put back, its first steps' records skipped by the
+        reader), then the epochs after it.
+        """
         config, source = self.config, phase.source
-        train_ds = self.strategy.distribute_datasets_from_function(
-            self.task.build_inputs(source, "train", training=True))
-        val_ds = (self.strategy.distribute_datasets_from_function(
-            self.task.build_inputs(source, "val", training=False))
-            if source.files["val"] else None)
         steps = config.steps_per_epoch or max(1, source.counts["train"] // config.batch_size)
+        state = preemption.load_state(self._backup_dir(phase.number))
+        epoch, step = (state.epoch, state.step) if state else (phase.initial_epoch, 0)
+        if state is not None:
+            self._best = state.best
+            logger.info("resuming the %s phase at epoch %d step %d of %d (backup taken at %s)",
+                        phase.name, epoch + 1, step, steps,
+                        "a SIGTERM" if state.reason == "sigterm" else
+                        "an epoch's end" if state.reason == "epoch" else "a periodic step")
+        if step and epoch < phase.epochs:
+            self._fit_epochs(model, phase, epoch, epoch + 1, steps, step, state)
+            epoch, step, state = epoch + 1, 0, None
+        self._fit_epochs(model, phase, epoch, phase.epochs, steps, 0, state)
+
+    def _fit_epochs(self, model: keras.Model, phase: Phase, initial_epoch: int, epochs: int,
+                    steps: int, initial_step: int,
+                    state: Optional[preemption.ResumeState]) -> None:
+        """One `model.fit` of epochs [initial_epoch, epochs), the first from `initial_step`."""
+        config, source = self.config, phase.source
+        plan = reader.EpochPlan(steps, initial_epoch, initial_step)
         val_steps = config.validation_steps or (
             math.ceil(source.counts["val"] / config.batch_size) if source.counts["val"] else None)
+        train_ds = self.strategy.distribute_datasets_from_function(
+            self.task.build_inputs(source, "train", training=True, plan=plan))
+        val_ds = (self.strategy.distribute_datasets_from_function(
+            self.task.build_inputs(source, "val", training=False,
+                                   plan=reader.EpochPlan(val_steps) if val_steps else None))
+            if source.files["val"] else None)
+        if config.data_service and initial_step:
+            logger.warning("with --data_service the resumed epoch's records are the service's: "
+                           "its first %d steps are not skipped", initial_step)
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
-        callbacks = self.build_callbacks(phase, monitor)
+        callbacks = self.build_callbacks(phase, monitor, state=state, initial_step=initial_step)
         compat.reset_initial_epoch(model)
         with corrupt.corrupt_records_named(self.task.input_files()):
-            model.fit(train_ds, epochs=phase.epochs, initial_epoch=phase.initial_epoch,
-                      steps_per_epoch=steps, validation_data=val_ds, validation_steps=val_steps,
+            model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps - initial_step if initial_step else steps,
+                      validation_data=val_ds, validation_steps=val_steps,
                       callbacks=callbacks, shuffle=False, verbose=1 if self.is_chief else 0)
         self._best = callbacks_lib.best_of(callbacks)
         best = [c for c in callbacks if isinstance(c, callbacks_lib.BestWeights)]
@@ -239,14 +278,18 @@ class Runner:
         return distribution.backup_dirpath(
             os.path.join(self.config.backup_path, f"phase{phase_number}"), self.strategy)
 
-    def build_callbacks(self, phase: Phase, monitor: str) -> List[keras.callbacks.Callback]:
-        """The phase's callbacks, new for each phase.
+    def build_callbacks(self, phase: Phase, monitor: str, *,
+                        state: Optional[preemption.ResumeState] = None,
+                        initial_step: int = 0) -> List[keras.callbacks.Callback]:
+        """The callbacks of one fit, new for each fit.
 
-        The backup (resume after a kill) first; with --skip_corrupt_records the
-        epoch's skipped records into the logs; checkpoints (best = best of the
-        run while the model stays the same: the highest `monitor`, ties broken by
-        the lower loss), TensorBoard, history; the progress
-        bar, then the per-epoch line (the chief's, unless --log_all_workers).
+        With --skip_corrupt_records the epoch's skipped records into the logs;
+        checkpoints (best = best of the run while the model stays the same: the
+        highest `monitor`, ties broken by the lower loss), TensorBoard, history;
+        the progress bar, then the per-epoch line (the chief's, unless
+        --log_all_workers); last the step backup (resume after a preemption or a
+        kill: it loads `state` when the fit begins), so that an epoch's backup
+        follows its history row.
         """
         config, strategy = self.config, self.strategy
         checkpoints = distribution.write_dirpath(config.checkpoints_path, strategy)
@@ -254,12 +297,8 @@ class Runner:
         history = self._history_path()
         for folder in (checkpoints, logs, os.path.dirname(history)):
             tf.io.gfile.makedirs(folder)
-        # double_checkpoint: the previous backup is kept as a copy until the new one is written,
-        # so a kill in the middle of writing a backup still resumes from the one before.
-        callbacks: List[keras.callbacks.Callback] = [keras.callbacks.BackupAndRestore(
-            self._backup_dir(phase.number), double_checkpoint=True,
-            delete_checkpoint=not phase.keep_backup)]
-        counters = self.task.corrupt_counters
+        callbacks: List[keras.callbacks.Callback] = []
+        counters, logged = self.task.corrupt_counters, {}
         if counters is not None:
             logged = {"corrupt_records": counters["train"]}
             if monitor.startswith("val_"):
@@ -279,7 +318,13 @@ class Runner:
             callbacks.append(keras.callbacks.ProgbarLogger())
         if self.is_chief or config.log_all_workers:
             callbacks.append(callbacks_lib.EpochSummary(self.total_epochs, phase=phase.name))
-        return callbacks
+        backup = preemption.StepBackup(
+            self._backup_dir(phase.number), self._watch, every_steps=config.backup_every_steps,
+            resume=state, initial_step=initial_step,
+            agree=preemption.agreement(strategy, getattr(strategy.extended, "_num_workers", 1)),
+            counters=logged)
+        backup.fit_callbacks = callbacks
+        return callbacks + [backup]
 
     def remove_backup(self, phase_number: int) -> None:
         shutil.rmtree(self._backup_dir(phase_number), ignore_errors=True)
