@@ -2,9 +2,9 @@
 
     records | "Progress" >> Progress("records", total=2000)
 
-`Progress` is a pass-through-free branch: it consumes the PCollection it is
-applied to (a ParDo that fuses into the producer's stage, so no stage boundary
-holds anything) and yields nothing. Every element adds one to the Beam counter
+`Progress` is a side branch: it consumes the PCollection it is applied to (a
+ParDo that fuses into the producer's stage, so no stage boundary holds
+anything) and yields nothing. Every element adds one to the Beam counter
 `<name>_done` (namespace playclips), which Dataflow, Flink and Spark show as a
 job counter. Each worker process also logs, at most every `interval_s` seconds:
 
@@ -120,7 +120,6 @@ class _ProgressFn(beam.DoFn):
             done, seconds = state.done, now - state.start
         logger.info("%s", progress_line(self._name, done, self._total, seconds,
                                         self._num_workers))
-        return
 
 
 class Progress(beam.PTransform):
