@@ -68,6 +68,8 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/data_service.py
 	$(PY) benchmarks/predict_plays.py
 	$(PY) benchmarks/timeline.py
+	$(PY) benchmarks/compute_dtype.py
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs .pytest_cache

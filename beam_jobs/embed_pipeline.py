@@ -24,7 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from beam_jobs import inference
+from beam_jobs import inference, progress
 from beam_jobs.options import DEFAULT_BATCH_SIZE
 from beam_jobs.outputs import (PLAYS, REJECTED, JobCounts, WriteCard, WriteRejected,
                                WriteSplitShards, count, rejected, rejection)
@@ -48,6 +48,9 @@ class EmbedConfig:
     num_shards: int = 0
     share_model_across_processes: bool = False
     model_copies: Optional[int] = None
+    expected_plays: int = 0  # the records card's counts, for the progress lines
+    progress_seconds: float = progress.DEFAULT_INTERVAL_S  # 0: no progress lines
+    num_workers: int = 1  # worker processes sharing the work, for the time-left estimate
 
     @property
     def base_path(self) -> str:
@@ -206,7 +209,7 @@ class EmbedPlays(beam.PTransform):
     def expand(self, plays):
         cfg = self._config
         handler = inference.keyed_handler(
-            cfg.base_path, cfg.card.views, cfg.batch_size,
+            cfg.base_path, cfg.card.views, cfg.batch_size, compute_dtype=cfg.card.compute_dtype,
             share_model_across_processes=cfg.share_model_across_processes,
             model_copies=cfg.model_copies)
         # No Reshuffle: the read already spreads the shards' ranges over the workers, and a
@@ -238,6 +241,9 @@ def build(pipeline: beam.Pipeline, config: EmbedConfig):
     rejections = ((parsed[REJECTED], embedded[REJECTED])
                   | "AllRejected" >> beam.Flatten())
     rejected_files = rejections | "WriteRejected" >> WriteRejected(config.output_dir)
+    if config.progress_seconds > 0:
+        progress.track(embedded[PLAYS], rejections, "embed", config.expected_plays,
+                       config.progress_seconds, config.num_workers)
     files = (shard_files, rejected_files) | "AllFiles" >> beam.Flatten()
     return (embedded[PLAYS], rejections) | "WriteFeaturesCard" >> WriteCard(
         config.output_dir, features_card.CARD_NAME,

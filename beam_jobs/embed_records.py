@@ -40,6 +40,8 @@ from beam_jobs import embed_pipeline, options as options_lib, outputs, records_f
 from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     InferenceOptions, OutputOptions, RecordsDirOptions)
+from beam_jobs import progress  # pylint: disable=wrong-import-position
+from media import precision  # pylint: disable=wrong-import-position
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
@@ -61,6 +63,11 @@ class EmbedOptions(PipelineOptions):
                             help="flip: also store the left-right flipped frames' features as view 1")
         parser.add_argument("--feature_dtype", choices=feature_record.DTYPES, default="float16",
                             help="dtype of the stored features")
+        parser.add_argument("--compute_dtype", choices=precision.COMPUTE_DTYPES, default="auto",
+                            help="dtype the base computes in (its weights stay float32): auto = "
+                                 "bfloat16 where the hardware has it (GPUs of compute capability "
+                                 ">= 8.0, CPUs with avx512_bf16 or AMX), else float32; resolved "
+                                 "on the launching machine and recorded in features.json")
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the random base with --weights=none")
 
@@ -126,12 +133,14 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         dtype=args.feature_dtype, views=["none", "flip"] if args.views == "flip" else ["none"],
         feature_dim=feature_dim, num_frames=records.num_frames, labels=list(records.labels),
         counts={split: 0 for split in records.counts},
-        records_dir=records_folder.absolute(args.records_dir), seed=args.seed)
+        records_dir=records_folder.absolute(args.records_dir), seed=args.seed,
+        compute_dtype=precision.resolve_compute_dtype(args.compute_dtype))
     return EmbedConfig(
         records_dir=args.records_dir, output_dir=args.output_dir, split_patterns=patterns,
         records_compression=records.compression, card=card, batch_size=args.batch_size,
         num_shards=args.num_shards, share_model_across_processes=args.share_model_across_processes,
-        model_copies=args.model_copies or None)
+        model_copies=args.model_copies or None, expected_plays=sum(records.counts.values()),
+        progress_seconds=args.progress_seconds)
 
 
 def read_card(output_dir: str) -> FeaturesCard:
@@ -143,7 +152,8 @@ def summary(card: FeaturesCard, output_dir: str) -> str:
     written = ", ".join(f"{split}={n}" for split, n in card.counts.items())
     head = (f"features: {sum(card.counts.values())} plays embedded ({written}), "
             f"{card.num_rejected} rejected of {card.num_input}; [{len(card.views)}, "
-            f"{card.num_frames}, {card.feature_dim}] {card.dtype} per play -> {output_dir}")
+            f"{card.num_frames}, {card.feature_dim}] {card.dtype} per play (computed in "
+            f"{card.compute_dtype}) -> {output_dir}")
     return outputs.summary(head, card, output_dir)
 
 
@@ -153,6 +163,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     parser = build_parser()
     options = options_lib.parse_job_options(argv, parser)
     config = config_from_args(options_lib.job_args(options, parser, OPTION_CLASSES))
+    config.num_workers = progress.num_workers_of(options)
     options_lib.run_pipeline(options, lambda p: embed_pipeline.build(p, config), save_main_session,
                              test_pipeline)
     card = read_card(config.output_dir)

@@ -99,8 +99,10 @@ class FrameBase:
     def features(self, frames: np.ndarray) -> np.ndarray:
         """Features of `frames`, in calls of at most frames_per_call frames (bounds the memory)."""
         step = self.frames_per_call
+        from keras import ops  # pylint: disable=g-import-not-at-top
         return np.concatenate([
-            np.asarray(self.base(self.preprocess(frames[i:i + step]), training=False))
+            np.asarray(ops.convert_to_numpy(ops.cast(
+                self.base(self.preprocess(frames[i:i + step]), training=False), "float32")))
             for i in range(0, int(frames.shape[0]), step)])
 
 
@@ -111,11 +113,12 @@ class FrameFeaturesHandler(ModelHandler):
     with `tf.io.decode_jpeg`, as the trainer decodes them, and go through
     `VGGPreprocess` then the base; with the flip view, also left-right flipped.
     `share_model_across_processes` loads one base per machine (up to
-    `model_copies`) for the worker processes, as for a GPU worker.
+    `model_copies`) for the worker processes, as for a GPU worker. The base
+    computes in `compute_dtype` (float32 | bfloat16 | float16, resolved at launch).
     """
 
     def __init__(self, base_path: str, views: Sequence[str], batch_size: int,
-                 frames_per_call: int = FRAMES_PER_CALL,
+                 compute_dtype: str = "float32", frames_per_call: int = FRAMES_PER_CALL,
                  share_model_across_processes: bool = False,
                  model_copies: Optional[int] = None):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
@@ -123,6 +126,7 @@ class FrameFeaturesHandler(ModelHandler):
         self._base_path = base_path
         self._flip = "flip" in views
         self._frames_per_call = frames_per_call
+        self._compute_dtype = compute_dtype
 
     def load_model(self) -> FrameBase:
         """Loads base.keras once per worker: every worker holds the weights the launcher saved."""
@@ -137,7 +141,8 @@ class FrameFeaturesHandler(ModelHandler):
             base = keras.saving.load_model(
                 local, compile=False, safe_mode=True,
                 custom_objects={"VGGPreprocess": frame_features.VGGPreprocess})
-        logger.info("loaded the base %s", self._base_path)
+        frame_features.set_compute_dtype(base, self._compute_dtype)
+        logger.info("loaded the base %s (computes in %s)", self._base_path, self._compute_dtype)
         return FrameBase(base, frame_features.VGGPreprocess(), self._frames_per_call)
 
     def run_inference(self, batch: Sequence[List[bytes]], model: FrameBase,
@@ -162,11 +167,12 @@ class FrameFeaturesHandler(ModelHandler):
 
 
 def keyed_handler(base_path: str, views: Sequence[str], batch_size: int,
-                  share_model_across_processes: bool = False,
+                  compute_dtype: str = "float32", share_model_across_processes: bool = False,
                   model_copies: Optional[int] = None) -> KeyedModelHandler:
     """The handler RunInference gets: `(PlayKey, frames)` in, `(PlayKey, PredictionResult)` out."""
     return KeyedModelHandler(FrameFeaturesHandler(
-        base_path, views, batch_size, share_model_across_processes=share_model_across_processes,
+        base_path, views, batch_size, compute_dtype=compute_dtype,
+        share_model_across_processes=share_model_across_processes,
         model_copies=model_copies))
 
 

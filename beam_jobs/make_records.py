@@ -36,6 +36,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
 from beam_jobs import outputs, pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
+from beam_jobs import progress  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     DemoOptions, ManifestOptions, OutputOptions)
 from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
@@ -155,8 +156,9 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     split_fractions = splits_lib.parse_splits(args.splits)
     labels = labels_lib.label_vocabulary(args.label_vocabulary, "--label_vocabulary",
                                          read_label_file)
+    expected_plays = args.demo_plays
     if args.input:
-        plays.check_input(args.input)
+        expected_plays = plays.check_input(args.input)
     elif args.demo_plays < 1:
         raise UsageError(f"--demo_plays must be >= 1 without --input, got {args.demo_plays}")
     label_weights = demo_flags(args)
@@ -170,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         if args.demo_game_videos:
             input_path = write_demo_games(output_dir, args.demo_game_videos, args.demo_seed,
                                           args.num_frames)
+            expected_plays = plays.check_input(input_path)
     return records_pipeline.JobConfig(
         output_dir=output_dir, input=input_path, labels=labels, num_frames=args.num_frames,
         height=height, width=width, resize_mode=args.resize_mode, pad_short=args.pad_short,
@@ -177,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
         demo_seed=args.demo_seed, demo_profile=args.demo_profile, demo_label_weights=label_weights,
         video_chunk_seconds=args.video_chunk_seconds,
+        expected_plays=expected_plays, progress_seconds=args.progress_seconds,
         args=dict(sorted(vars(args).items())))
 
 
@@ -223,6 +227,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     parser = build_parser()
     options = options_lib.parse_job_options(argv, parser)
     config = config_from_args(options_lib.job_args(options, parser, OPTION_CLASSES))
+    config.num_workers = progress.num_workers_of(options)
     options_lib.run_pipeline(options, lambda p: records_pipeline.build(p, config), save_main_session,
                              test_pipeline)
     card = read_card(config.output_dir)

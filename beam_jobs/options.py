@@ -45,6 +45,9 @@ class OutputOptions(PipelineOptions):
         parser.add_argument("--overwrite", action="store_true",
                             help="write into a non-empty --output_dir, deleting an earlier run's "
                                  "files there (without it, both jobs refuse a non-empty folder)")
+        parser.add_argument("--progress_seconds", type=float, default=10.0,
+                            help="log a progress line (plays done of the total, plays/s, time "
+                                 "left) at most this often per worker process; 0: none")
 
 
 class DemoOptions(PipelineOptions):
@@ -222,6 +225,9 @@ def configure_logging(level: int = logging.WARNING) -> None:
     """What a command shows of the library modules' logs: `level` and above, on stderr."""
     logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
     logging.getLogger().setLevel(level)
+    from beam_jobs import progress  # pylint: disable=g-import-not-at-top
+    logging.getLogger(progress.__name__).setLevel(min(level, logging.INFO))
+    progress.show_worker_progress()
 
 
 def main(run: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[str]] = None) -> int:

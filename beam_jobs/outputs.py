@@ -42,7 +42,7 @@ SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 CARD_NAMES = (dataset_card.CARD_NAME, features_card.CARD_NAME, predictions_card.CARD_NAME)
 # What a run of any job writes into --output_dir (--overwrite deletes these, the cards first).
 OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|features\.json|predictions\.json|eval\.json|"
-                            r"base\.keras|"
+                            r"base\.keras|preview\.png|"
                             r"[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl))$")
 
 

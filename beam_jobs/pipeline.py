@@ -5,6 +5,7 @@
                                    are time ranges of a video grouped by video, one decode each
       -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
       -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
+      -> WritePreview              preview.png (a few plays per label, frame by frame)
       -> WriteCard                 dataset.json, once every file above is written
 
 The three sinks are both jobs' (`beam_jobs.outputs`). `build(pipeline, config)`
@@ -22,6 +23,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from beam_jobs import splits as splits_lib
+from beam_jobs import preview, progress
 from beam_jobs.outputs import (PLAYS, REJECTED, JobCounts, WriteCard, WriteRejected,
                                WriteSplitShards, count, rejected, rejection)
 from beam_jobs.plays import PlaySpec, read_plays
@@ -57,6 +59,9 @@ class JobConfig:
     demo_profile: str = "default"  # media.demo_plays.PROFILES
     demo_label_weights: Dict[str, int] = dataclasses.field(default_factory=dict)  # {}: balanced
     video_chunk_seconds: float = DEFAULT_VIDEO_CHUNK_SECONDS  # groups of plays by start; 0: one
+    expected_plays: int = 0  # input rows, for the progress lines (0: unknown)
+    progress_seconds: float = progress.DEFAULT_INTERVAL_S  # 0: no progress lines
+    num_workers: int = 1  # worker processes sharing the work, for the time-left estimate
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -388,7 +393,13 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
                   | "AllRejected" >> beam.Flatten())
     rejected_files = rejections | "WriteRejected" >> WriteRejected(config.output_dir)
 
-    files = (shard_files, rejected_files) | "AllFiles" >> beam.Flatten()
+    if config.progress_seconds > 0:
+        progress.track(records, rejections, "records", config.expected_plays,
+                       config.progress_seconds, config.num_workers)
+
+    preview_file = records | "WritePreview" >> preview.WritePreview(config.output_dir)
+
+    files = (shard_files, rejected_files, preview_file) | "AllFiles" >> beam.Flatten()
     return (records, rejections) | "WriteDatasetCard" >> WriteCard(
         config.output_dir, dataset_card.CARD_NAME, functools.partial(dataset_card_of, config),
         files, num_input, labels=labels)

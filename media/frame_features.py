@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import List, Sequence, Tuple
 
 import keras
@@ -98,11 +99,18 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
             f"'imagenet' or 'none'")
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     try:
-        base.load_weights(key)
+        # Keras warns (and keeps fresh weights) for parts of the model the file lacks.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            base.load_weights(key)
+        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+        if skipped:
+            raise ValueError(skipped[0])
     except (ValueError, OSError, KeyError) as err:  # wrong layers or shapes, not an HDF5 file
         raise WeightsUnavailableError(
             f"--weights={key!r} is not a VGG16 notop weights file ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+            f"{str(err).splitlines()[0][:200] if str(err) else ''}): give the weights of "
+            f"keras.applications.VGG16(include_top=False), 'imagenet' or 'none'") from None
     return base
 
 
@@ -116,3 +124,30 @@ def build_base(cut_layer: str = features_card.DEFAULT_CUT_LAYER,
     full = _load_vgg16(weights, image_size)  # weights load into the full base, then the cut
     features = layers.GlobalAveragePooling2D(name="features_pool")(full.get_layer(cut_layer).output)
     return keras.Model(full.input, features, name=BASE_NAME)
+
+
+def set_compute_dtype(base: keras.Model, compute_dtype: str) -> keras.Model:
+    """Makes `base`'s layers compute in `compute_dtype` (float32 | bfloat16 | float16), in place.
+
+    The Keras mixed precision policy of that dtype on every layer but the input:
+    the weights stay float32 (the saved base is unchanged), each layer casts its
+    inputs and weights to the compute dtype, and the output is in that dtype.
+    """
+    from media import precision  # pylint: disable=g-import-not-at-top
+    policy = keras.DTypePolicy(precision.POLICIES[compute_dtype])
+    for layer in base.layers:
+        if not isinstance(layer, layers.InputLayer):
+            layer.dtype_policy = policy
+    return base
+
+
+def conv_flops(base: keras.Model) -> int:
+    """Multiply-adds x 2 of the base's convolutions on one frame (the pools and the rest are ~0.1%)."""
+    total = 0
+    for layer in base.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, height, width, channels_out = layer.output.shape
+            kh, kw, channels_in, _ = layer.kernel.shape
+            total += 2 * int(height) * int(width) * int(kh) * int(kw) * int(channels_in) * int(
+                channels_out)
+    return total

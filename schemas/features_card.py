@@ -89,6 +89,9 @@ class FeaturesCard(dataset_card.Card):
     records_dir: str = ""  # the play records the features were computed from (absolute)
     base_model: str = BASE_FILE
     pooling: str = POOLING
+    # The dtype the base computed in (--compute_dtype, resolved): float32 | bfloat16 | float16.
+    # Cards written before the flag have none: their bases computed in float32.
+    compute_dtype: str = "float32"
     compression: str = "none"
     shard_pattern: str = "{split}-*-of-*.tfrecord"  # glob per split, relative to the card
     seed: int = 0

@@ -262,6 +262,7 @@ def test_two_trainers_share_one_service_job_and_see_every_play_each_epoch(
     trainers = [_tapped_trainer(cluster, f"trainer {i}", taps[i], labelled_plays, tmp_path / "job",
                                 address, "--strategy=multi_worker", f"--epochs={epochs}",
                                 f"--steps_per_epoch={steps}", "--batch_size=4",
+                                "--log_all_workers",  # the worker's epoch lines too
                                 TF_CONFIG=_tf_config(spec, "worker", i))
                 for i in range(2)]
     counts = [_check_finished(t, tap, epochs, steps) for t, tap in zip(trainers, taps)]
@@ -279,7 +280,7 @@ def test_two_trainers_share_one_service_job_and_see_every_play_each_epoch(
 
 def _backup_epochs(job, folder):
     try:
-        with open(os.path.join(job, "backup", folder, "training_metadata.json")) as f:
+        with open(os.path.join(job, "backup", folder, "state.json")) as f:  # epoch-end backups
             return json.load(f)["epoch"]
     except (OSError, ValueError, KeyError):
         return 0

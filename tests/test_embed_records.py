@@ -54,7 +54,7 @@ def flip_run(records_dir, weights_file, tmp_path_factory):
 
 def _flags(records_dir, out, weights, *extra):
     return [f"--records_dir={records_dir}", f"--output_dir={out}", f"--weights={weights}",
-            f"--cut_layer={CUT}", "--num_shards=1", *extra]
+            f"--cut_layer={CUT}", "--num_shards=1", "--compute_dtype=float32", *extra]
 
 
 def _feature_records(out, card):

@@ -68,8 +68,11 @@ def test_mirrored_cpu_replicas_end_to_end(data_dir, tmp_path):
     assert config["resolved"]["labels"] == ["pick_and_roll", "isolation"]
     with open(os.path.join(job, "eval.json")) as f:
         report = json.load(f)
-    assert report["num_examples"] == 8
-    assert f"test accuracy: {report['accuracy']:.4f}" in out
+    assert report["num_examples"] == 8 and report["accuracy"] == report["play"]["accuracy"]
+    play = report["play"]
+    assert (f"test play accuracy {play['accuracy']:.3f} (n=8, 95% CI {play['accuracy_ci_low']:.3f}-"
+            f"{play['accuracy_ci_high']:.3f}), macro-F1 {play['macro_f1']:.2f}") in out
+    assert f"test clip accuracy {report['clip']['accuracy']:.3f} (n=8" in out
     model = keras.models.load_model(os.path.join(job, "model.keras"))
     probs = model.predict(np.zeros((1, 5, 32, 32, 3), np.uint8), verbose=0)
     assert probs.shape == (1, 2)
@@ -78,7 +81,7 @@ def test_mirrored_cpu_replicas_end_to_end(data_dir, tmp_path):
 def _completed_epochs(job):
     done = 0
     for phase in ("phase1", "phase2"):
-        path = os.path.join(job, "backup", phase, "training_metadata.json")
+        path = os.path.join(job, "backup", phase, "state.json")  # epoch-end backups: step 0
         try:
             with open(path) as f:
                 done = max(done, json.load(f)["epoch"])
@@ -144,7 +147,7 @@ def test_multi_worker_two_processes(data_dir, tmp_path):
     for task_type, proc in procs.items():
         assert proc.returncode == 0, f"{task_type}:\n{outs[task_type][-3000:]}"
     assert "with 2 replica(s)" in outs["chief"]
-    assert "test accuracy:" in outs["chief"] and "test accuracy:" not in outs["worker"]
+    assert "test play accuracy" in outs["chief"] and "test play accuracy" not in outs["worker"]
     # Only the chief logs the per-epoch lines (--log_all_workers: every worker).
     assert len(_epoch_lines(outs["chief"])) == 2 and _epoch_lines(outs["worker"]) == []
     # Only the chief wrote summaries and results; the worker's temp dirs are gone.
@@ -187,7 +190,8 @@ def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
     config = TrainConfig(data_dir=data_dir, job_dir=job, strategy="default", cut_layer="block2_pool",
                          weights=weights, trainable_from="none", rnn_units=4, num_frames=3,
                          epochs=1, fine_tune_epochs=1, fine_tune_from="block2_conv1",
-                         fine_tune_learning_rate=1e-2, steps_per_epoch=2, batch_size=2)
+                         fine_tune_learning_rate=1e-2, steps_per_epoch=2, batch_size=2,
+                         export_weights="last")  # the best epoch may be the head phase's
     summary = train.train(config)
     assert summary["epochs"] == 2 and summary["eval"]["split"] == "test"
     assert [row["epoch"] for row in _history(job)] == ["0", "1"]
@@ -213,6 +217,13 @@ def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
     (["--train_files={blank}", "--labels=a,b", "--height=32", "--width=32"],
      "no play records in the train files"),
     (["--data_dir={data}", "--eval_files={blank}"], "no play records in the val files"),
+    (["--data_dir={data}", "--head=lstm"], "unknown --head='lstm': use one of rnn, mean_pool"),
+    (["--data_dir={data}", "--eval_views=0"], "--eval_views must be >= 1"),
+    (["--data_dir={data}", "--class_weight=balanced", "--labels=pick_and_roll,isolation,cut"],
+     "label 'cut' has no training plays"),
+    (["--data_dir={data}", "--class_weight=balanced", "--balanced_sampling"], "use one of them"),
+    (["--data_dir={data}", "--head=mean_pool", "--bidirectional"], "setting of --head=rnn"),
+    (["--data_dir={data}", "--export_weights=first"], "unknown --export_weights='first'"),
 ])
 def test_cli_errors_are_one_line(data_dir, tmp_path, capsys, extra, message):
     empty = tmp_path / "empty"
@@ -257,8 +268,9 @@ def test_vertex_environment_defaults(monkeypatch):
 
 
 def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
-    """A kill while the backup is being written leaves it unreadable: the copy of the one before
-    (BackupAndRestore's double checkpoint) resumes the run one epoch earlier instead."""
+    """A kill while a backup is being written leaves its files torn and state.json naming the
+    one before (trainer.preemption writes state.json last, in one rename): the run resumes from
+    that one."""
     job = str(tmp_path / "job")
     args = [f"--data_dir={data_dir}", f"--job_dir={job}", "--strategy=default", "--epochs=4",
             "--steps_per_epoch=20", "--batch_size=2", *TINY]
@@ -271,17 +283,22 @@ def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
     done = _completed_epochs(job)
     assert 2 <= done < 4
     backup = os.path.join(job, "backup", "phase1")
-    latest = [name for name in os.listdir(backup) if name.endswith(".h5") and "bkp" not in name]
-    assert latest and any("bkp" in name for name in os.listdir(backup)), os.listdir(backup)
-    for name in latest:  # as if the kill came in the middle of writing them
-        with open(os.path.join(backup, name), "r+b") as f:
-            f.truncate(100)
+    with open(os.path.join(backup, "state.json")) as f:
+        state = json.load(f)
+    assert state["epoch"] == done and os.path.exists(os.path.join(backup, state["weights"]))
+    # As if the kill came in the middle of writing the next backup.
+    with open(os.path.join(backup, state["weights"]), "rb") as f:
+        torn = f.read()[:100]
+    for name in (f"e{done + 1}-s0.weights.h5", f"e{done + 1}-s0.variables.npz",
+                 "state.json.tmp"):
+        with open(os.path.join(backup, name), "wb") as f:
+            f.write(torn)
 
     proc = _task(args, env=_env())
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out[-3000:]
     lines = _epoch_lines(out)
-    assert lines[0].split()[1] == f"{done}/4" and lines[-1].split()[1] == "4/4", lines
+    assert lines[0].split()[1] == f"{done + 1}/4" and lines[-1].split()[1] == "4/4", lines
 
 
 def test_library_log_lines_reach_stdout_as_the_commands_printed_them(capsys):

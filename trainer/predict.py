@@ -9,7 +9,10 @@ and end is in the records job. Frames are sampled the way the records job
 samples them (`media.frames.read_play`, `media.video_clips.read_clip`, with the
 frame count, size and resize mode stored in the export metadata) and sent as JPEG
 bytes to the SavedModel's `serving_default` signature, which picks and decodes
-the frames itself. JOB_DIR may also be the `saved_model/` folder.
+the frames itself and averages the views the training run evaluated (`--eval_views`,
+`--eval_flip`, stored in the export metadata), so a play gets the probabilities that the run's
+`eval.json` scored at play level (up to the float16 rounding of cached features, when the run
+evaluated those). JOB_DIR may also be the `saved_model/` folder.
 
 Exit status: 0 when every play was classified, 2 on a usage error, a missing
 or unreadable model, or when any play could not be read (one line per play on

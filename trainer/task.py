@@ -26,13 +26,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    """Parses flags and trains; a UsageError prints `error: ...` and returns 2."""
+    """Parses flags and trains; a UsageError prints `error: ...` and returns 2, a preemption
+    (SIGTERM, backed up) returns 143."""
     logs.configure()
     try:
         config = parse_args(argv)
         # Imported after parsing so that --help is quick.
-        from trainer import train  # pylint: disable=g-import-not-at-top
-        train.train(config)
+        from trainer import preemption, train  # pylint: disable=g-import-not-at-top
+        try:
+            train.train(config)
+        except preemption.Preempted:  # backed up and logged: the same command resumes
+            return preemption.EXIT_PREEMPTED
     except UsageError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
