@@ -120,7 +120,8 @@ def test_manifest_plays_are_sampled_as_the_records_job_and_a_bad_row_is_rejected
     lines = {line["play_id"]: line for line in _lines(out, "predictions")}
     assert sorted(lines) == ["a", "b", "g", "new", "v"]
     assert lines["new"]["label"] == "not_a_model_label"
-    assert lines["new"]["top_k"] == lines["a"]["top_k"]  # the same frames
+    assert lines["new"]["predicted"] == lines["a"]["predicted"]  # the same frames
+    assert lines["new"]["confidence"] == pytest.approx(lines["a"]["confidence"], abs=1e-5)
     clips = tmp_path / "clips"
     expected = {"a": predictor.classify(str(clips / "folder_a"), top_k=3),
                 "b": predictor.classify(str(clips / "folder_b"), top_k=3),
