@@ -82,7 +82,8 @@ def test_test_split_predictions_equal_the_trainers_evaluation(trained, tmp_path)
 
 
 def _manifest(tmp_path, labels):
-    """Two frame folders, a video, a play cut from a game video, a row with a missing path."""
+    """Two frame folders, a video, a play cut from a game video, a play whose label the model
+    does not know, a row with a missing path."""
     clips = tmp_path / "clips"
     mf.write_frame_folder(str(clips / "folder_a"), 10)
     mf.write_frame_folder(str(clips / "folder_b"), 12, height=40, width=40)
@@ -94,6 +95,7 @@ def _manifest(tmp_path, labels):
         {"play_id": "v", "label": labels[0], "path": "clips/play.mp4"},
         {"play_id": "g", "label": labels[2], "path": "clips/game.mp4", "start": "0.4",
          "end": "1.6"},
+        {"play_id": "new", "label": "not_a_model_label", "path": "clips/folder_a"},
         {"play_id": "missing", "label": labels[0], "path": "clips/does_not_exist"},
     ]
     return mf.write_manifest(str(tmp_path / "plays.csv"), rows,
@@ -107,15 +109,19 @@ def test_manifest_plays_are_sampled_as_the_records_job_and_a_bad_row_is_rejected
     manifest = _manifest(tmp_path, predictor.labels)
     out = str(tmp_path / "predictions")
     card = _run(f"--model={job}", f"--input={manifest}", f"--output_dir={out}")
-    assert (card.num_input, card.num_written, card.num_rejected) == (5, 4, 1)
+    assert (card.num_input, card.num_written, card.num_rejected) == (6, 5, 1)
+    assert card.num_labelled == 4  # "new": predicted, its label not scored
     assert card.rejected_reasons == {"missing_path": 1}
     [rejected] = _lines(out, "rejected")
-    assert rejected["play_id"] == "missing" and rejected["row"] == 5
+    assert rejected["play_id"] == "missing" and rejected["row"] == 6
     assert rejected["path"] == str(tmp_path / "clips" / "does_not_exist")
-    assert "4 plays predicted" in capsys.readouterr().out
+    assert "5 plays predicted, 4 with true labels" in capsys.readouterr().out
 
     lines = {line["play_id"]: line for line in _lines(out, "predictions")}
-    assert sorted(lines) == ["a", "b", "g", "v"]
+    assert sorted(lines) == ["a", "b", "g", "new", "v"]
+    assert lines["new"]["label"] == "not_a_model_label"
+    assert lines["new"]["predicted"] == lines["a"]["predicted"]  # the same frames
+    assert lines["new"]["confidence"] == pytest.approx(lines["a"]["confidence"], abs=1e-5)
     clips = tmp_path / "clips"
     expected = {"a": predictor.classify(str(clips / "folder_a"), top_k=3),
                 "b": predictor.classify(str(clips / "folder_b"), top_k=3),
