@@ -102,9 +102,10 @@ def _fit(task: PlayClassificationTask, cached: bool) -> tuple:
 
 
 def _accuracy(task: PlayClassificationTask, model) -> float:
+    """Play-level accuracy of a classifier on clips (the trainer's --eval_views of the plays)."""
     split = "test" if task.plays.files["test"] else "val"
-    ds = task.eval_dataset(split)
-    labels, probabilities = evaluate.predict_dataset(model, ds)
+    labels, scores = evaluate.predict_views(model, task.eval_dataset(split, task.plays))
+    probabilities = evaluate.average_log_probabilities(scores[:, :task.eval_views.count])
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import List, Sequence, Tuple
 
 import keras
@@ -98,11 +99,18 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
             f"'imagenet' or 'none'")
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     try:
-        base.load_weights(key)
+        # Keras warns (and keeps fresh weights) for parts of the model the file lacks.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            base.load_weights(key)
+        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+        if skipped:
+            raise ValueError(skipped[0])
     except (ValueError, OSError, KeyError) as err:  # wrong layers or shapes, not an HDF5 file
         raise WeightsUnavailableError(
             f"--weights={key!r} is not a VGG16 notop weights file ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+            f"{str(err).splitlines()[0][:200] if str(err) else ''}): give the weights of "
+            f"keras.applications.VGG16(include_top=False), 'imagenet' or 'none'") from None
     return base
 
 

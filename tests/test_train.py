@@ -68,8 +68,11 @@ def test_mirrored_cpu_replicas_end_to_end(data_dir, tmp_path):
     assert config["resolved"]["labels"] == ["pick_and_roll", "isolation"]
     with open(os.path.join(job, "eval.json")) as f:
         report = json.load(f)
-    assert report["num_examples"] == 8
-    assert f"test accuracy: {report['accuracy']:.4f}" in out
+    assert report["num_examples"] == 8 and report["accuracy"] == report["play"]["accuracy"]
+    play = report["play"]
+    assert (f"test play accuracy {play['accuracy']:.3f} (n=8, 95% CI {play['accuracy_ci_low']:.3f}-"
+            f"{play['accuracy_ci_high']:.3f}), macro-F1 {play['macro_f1']:.2f}") in out
+    assert f"test clip accuracy {report['clip']['accuracy']:.3f} (n=8" in out
     model = keras.models.load_model(os.path.join(job, "model.keras"))
     probs = model.predict(np.zeros((1, 5, 32, 32, 3), np.uint8), verbose=0)
     assert probs.shape == (1, 2)
@@ -213,6 +216,13 @@ def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
     (["--train_files={blank}", "--labels=a,b", "--height=32", "--width=32"],
      "no play records in the train files"),
     (["--data_dir={data}", "--eval_files={blank}"], "no play records in the val files"),
+    (["--data_dir={data}", "--head=lstm"], "unknown --head='lstm': use one of rnn, mean_pool"),
+    (["--data_dir={data}", "--eval_views=0"], "--eval_views must be >= 1"),
+    (["--data_dir={data}", "--class_weight=balanced", "--labels=pick_and_roll,isolation,cut"],
+     "label 'cut' has no training plays"),
+    (["--data_dir={data}", "--class_weight=balanced", "--balanced_sampling"], "use one of them"),
+    (["--data_dir={data}", "--head=mean_pool", "--bidirectional"], "setting of --head=rnn"),
+    (["--data_dir={data}", "--export_weights=first"], "unknown --export_weights='first'"),
 ])
 def test_cli_errors_are_one_line(data_dir, tmp_path, capsys, extra, message):
     empty = tmp_path / "empty"

@@ -56,17 +56,27 @@ def test_demo_path_trains_evaluates_and_exports(demo_dirs, tmp_path):
     assert len(history) == 3  # header + 2 epochs of the head phase
 
 
+def _window_starts(total, num_frames, windows):
+    """Eval's stride and the windows' first frames, by hand (spread from first to last start)."""
+    stride = max(total // num_frames, 1)
+    room = max(total - ((num_frames - 1) * stride + 1), 0)
+    return stride, [k * room // (windows - 1) for k in range(windows)]
+
+
 def test_export_equals_base_plus_head_on_the_plays_jpegs(demo_dirs, tmp_path):
-    """The exported model (raw JPEGs in) gives base + head's probabilities on those frames."""
+    """The exported model (raw JPEGs in) gives base + head's probabilities averaged over the
+    play's views (3 windows, each also flipped) as log-probabilities."""
     records, features = demo_dirs
     job = tmp_path / "job"
-    assert _train(features, job) == 0
+    assert _train(features, job, "--eval_views=3", "--eval_flip") == 0
     fcard = sources.load_features_card(features)
     base = keras.models.load_model(os.path.join(features, fcard.base_model), compile=False)
     trained = keras.models.load_model(str(job / "model.keras"), compile=False)
     head = model_lib.build_head_model(fcard.num_classes, fcard.feature_dim, rnn="gru", rnn_units=8,
                                       dropout=0.0)
     model_lib.copy_head_weights(trained, head)
+    meta = json.loads((job / "saved_model" / "assets.extra" / "playclips_export.json").read_text())
+    assert meta["eval_views"] == 3 and meta["eval_flip"] is True
 
     serve = tf.saved_model.load(str(job / "saved_model")).signatures["serving_default"]
     shard = sources.split_files(records, "val")[0]
@@ -74,9 +84,17 @@ def test_export_equals_base_plus_head_on_the_plays_jpegs(demo_dirs, tmp_path):
     for serialized in tf.data.TFRecordDataset(shard).take(3):
         record = play_record.decode_play(serialized.numpy())
         exported = serve(clips=tf.constant([record.frames]))["probabilities"].numpy()[0]
-        frames = parsers.ClipParser(4, (record.height, record.width)).eval_clip(record.frames)
-        per_frame = base(frame_features.VGGPreprocess()(frames), training=False)
-        ours = head(per_frame[tf.newaxis], training=False).numpy()[0]
+        stride, starts = _window_starts(len(record.frames), 4, 3)
+        assert starts == [0, 0, 1]  # 8 stored frames, 4 used at stride 2
+        log_probs = []
+        for start in starts:
+            window = [record.frames[start + i * stride] for i in range(4)]
+            frames = parsers.ClipParser(4, (record.height, record.width)).eval_clip(window)
+            for clip in (frames, tf.reverse(frames, axis=[2])):
+                per_frame = base(frame_features.VGGPreprocess()(clip), training=False)
+                log_probs.append(np.log(head(per_frame[tf.newaxis], training=False).numpy()[0]))
+        mean = np.mean(log_probs, axis=0)
+        ours = np.exp(mean - mean.max()) / np.exp(mean - mean.max()).sum()
         np.testing.assert_allclose(exported, ours, rtol=1e-4, atol=1e-5)
         checked += 1
     assert checked

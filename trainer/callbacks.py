@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import keras
+import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +65,64 @@ class CorruptRecordCount(keras.callbacks.Callback):
             logs[name] = value - self._start.get(name, 0)
 
 
-def best_of(callbacks: List[keras.callbacks.Callback]) -> Optional[float]:
-    """The best value that the save_best_only ModelCheckpoint in `callbacks` has seen (or None).
+class BestWeights(keras.callbacks.Callback):
+    """Saves the weights of the best epoch so far, and a JSON record of which epoch it was.
 
-    The next phase's checkpoint starts from it, so that best.weights.h5 stays
+    Best = the highest `monitor` (an accuracy), ties broken by the lower
+    `tie_break` (a loss): a small validation split often reaches accuracy 1.0
+    at several epochs, and the loss still tells them apart. The record
+    (`record_path`: epoch, 1-based over the run, the two values and the
+    model's name) lets a resumed run and the evaluation know what the file
+    holds. `best` is the record to beat (the same model's earlier phase).
+    """
+
+    def __init__(self, filepath: str, record_path: str, monitor: str, tie_break: str,
+                 best: Optional[Dict[str, Any]] = None):
+        super().__init__()
+        self.filepath = filepath
+        self.record_path = record_path
+        self.monitor = monitor
+        self.tie_break = tie_break
+        self.best = best
+        self.last: Optional[Dict[str, Any]] = None
+
+    def _key(self, record: Dict[str, Any]):
+        loss = record.get("tie_break_value")
+        return (record["value"], -(loss if loss is not None else math.inf))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if logs.get(self.monitor) is None:
+            return
+        loss = logs.get(self.tie_break)
+        record = {"epoch": int(epoch) + 1, "monitor": self.monitor,
+                  "value": float(logs[self.monitor]), "tie_break": self.tie_break,
+                  "tie_break_value": None if loss is None else float(loss),
+                  "model": self.model.name}
+        self.last = record
+        if self.best is not None and self._key(record) <= self._key(self.best):
+            return
+        self.best = record
+        self.model.save_weights(self.filepath, overwrite=True)
+        with tf.io.gfile.GFile(self.record_path, "w") as f:
+            f.write(json.dumps(record, indent=2, sort_keys=True))
+
+
+def read_best(record_path: str) -> Optional[Dict[str, Any]]:
+    """The record `BestWeights` wrote (None when there is none)."""
+    if not tf.io.gfile.exists(record_path):
+        return None
+    with tf.io.gfile.GFile(record_path) as f:
+        return json.load(f)
+
+
+def best_of(callbacks: List[keras.callbacks.Callback]) -> Optional[Dict[str, Any]]:
+    """The best record of the BestWeights in `callbacks` (or None).
+
+    The next phase's callback starts from it, so that best.weights.h5 stays
     the best of the run while the model is the same.
     """
     for callback in callbacks:
-        if isinstance(callback, keras.callbacks.ModelCheckpoint) and callback.save_best_only:
-            # None or infinite before the first epoch (a phase that its backup says is done).
-            if callback.best is None or abs(float(callback.best)) == float("inf"):
-                return None
-            return float(callback.best)
+        if isinstance(callback, BestWeights):
+            return callback.best
     return None

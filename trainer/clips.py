@@ -54,6 +54,27 @@ def frame_indices(total, num_frames: Optional[int], training: bool = False,
     return tf.minimum(offset + tf.range(num_frames, dtype=tf.int32) * stride, total - 1)
 
 
+def view_windows(total, num_frames: Optional[int], windows: int) -> tf.Tensor:
+    """`windows` evaluation windows of a clip, int32 [windows, num_frames]: the views of a play.
+
+    Each window has eval's stride (`frame_indices`); their offsets spread evenly
+    from the first to the last possible start, so one window is the centred
+    eval clip, and the middle window of an odd count is it exactly.
+    """
+    if windows < 1:
+        raise ValueError(f"windows must be >= 1, got {windows}")
+    if windows == 1 or num_frames is None:
+        return tf.tile(frame_indices(total, num_frames)[tf.newaxis], [windows, 1])
+    total = tf.cast(total, tf.int32)
+    check = tf.debugging.assert_positive(total, message="play record has no frames")
+    with tf.control_dependencies([check]):
+        stride = tf.maximum(total // num_frames, 1)
+    room = tf.maximum(total - ((num_frames - 1) * stride + 1), 0)
+    offsets = tf.range(windows, dtype=tf.int32) * room // (windows - 1)
+    steps = tf.range(num_frames, dtype=tf.int32) * stride
+    return tf.minimum(offsets[:, tf.newaxis] + steps[tf.newaxis], total - 1)
+
+
 
 def _decode_one(data: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """One JPEG (or PNG) -> uint8 [height, width, 3], resized (bilinear) if needed."""

@@ -23,6 +23,9 @@ STRATEGIES = ("mirrored", "multi_worker", "one_device", "default", "tpu")
 RNN_TYPES = ("lstm", "gru")
 MIXED_PRECISION = ("none", "bf16", "fp16")
 JIT_COMPILE = ("auto", "true", "false")
+HEADS = ("rnn", "mean_pool", "single_frame")  # trainer.model.build_head's choices
+EXPORT_WEIGHTS = ("best", "last")
+CLASS_WEIGHTS = ("none", "balanced")
 SHUFFLE_BUFFER = 256  # records in the training shuffle buffer
 
 
@@ -148,8 +151,12 @@ class TrainConfig:
                                   "the features card's, else imagenet)", group="model", parse=str)
     trainable_from: str = flag("none", "first trainable VGG16 layer | none (frozen base) | all",
                                group="model")
-    rnn: str = flag("lstm", "recurrent layer", group="model", choices=RNN_TYPES)
-    rnn_units: int = flag(256, "units of the recurrent layer", group="model", minimum=1)
+    head: str = flag("rnn", "what sees the frames: the recurrent layer (rnn), or an order-agnostic "
+                     "baseline: the frames' mean (mean_pool) or the middle frame (single_frame), "
+                     "each then a Dense layer of --rnn_units", group="model", choices=HEADS)
+    rnn: str = flag("lstm", "recurrent layer (--head=rnn)", group="model", choices=RNN_TYPES)
+    rnn_units: int = flag(256, "units of the recurrent layer (of the Dense layer of the baseline "
+                          "heads)", group="model", minimum=1)
     bidirectional: bool = flag(False, "a bidirectional recurrent layer", group="model")
     dropout: float = flag(0.3, "dropout before the softmax, in [0, 1)", group="model", minimum=0)
     feature_norm: bool = flag(True, "layer-normalize the pooled frame features before the RNN",
@@ -172,12 +179,29 @@ class TrainConfig:
                                "conv of the last block kept by the cut)", group="training")
     fine_tune_learning_rate: float = flag(1e-5, "learning rate of the fine-tune phase",
                                           group="training")
+    class_weight: str = flag("none", "balanced: weight each training play by the inverse of its "
+                             "label's frequency in the card's train counts (normalised to mean 1)",
+                             group="training", choices=CLASS_WEIGHTS)
+    balanced_sampling: bool = flag(False, "draw training plays so that every label is equally "
+                                   "frequent (per-class rejection resampling in tf.data, seeded)",
+                                   group="training")
     seed: Optional[int] = flag(42, "seed of weights, shuffles and augmentation (none: unseeded)",
                                group="training", parse=_optional_int)
     mixed_precision: str = flag("none", "mixed precision policy (for accelerators)",
                                 group="training", choices=MIXED_PRECISION)
     jit_compile: str = flag("auto", "XLA; auto = on with GPUs, off on CPU", group="training",
                             choices=JIT_COMPILE)
+
+    # Evaluation and export.
+    eval_views: int = flag(3, "temporal windows per play spread over the stored frames, "
+                           "probabilities averaged (as log-probabilities) per play: evaluation, "
+                           "export and predict; 1 = the centred clip", group="evaluation",
+                           minimum=1)
+    eval_flip: bool = flag(False, "each view also left-right flipped (2 x --eval_views views)",
+                           group="evaluation")
+    export_weights: str = flag("best", "the weights evaluated and exported: the best validation "
+                               "epoch's (val_accuracy, ties broken by the lower val_loss) or the "
+                               "last epoch's", group="evaluation", choices=EXPORT_WEIGHTS)
 
     # Distribution.
     strategy: str = flag("mirrored", "tf.distribute strategy", group="distribution",
@@ -206,6 +230,15 @@ class TrainConfig:
             raise UsageError("no --job_dir (or AIP_MODEL_DIR) to write checkpoints and the model to")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.class_weight != "none" and self.balanced_sampling:
+            raise UsageError("--class_weight=balanced and --balanced_sampling both correct the "
+                             "label frequencies (together they over-correct): use one of them")
+        if self.balanced_sampling and self.skip_corrupt_records:
+            raise UsageError("--balanced_sampling drops plays before they are parsed and would "
+                             "lose the counts of --skip_corrupt_records: use one of them")
+        if self.bidirectional and self.head != "rnn":
+            raise UsageError(f"--bidirectional is a setting of --head=rnn, not of "
+                             f"--head={self.head}: drop one of them")
         return self
 
     @property

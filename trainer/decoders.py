@@ -22,3 +22,10 @@ def decode_play(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 def decode_features(serialized: tf.Tensor, dtype: str) -> Dict[str, tf.Tensor]:
     """A feature record: features (float32 [V, T, C]: V views, e.g. the flipped frames') and label."""
     return feature_record.parse_features(serialized, dtype=dtype)
+
+
+def decode_label(serialized: tf.Tensor) -> tf.Tensor:
+    """The label index (int32) alone of a play or feature record (both keep it in the context)."""
+    context, _ = tf.io.parse_single_sequence_example(
+        serialized, context_features={play_record.LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64)})
+    return tf.cast(context[play_record.LABEL_INDEX], tf.int32)

@@ -4,9 +4,12 @@ The SavedModel's `serving_default` signature takes
 
   clips: tf.string [batch, frames], the JPEG (or PNG) bytes of each frame
 
-and does the eval-time preprocessing itself (the eval parser's
-`parsers.ClipParser.eval_clip`: `num_frames` evenly spaced frames, decoded at
-`image_size`), then runs the model. It returns
+and does the eval-time preprocessing itself (the multi-view eval function's
+`parsers.ClipParser.eval_views`: `eval_views` windows of `num_frames` evenly
+spaced frames spread over the given frames, each also flipped with
+`eval_flip`, decoded at `image_size`), runs the model on every view and
+averages the views' log-probabilities per play, as the evaluation does
+(`trainer.evaluate.average_log_probabilities`). It returns
 
   probabilities   float32 [batch, C]
   labels          string  [batch, C]  the label vocabulary (same for every row)
@@ -16,8 +19,8 @@ and does the eval-time preprocessing itself (the eval parser's
 Serving therefore needs no Python preprocessing. Both outputs are written under a
 temporary name beside their final one and then renamed, so that a killed
 export never leaves a half-written model under the final name. `saved_model/assets.extra/`
-holds `playclips_export.json` (labels, image size, frame counts, resize mode,
-schema version) so that clients (`trainer.predict`) sample frames from a video
+holds `playclips_export.json` (labels, image size, frame counts, views, resize
+mode, schema version) so that clients (`trainer.predict`) sample frames from a video
 the way the records job did.
 """
 
@@ -33,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from schemas import play_record, sampling
-from trainer import parsers
+from trainer import evaluate, parsers
 
 MODEL_FILENAME = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -77,19 +80,31 @@ def load_metadata(model_dir: str) -> Dict[str, Any]:
     return meta
 
 
+def average_log_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
+    """[B, V, C] views' probabilities -> [B, C]: `evaluate.average_log_probabilities` in TensorFlow."""
+    floored = tf.maximum(tf.cast(probabilities, tf.float32), evaluate.PROBABILITY_FLOOR)
+    return tf.nn.softmax(tf.reduce_mean(tf.math.log(floored), axis=1), axis=-1)
+
+
 def make_serving_fn(model: keras.Model, labels: Sequence[str], image_size: Tuple[int, int],
-                    num_frames: int):
+                    num_frames: int, views: Optional[parsers.EvalViews] = None):
     """The serving function: string [batch, frames] JPEG bytes -> dict of outputs (not traced)."""
     height, width = (int(v) for v in image_size)
     num_frames = int(num_frames)
     labels = [str(label) for label in labels]
     parser = parsers.ClipParser(num_frames, (height, width))
+    views = views or parsers.EvalViews()
 
     def serve(clips: tf.Tensor) -> Dict[str, tf.Tensor]:
         frames = tf.map_fn(
-            parser.eval_clip, clips,
-            fn_output_signature=tf.TensorSpec([num_frames, height, width, 3], tf.uint8))
-        probabilities = tf.cast(model(frames, training=False), tf.float32)
+            lambda jpegs: parser.eval_views(jpegs, views), clips,
+            fn_output_signature=tf.TensorSpec([views.count, num_frames, height, width, 3],
+                                              tf.uint8))
+        flat = tf.reshape(frames, [-1, num_frames, height, width, 3])
+        per_view = tf.cast(model(flat, training=False), tf.float32)
+        per_view = tf.reshape(per_view, [tf.shape(frames)[0], views.count, len(labels)])
+        probabilities = (per_view[:, 0] if views.count == 1
+                         else average_log_probabilities(per_view))
         vocabulary = tf.constant(labels, tf.string)
         batch = tf.shape(probabilities)[0]
         top_index = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -134,7 +149,8 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
                  record_num_frames: Optional[int] = None,
                  resize_mode: str = sampling.DEFAULT_RESIZE_MODE, pad_short: str = "",
                  jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
-                 frame_rate: Optional[float] = None) -> Dict[str, Any]:
+                 frame_rate: Optional[float] = None, eval_views: int = 1,
+                 eval_flip: bool = False) -> Dict[str, Any]:
     """Writes JOB_DIR/model.keras and JOB_DIR/saved_model/ (raw-JPEG serving signature).
 
     Args:
@@ -147,6 +163,8 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
         send; defaults to num_frames).
       resize_mode, pad_short, jpeg_quality, frame_rate: the records job's frame
         sampling settings (dataset.json), stored for clients such as predict.
+      eval_views, eval_flip: the views the signature averages per play
+        (`parsers.EvalViews`; 1 and False: the centred clip alone).
 
     Returns:
       The metadata dict, plus `model_path` and `saved_model_dir`.
@@ -169,6 +187,8 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
         "pad_short": pad_short,
         "jpeg_quality": int(jpeg_quality),
         "frame_rate": float(frame_rate) if frame_rate else None,
+        "eval_views": int(eval_views),
+        "eval_flip": bool(eval_flip),
         "schema_version": play_record.SCHEMA_VERSION,
         "signature": SIGNATURE_NAME,
         "input": INPUT_NAME,
@@ -184,7 +204,8 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
     archive.track(model)
     archive.add_endpoint(
         name=SIGNATURE_NAME,
-        fn=make_serving_fn(model, labels, (height, width), num_frames),
+        fn=make_serving_fn(model, labels, (height, width), num_frames,
+                           parsers.EvalViews(int(eval_views), bool(eval_flip))),
         input_signature=[tf.TensorSpec([None, None], tf.string, name=INPUT_NAME)])
     archive.write_out(partial, verbose=False)
     tf.io.gfile.makedirs(os.path.dirname(metadata_path(partial)))

@@ -22,9 +22,11 @@ from keras import layers, ops
 from media.frame_features import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
 from schemas.errors import UsageError
 from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
+from trainer.config import HEADS
 
 FEATURES_NAME = "frame_features"
-HEADS = ("rnn", "mean_pool", "single_frame")
+MODEL_NAME = "playclips"  # the classifier on clips
+HEAD_MODEL_NAME = "playclips_head"  # the head on cached features
 
 
 @keras.saving.register_keras_serializable(package="playclips")
@@ -139,7 +141,7 @@ def build_head(features, num_classes: int, *, head: str = "rnn", rnn: str = "lst
 def build_head_model(num_classes: int, feature_dim: int, **head) -> keras.Model:
     """Cached frame features float32 [B, T, feature_dim] -> probabilities (see `build_head`)."""
     features = keras.Input(shape=(None, int(feature_dim)), dtype="float32", name="features")
-    return keras.Model(features, build_head(features, num_classes, **head), name="playclips_head")
+    return keras.Model(features, build_head(features, num_classes, **head), name=HEAD_MODEL_NAME)
 
 
 def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
@@ -177,4 +179,4 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
     clips = keras.Input(shape=(num_frames, height, width, 3), dtype="uint8", name="clips")
     x = VGGPreprocess(name="vgg_preprocess")(clips)
     x = layers.TimeDistributed(base, name=FEATURES_NAME)(x)
-    return keras.Model(clips, build_head(x, num_classes, **head), name="playclips")
+    return keras.Model(clips, build_head(x, num_classes, **head), name=MODEL_NAME)

@@ -11,11 +11,12 @@ functions per record kind) and `reader` (how they are read).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
+from schemas.errors import UsageError
 from trainer import model as model_lib
 from trainer import data_service, parsers, reader, sources
 from trainer.config import TrainConfig
@@ -31,12 +32,20 @@ class PlayClassificationTask:
         self.config = config
         self.plays = plays
         self.features = features
+        counts = None
+        if config.class_weight != "none" or config.balanced_sampling:
+            counts = train_label_counts(plays, config)
+        self.class_weights = (class_weights_of(counts) if config.class_weight == "balanced"
+                              else None)
         self.reader_config = reader.ReaderConfig(
             global_batch_size=config.batch_size, seed=config.seed,
             shuffle_buffer=config.shuffle_buffer,
             data_service=(data_service.parse_address(config.data_service)
                           if config.data_service else ""),
-            service_job_dir=config.job_dir)
+            service_job_dir=config.job_dir,
+            label_frequencies=(tuple(float(c) for c in counts) if config.balanced_sampling
+                               else None),
+            class_weights=self.class_weights)
         self.corrupt_counters: Optional[Dict[str, tf.Variable]] = None
         if config.skip_corrupt_records:
             # Host variables outside any strategy scope: the input pipelines add to them.
@@ -55,6 +64,10 @@ class PlayClassificationTask:
             features = sources.resolve_feature_source(config, plays)
         else:
             plays = sources.resolve_play_source(config)
+        if features and config.eval_flip and task_flip_view(features) is None:
+            raise UsageError(f"--eval_flip needs the flipped frames' features, but "
+                             f"{config.features_dir!r} holds views {features.card.views}: re-run "
+                             f"the embed job with --views=flip, or drop --eval_flip")
         task = cls(config, plays, features)
         model_lib.check_cut(task.cut_layer,
                             task.fine_tune_from if config.fine_tune_epochs else None)
@@ -92,8 +105,22 @@ class PlayClassificationTask:
     @property
     def head_flags(self) -> Dict[str, Any]:
         config = self.config
-        return dict(rnn=config.rnn, rnn_units=config.rnn_units, bidirectional=config.bidirectional,
-                    dropout=config.dropout, feature_norm=config.feature_norm)
+        return dict(head=config.head, rnn=config.rnn, rnn_units=config.rnn_units,
+                    bidirectional=config.bidirectional, dropout=config.dropout,
+                    feature_norm=config.feature_norm)
+
+    @property
+    def eval_views(self) -> parsers.EvalViews:
+        """The views of a play scored by the evaluation (with the centred clip) and the export."""
+        return parsers.EvalViews(self.config.eval_views, self.config.eval_flip, with_centre=True)
+
+    @property
+    def eval_source(self) -> sources.Source:
+        """What the final evaluation reads: the cached features when the exported model's base
+        is the features' (no fine-tune phase), else the play records."""
+        if self.features and not self.config.fine_tune_epochs:
+            return self.features
+        return self.plays
 
     def input_files(self) -> List:
         """(path, compression) of every shard this run reads, to name a corrupt one."""
@@ -157,7 +184,7 @@ class PlayClassificationTask:
         """The parser of `source`'s record kind."""
         if source.record_kind == "features":
             return parsers.FeatureParser(source.num_frames, source.card.feature_dim,
-                                         source.card.dtype)
+                                         source.card.dtype, flip_view=task_flip_view(source))
         return parsers.ClipParser(source.num_frames, source.image_size)
 
     def build_inputs(self, source: sources.Source, split: str, *, training: bool
@@ -167,7 +194,45 @@ class PlayClassificationTask:
         return reader.dataset_fn(source, split, self.parser(source), self.reader_config,
                                  training=training, counter=counter)
 
-    def eval_dataset(self, split: str) -> tf.data.Dataset:
-        """One pass over a split of the play records, eval parser (for evaluation after training)."""
-        return reader.read(self.plays, split, self.parser(self.plays), self.reader_config,
-                           training=False)
+    def eval_dataset(self, split: str, source: Optional[sources.Source] = None) -> tf.data.Dataset:
+        """One pass over a split of `source` (default `eval_source`): (views [B, V, ...], labels),
+        the multi-view eval function, B = max(1, batch_size // V) plays (the model sees B x V
+        clips at once)."""
+        source, views = source or self.eval_source, self.eval_views
+        options = reader.ReaderConfig(
+            global_batch_size=max(1, self.config.batch_size // views.total),
+            seed=self.config.seed)
+        parser = self.parser(source)
+        return reader.read(source, split, parser, options, training=False,
+                           parse=parser.views_fn(views))
+
+
+def task_flip_view(source: sources.Source) -> Optional[int]:
+    """The index of the stored flipped view in a feature source's records (None: none)."""
+    views = list(source.card.views)
+    return views.index("flip") if "flip" in views else None
+
+
+def train_label_counts(plays: sources.Source, config: TrainConfig) -> Tuple[int, ...]:
+    """Training plays per label (the dataset card's train counts); UsageError without them."""
+    card = plays.card
+    flag = ("--class_weight=balanced" if config.class_weight != "none"
+            else "--balanced_sampling")
+    if card is None or "train" not in (card.label_counts or {}):
+        raise UsageError(f"{flag} needs the training plays per label of dataset.json "
+                         f"(label_counts): give --data_dir, or put the card beside the "
+                         f"--train_files")
+    counts = tuple(int(card.label_counts["train"].get(label, 0)) for label in plays.labels)
+    missing = [label for label, count in zip(plays.labels, counts) if not count]
+    if missing and config.class_weight != "none":
+        raise UsageError(f"{flag}: label {missing[0]!r} has no training plays (dataset.json "
+                         f"label_counts.train), so it has no weight: add plays of it to the "
+                         f"train split, drop it from --labels, or use --class_weight=none")
+    return counts
+
+
+def class_weights_of(counts: Tuple[int, ...]) -> Tuple[float, ...]:
+    """Inverse label frequencies, normalised to mean 1 (a label with twice the plays: half the weight)."""
+    inverse = [1.0 / count for count in counts]
+    mean = sum(inverse) / len(inverse)
+    return tuple(value / mean for value in inverse)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from schemas.errors import UsageError
 from trainer import corrupt as corrupt_lib
 from trainer import data_service as data_service_lib
-from trainer import filesystems, parsers, sources
+from trainer import decoders, filesystems, parsers, sources
 from trainer.config import SHUFFLE_BUFFER
 
 logger = logging.getLogger(__name__)
@@ -72,16 +72,36 @@ def _one_pass(files: List[str], *, training: bool, ctype: str, seed: Optional[in
     return ds
 
 
+def balanced(ds: tf.data.Dataset, label_frequencies: Sequence[float],
+             seed: Optional[int]) -> tf.data.Dataset:
+    """A repeated (serialized, skipped) stream resampled so that every label is equally frequent.
+
+    `label_frequencies` are the stream's label frequencies (the card's train
+    counts); labels without plays stay absent. Rejection resampling reads only
+    the label of each record (`decoders.decode_label`), before any decoding.
+    """
+    present = [1.0 if f > 0 else 0.0 for f in label_frequencies]
+    total = sum(label_frequencies)
+    initial = [f / total for f in label_frequencies]
+    target = [p / sum(present) for p in present]
+    resampled = ds.rejection_resample(
+        lambda serialized, skipped: decoders.decode_label(serialized), target_dist=target,
+        initial_dist=initial, seed=seed)
+    return resampled.map(lambda label, element: element)
+
+
 def record_stream(files: Sequence[str], *, training: bool, compression: Optional[str],
                   input_context: Optional[tf.distribute.InputContext] = None,
                   seed: Optional[int] = None, shuffle_buffer: int = SHUFFLE_BUFFER,
                   repeat: bool = False,
-                  skip: Optional[corrupt_lib.SkipCorrupt] = None) -> tf.data.Dataset:
+                  skip: Optional[corrupt_lib.SkipCorrupt] = None,
+                  label_frequencies: Optional[Sequence[float]] = None) -> tf.data.Dataset:
     """(serialized record, stateless seed int64 [2], records skipped before it) of this pipeline.
 
     Each record gets its own stateless seed when training (reproducible with
     `seed`, fresh each epoch; zeros for eval). The skipped count is 0 unless
-    `skip` counts corrupt records.
+    `skip` counts corrupt records. `label_frequencies` (with `repeat`)
+    resamples the stream to equally frequent labels (`balanced`).
     """
     files = shard_files(files, input_context)
     _, pipeline_id = _pipeline_of(input_context)
@@ -90,6 +110,10 @@ def record_stream(files: Sequence[str], *, training: bool, compression: Optional
     ds = _one_pass(files, training=training, ctype=filesystems.compression_type(compression),
                    seed=pipeline_seed, shuffle_buffer=shuffle_buffer, repeat=repeat, skip=skip)
     ds = skip.fold_markers(ds) if skip is not None else corrupt_lib.with_nothing_skipped(ds)
+    if label_frequencies is not None:
+        if not repeat:
+            raise ValueError("balanced sampling needs a repeated stream")
+        ds = balanced(ds, label_frequencies, pipeline_seed)
     if training:
         seeds = tf.data.Dataset.random(seed=pipeline_seed, rerandomize_each_iteration=True).batch(2)
     else:
@@ -103,7 +127,9 @@ def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool
                  input_context: Optional[tf.distribute.InputContext] = None,
                  seed: Optional[int] = None, shuffle_buffer: int = SHUFFLE_BUFFER,
                  repeat: bool = False,
-                 corrupt: Optional[corrupt_lib.SkipCorrupt] = None) -> tf.data.Dataset:
+                 corrupt: Optional[corrupt_lib.SkipCorrupt] = None,
+                 parse: Optional[parsers.ParseFn] = None,
+                 label_frequencies: Optional[Sequence[float]] = None) -> tf.data.Dataset:
     """Batches of `(inputs, labels int32 [B])` from shards, parsed by `parser`.
 
     Args:
@@ -122,11 +148,14 @@ def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool
       repeat: repeat the file list forever.
       corrupt: skip (and count) corrupt records; None: a corrupt record fails
         the pipeline with a DataLossError.
+      parse: another parse function than the parser's train or eval one (the
+        multi-view eval, `parser.views_fn`).
+      label_frequencies: resample to equally frequent labels (`balanced`; with `repeat`).
     """
     ds = record_stream(files, training=training, compression=compression,
                        input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
-                       repeat=repeat, skip=corrupt)
-    parse = parser.parse_fn(training)
+                       repeat=repeat, skip=corrupt, label_frequencies=label_frequencies)
+    parse = parse or parser.parse_fn(training)
     # One clip per call, clips in parallel: a clip's frames are decoded in one
     # unrolled graph (num_frames known) with no per-frame tf.data elements.
     ds = ds.map(lambda serialized, record_seed, skipped: (*parse(serialized, record_seed), skipped),
@@ -169,22 +198,36 @@ class ReaderConfig:
     shuffle_buffer: int = SHUFFLE_BUFFER
     data_service: str = ""  # grpc://HOST:PORT: training batches come from the tf.data service
     service_job_dir: str = ""  # names the service job (one per run)
+    # --balanced_sampling: the train split's label frequencies (resampled to uniform).
+    label_frequencies: Optional[Tuple[float, ...]] = None
+    # --class_weight: a weight per label, training batches then carry sample weights.
+    class_weights: Optional[Tuple[float, ...]] = None
 
 
 def read(source: sources.Source, split: str, parser: parsers.Parser, options: ReaderConfig, *,
          training: bool, repeat: bool = False,
          input_context: Optional[tf.distribute.InputContext] = None,
-         counter: Optional[tf.Variable] = None) -> tf.data.Dataset:
-    """`make_dataset` over one split of `source`, skipping corrupt records if the run does."""
+         counter: Optional[tf.Variable] = None,
+         parse: Optional[parsers.ParseFn] = None) -> tf.data.Dataset:
+    """`make_dataset` over one split of `source`, skipping corrupt records if the run does.
+
+    Training batches are resampled (`options.label_frequencies`) or carry
+    sample weights (`options.class_weights`: `(inputs, labels, weights)`).
+    """
     skip = None
     if source.corrupt_files is not None:
         skip = corrupt_lib.SkipCorrupt(tuple(source.corrupt_files.get(split, ())),
                                        counter if repeat else None)
-    return make_dataset(source.files[split], parser, training=training,
-                        global_batch_size=options.global_batch_size,
-                        compression=source.compression, input_context=input_context,
-                        seed=options.seed, shuffle_buffer=options.shuffle_buffer, repeat=repeat,
-                        corrupt=skip)
+    ds = make_dataset(source.files[split], parser, training=training,
+                      global_batch_size=options.global_batch_size,
+                      compression=source.compression, input_context=input_context,
+                      seed=options.seed, shuffle_buffer=options.shuffle_buffer, repeat=repeat,
+                      corrupt=skip, parse=parse,
+                      label_frequencies=options.label_frequencies if training else None)
+    if training and options.class_weights is not None:
+        weights = tf.constant(options.class_weights, tf.float32)
+        ds = ds.map(lambda inputs, labels: (inputs, labels, tf.gather(weights, labels)))
+    return ds
 
 
 def dataset_fn(source: sources.Source, split: str, parser: parsers.Parser,

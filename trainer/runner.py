@@ -8,14 +8,15 @@ Every worker of a cluster runs it.
 
 JOB_DIR layout:
   config.json        the run's full configuration (chief)
-  checkpoints/       best.weights.h5, last.weights.h5 (ModelCheckpoint; chief)
+  checkpoints/       best.weights.h5 (+ best.json: which epoch), last.weights.h5 (chief)
   backup/phase{1,2}  BackupAndRestore state: a killed job started again with the
                      same command continues at the epoch where it stopped
   logs/              TensorBoard (chief)
   history.csv        one row per epoch, appended on resume (chief); with
                      --skip_corrupt_records also the corrupt records skipped
                      (corrupt_records, val_corrupt_records)
-  eval.json, confusion_matrix.png, model.keras, saved_model/   results (chief)
+  eval.json, confusion_matrix.png, model.keras, saved_model/   results (chief): of the
+                     best validation epoch's weights (--export_weights=best) or the last's
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 CONFIG_JSON = "config.json"
 HISTORY_CSV = "history.csv"
+BEST_WEIGHTS = "best.weights.h5"
+BEST_RECORD = "best.json"
 _POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
@@ -90,7 +93,17 @@ class Runner:
         self.config = config.validate()
         self.strategy = build_strategy(self.config)
         self.task = PlayClassificationTask.from_config(self.config)
-        self._best: Optional[float] = None  # the best monitored value so far (same model)
+        # The best epoch so far (callbacks.BestWeights' record): kept from a killed run's
+        # checkpoints when its backup says this is a resume, else a new run starts afresh.
+        self._best: Optional[Dict[str, Any]] = None
+        self._last: Optional[Dict[str, Any]] = None
+        if self.is_chief:
+            if self._resuming():
+                self._best = callbacks_lib.read_best(self._best_paths()[1])
+            else:
+                for path in self._best_paths():
+                    if tf.io.gfile.exists(path):
+                        tf.io.gfile.remove(path)
 
     @property
     def is_chief(self) -> bool:
@@ -99,6 +112,17 @@ class Runner:
     @property
     def total_epochs(self) -> int:
         return self.config.epochs + self.config.fine_tune_epochs
+
+    def _resuming(self) -> bool:
+        """Whether a killed run left a backup (a finished run's backup folders are empty)."""
+        if not tf.io.gfile.exists(self.config.backup_path):
+            return False
+        return any(files for _, _, files in tf.io.gfile.walk(self.config.backup_path))
+
+    def _best_paths(self):
+        """(best.weights.h5, best.json) of this worker."""
+        folder = distribution.write_dirpath(self.config.checkpoints_path, self.strategy)
+        return os.path.join(folder, BEST_WEIGHTS), os.path.join(folder, BEST_RECORD)
 
     def phases(self) -> List[Phase]:
         """The head on the (partly) frozen base or on its cached features, then the fine-tune."""
@@ -127,12 +151,13 @@ class Runner:
             model = task.build_first_model()
             task.compile_model(model, config.learning_rate)
         self.fit(model, head)
-        with strategy.scope():
-            full = task.full_model(model)
-        if full is not model:  # checkpoints of phase 2 hold the full model's weights
-            self._best = None
-        model, trainable_from = full, config.trainable_from
+        trainable_from = config.trainable_from
         for phase in fine_tune:
+            with strategy.scope():
+                full = task.full_model(model)
+            if full is not model and (self._best or {}).get("model") != full.name:
+                self._best = None  # checkpoints of phase 2 hold the full model's weights
+            model = full
             # Unfreeze the top blocks, recompile at the fine-tune learning rate.
             trainable_from = task.fine_tune_from
             with strategy.scope():
@@ -165,6 +190,13 @@ class Runner:
                                "strategy": type(strategy).__name__,
                                "cut_layer": self.task.cut_layer, "weights": self.task.weights,
                                "features_dir": self.config.features_dir,
+                               "head": self.config.head,
+                               "class_weights": (dict(zip(plays.labels, self.task.class_weights))
+                                                 if self.task.class_weights else None),
+                               "balanced_sampling": self.config.balanced_sampling,
+                               "eval_views": self.config.eval_views,
+                               "eval_flip": self.config.eval_flip,
+                               "export_weights": self.config.export_weights,
                                "tensorflow": tf.__version__, "keras": keras.__version__}}
         path = os.path.join(self.config.job_dir, CONFIG_JSON)
         tf.io.gfile.makedirs(os.path.dirname(path))
@@ -192,6 +224,9 @@ class Runner:
                       steps_per_epoch=steps, validation_data=val_ds, validation_steps=val_steps,
                       callbacks=callbacks, shuffle=False, verbose=1 if self.is_chief else 0)
         self._best = callbacks_lib.best_of(callbacks)
+        best = [c for c in callbacks if isinstance(c, callbacks_lib.BestWeights)]
+        if best and best[0].last is not None:
+            self._last = best[0].last
 
     def _history_path(self) -> str:
         if self.is_chief:
@@ -209,7 +244,8 @@ class Runner:
 
         The backup (resume after a kill) first; with --skip_corrupt_records the
         epoch's skipped records into the logs; checkpoints (best = best of the
-        run while the model stays the same), TensorBoard, history; the progress
+        run while the model stays the same: the highest `monitor`, ties broken by
+        the lower loss), TensorBoard, history; the progress
         bar, then the per-epoch line (the chief's, unless --log_all_workers).
         """
         config, strategy = self.config, self.strategy
@@ -230,10 +266,10 @@ class Runner:
                 logged["val_corrupt_records"] = counters["val"]
             callbacks.append(callbacks_lib.CorruptRecordCount(logged))
         callbacks += [
-            keras.callbacks.ModelCheckpoint(os.path.join(checkpoints, "best.weights.h5"),
-                                            monitor=monitor, mode="max", save_best_only=True,
-                                            save_weights_only=True,
-                                            initial_value_threshold=self._best),
+            callbacks_lib.BestWeights(os.path.join(checkpoints, BEST_WEIGHTS),
+                                      os.path.join(checkpoints, BEST_RECORD), monitor=monitor,
+                                      tie_break=monitor.replace("accuracy", "loss"),
+                                      best=self._best),
             keras.callbacks.ModelCheckpoint(os.path.join(checkpoints, "last.weights.h5"),
                                             save_weights_only=True),
             keras.callbacks.TensorBoard(logs),
@@ -256,37 +292,82 @@ class Runner:
 
     # ------------------------------------------------------------ results
 
+    def final_models(self, model: keras.Model, trainable_from: str):
+        """Plain models (outside the strategy) holding the weights to evaluate and export.
+
+        Returns (the model the evaluation runs: the head on cached features or
+        the classifier on clips, the classifier to export, the weights record).
+        With --export_weights=best, the best epoch's weights (best.weights.h5)
+        replace the last epoch's when the run recorded them for this model.
+        """
+        task, config = self.task, self.config
+        if task.features and model.name == model_lib.HEAD_MODEL_NAME:  # the head trained on cached features
+            plain = task.build_first_model()
+        else:
+            plain = task.build_model(weights="none", trainable_from=trainable_from)
+        plain.set_weights(model.get_weights())
+        record = dict(self._last or {"epoch": self.total_epochs, "value": None})
+        if config.export_weights == "best" and self._best and self._best.get("model") == model.name:
+            try:
+                plain.load_weights(self._best_paths()[0])
+            except (ValueError, OSError, KeyError) as err:
+                raise UsageError(f"{self._best_paths()[0]} does not fit this model "
+                                 f"({type(err).__name__}: {str(err).splitlines()[0][:160]}): "
+                                 f"it holds another run's weights; use a new --job_dir or "
+                                 f"--export_weights=last") from None
+            record = dict(self._best)
+        elif config.export_weights == "best":
+            logger.warning("no best epoch recorded for this model: evaluating the last epoch's "
+                           "weights")
+        weights = {"export_weights": config.export_weights, "epoch": record.get("epoch"),
+                   "monitor": record.get("monitor"), "value": record.get("value"),
+                   "tie_break": record.get("tie_break"),
+                   "tie_break_value": record.get("tie_break_value")}
+        full = task.full_model(plain) if plain.name == model_lib.HEAD_MODEL_NAME else plain
+        evaluated = plain if task.eval_source is task.features else full
+        return evaluated, full, weights
+
     def evaluate_and_export(self, model: keras.Model, trainable_from: str) -> Dict[str, Any]:
-        """Chief only: copies the weights into a plain model, evaluates on test, exports."""
+        """Chief only: the chosen weights (best or last) in plain models, evaluated on test
+        (or val) over the play's views, exported with the same views."""
         task, config = self.task, self.config
         plays = task.plays
-        # A model outside the strategy: evaluation and export need no other worker.
-        plain = task.build_model(weights="none", trainable_from=trainable_from)
-        plain.set_weights(model.get_weights())
-        split = "test" if plays.files["test"] else "val"
+        evaluated, exported_model, weights = self.final_models(model, trainable_from)
+        logger.info("evaluating and exporting the weights of epoch %s (--export_weights=%s)",
+                    weights["epoch"], config.export_weights)
+        source, views = task.eval_source, task.eval_views
+        split = "test" if source.files["test"] else "val"
         result: Dict[str, Any] = {}
-        if plays.files[split]:
+        if source.files[split]:
             with corrupt.corrupt_records_named(task.input_files()):
-                report = evaluate.evaluate_model(plain, task.eval_dataset(split),
-                                                 list(plays.labels), config.job_dir)
-            if plays.corrupt_files and plays.corrupt_files.get(split):
+                labels, scores = evaluate.predict_views(evaluated, task.eval_dataset(split))
+            report = evaluate.view_report(labels, scores, list(plays.labels),
+                                          averaged=views.count, centre=views.centre,
+                                          flip=views.flip)
+            report["views"]["source"] = source.record_kind
+            report["weights"] = weights
+            evaluate.write_report(report, list(plays.labels), config.job_dir)
+            if source.corrupt_files and source.corrupt_files.get(split):
                 logger.info("%s: skipped %d corrupt record(s) (with the rest of their files)",
-                            split, len(plays.corrupt_files[split]))
+                            split, len(source.corrupt_files[split]))
             result["eval"] = {"split": split, "accuracy": report["accuracy"],
-                              "num_examples": report["num_examples"]}
-            logger.info("%s accuracy: %.4f (%d plays)", split, report["accuracy"],
-                        report["num_examples"])
+                              "num_examples": report["num_examples"],
+                              "clip": report["clip"], "play": report["play"],
+                              "weights": weights}
+            logger.info(evaluate.format_summary(split, report["clip"], "clip"))
+            logger.info(evaluate.format_summary(split, report["play"], "play"))
         else:
             logger.info("no test or val split: skipped evaluation")
         card = plays.card
         exported = export.export_model(
-            plain, config.job_dir, labels=list(plays.labels), image_size=plays.image_size,
-            num_frames=plays.num_frames,
+            exported_model, config.job_dir, labels=list(plays.labels),
+            image_size=plays.image_size, num_frames=plays.num_frames,
             record_num_frames=card.num_frames if card else plays.num_frames,
             resize_mode=card.resize_mode if card else sampling.DEFAULT_RESIZE_MODE,
             pad_short=card.pad_short if card else "",
             jpeg_quality=card.jpeg_quality if card else sampling.DEFAULT_JPEG_QUALITY,
-            frame_rate=card.frame_rate if card else None)
+            frame_rate=card.frame_rate if card else None,
+            eval_views=views.windows, eval_flip=views.flip)
         result["export"] = {"model_path": exported["model_path"],
                             "saved_model_dir": exported["saved_model_dir"]}
         logger.info("exported %s and %s", exported["model_path"], exported["saved_model_dir"])
