@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,8 +37,8 @@ from schemas.errors import UsageError  # noqa: E402
 
 PAIR = ("misc", "transition")  # misc is transition played backwards: only an ordered head tells them apart
 SPLITS = "train=0.45,val=0.07,test=0.48"
-# The Makefile's DEMO_TRAIN_FLAGS, --epochs apart.
-HEAD_FLAGS = ["--num_frames=8", "--trainable_from=none", "--rnn=gru", "--rnn_units=64",
+# The Makefile's DEMO_TRAIN_FLAGS, --epochs and --num_frames (8) apart.
+HEAD_FLAGS = ["--trainable_from=none", "--rnn=gru", "--rnn_units=64",
               "--batch_size=8", "--learning_rate=3e-3"]
 
 PRESETS: Dict[str, Dict] = {
@@ -69,25 +69,58 @@ def load_average() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def timed(path: str, step: Callable[[], float]) -> float:
+    """Runs `step` (which returns its seconds) unless an earlier run finished it (PATH.seconds
+    holds them): a rerun with the same --work_dir keeps the finished steps."""
+    done = path + ".seconds"
+    if os.path.exists(done):
+        with open(done) as f:
+            return float(f.read())
+    seconds = step()
+    with open(done, "w") as f:
+        f.write(f"{seconds:.3f}")
+    return seconds
+
+
+def timed_train(job_dir: str, flags: Sequence[str]) -> tuple:
+    """`train`, or the eval.json of an earlier finished run in `job_dir`; (eval.json, seconds)."""
+    result = {}
+
+    def step() -> float:
+        result["report"], seconds = train(job_dir, flags)
+        return seconds
+
+    seconds = timed(job_dir, step)
+    if "report" not in result:
+        with open(os.path.join(job_dir, "eval.json")) as f:
+            result["report"] = json.load(f)
+    return result["report"], seconds
+
+
 def make_records(out: str, plays: int, frames: int, profile: str, label_weights: str,
-                 splits: str = SPLITS) -> float:
-    """Runs the records job on demo plays; its wall seconds."""
+                 splits: str = SPLITS, workers: int = 2) -> float:
+    """Runs the records job on demo plays (`workers` DirectRunner processes, 1: in this
+    process); its wall seconds."""
     from beam_jobs import make_records as job  # pylint: disable=g-import-not-at-top
     start = time.perf_counter()
+    mode = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+            if workers > 1 else [])
     job.run([f"--output_dir={out}", "--overwrite", "--frame_size=32", f"--demo_plays={plays}",
              f"--num_frames={frames}", f"--splits={splits}", f"--demo_profile={profile}",
-             f"--demo_label_weights={label_weights}", "--num_shards=2",
-             "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+             f"--demo_label_weights={label_weights}", "--num_shards=2", *mode])
     return time.perf_counter() - start
 
 
-def embed(records: str, out: str, cut_layer: str = "block2_pool", weights: str = "none") -> float:
-    """Runs the embed job (frozen VGG16 cut at `cut_layer`); its wall seconds."""
+def embed(records: str, out: str, cut_layer: str = "block2_pool", weights: str = "none",
+          workers: int = 2) -> float:
+    """Runs the embed job (frozen VGG16 cut at `cut_layer`; `workers` DirectRunner processes,
+    1: in this process); its wall seconds."""
     from beam_jobs import embed_records as job  # pylint: disable=g-import-not-at-top
     start = time.perf_counter()
+    mode = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+            if workers > 1 else [])
     job.run([f"--records_dir={records}", f"--output_dir={out}", "--overwrite",
-             f"--weights={weights}", f"--cut_layer={cut_layer}", "--num_shards=2",
-             "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+             f"--weights={weights}", f"--cut_layer={cut_layer}", "--num_shards=2", *mode])
     return time.perf_counter() - start
 
 
@@ -151,10 +184,11 @@ def run_preset(name: str, args, work: str) -> Dict[str, object]:
           f"cpu {cpu_name()}", flush=True)
     _emit(results, f"{p}load_avg_start", load_average())
     records, features = os.path.join(work, name, "records"), os.path.join(work, name, "features")
-    _emit(results, f"{p}records_s", round(make_records(
+    _emit(results, f"{p}records_s", round(timed(records, lambda: make_records(
         records, args.plays, args.record_frames, preset["profile"], preset["label_weights"],
-        args.splits), 1))
-    _emit(results, f"{p}embed_s", round(embed(records, features), 1))
+        args.splits, args.workers)), 1))
+    _emit(results, f"{p}embed_s", round(timed(features, lambda: embed(
+        records, features, workers=args.workers)), 1))
     card = records_job.read_card(records)
     labels = list(card.labels)
     _emit(results, f"{p}train_plays", card.counts.get("train", 0))
@@ -164,8 +198,9 @@ def run_preset(name: str, args, work: str) -> Dict[str, object]:
     _emit(results, f"{p}test_plays_per_label_min", min(test_counts.values()) if test_counts else 0)
     reports = {}
     for head, flags in preset["heads"].items():
-        report, seconds = train(os.path.join(work, name, f"job_{head}"), [
+        report, seconds = timed_train(os.path.join(work, name, f"job_{head}"), [
             f"--features_dir={features}", *HEAD_FLAGS, *flags, f"--epochs={args.epochs}",
+            f"--num_frames={args.num_frames}",
             f"--eval_views={args.eval_views}"])
         reports[head] = report
         _emit(results, f"{p}train_s_{head}", round(seconds, 1))
@@ -206,10 +241,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--plays", type=int, default=2200, help="demo plays per preset (10 per game)")
     parser.add_argument("--splits", default=SPLITS)
     parser.add_argument("--record_frames", type=int, default=40, help="frames stored per play")
+    parser.add_argument("--num_frames", type=int, default=8, help="frames per clip of the heads")
     parser.add_argument("--epochs", type=int, default=60, help="epochs of every head")
     parser.add_argument("--eval_views", type=int, default=3)
-    parser.add_argument("--work_dir", default="", help="keep the records, features and jobs here "
-                                                       "(default: a temporary folder, removed)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DirectRunner worker processes of the jobs (1: in-memory, in this process)")
+    parser.add_argument("--work_dir", default="",
+                        help="keep the records, features and jobs here; a rerun keeps the steps "
+                             "that finished (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
     from trainer import compat  # pylint: disable=g-import-not-at-top
     compat.apply_all()

@@ -22,7 +22,8 @@ Writes OUTPUT_DIR/transfer.md (play-level accuracy with its n and Wilson 95% int
 macro-F1 with its bootstrap interval, embed and training seconds) and OUTPUT_DIR/transfer.png
 (accuracy against seconds), and prints one key=value line per row and column. With
 --weights=imagenet and no weights file in the Keras cache it stops with one `error:` line
-saying where the file goes (exit 2).
+saying where the file goes (exit 2). A rerun with the same OUTPUT_DIR keeps the steps that
+finished (their seconds are kept beside them) and runs the rest.
 """
 
 from __future__ import annotations
@@ -110,12 +111,13 @@ def run(args) -> List[Dict]:
     rows, embed_s = [], {}
     for cut in CUTS:
         features = os.path.join(out, "features", cut)
-        embed_s[cut] = quality.embed(args.records_dir, features, cut, args.weights)
-        report, seconds = quality.train(os.path.join(out, "jobs", f"frozen_{cut}"), [
+        embed_s[cut] = quality.timed(features, lambda: quality.embed(
+            args.records_dir, features, cut, args.weights, args.workers))
+        report, seconds = quality.timed_train(os.path.join(out, "jobs", f"frozen_{cut}"), [
             f"--features_dir={features}", f"--data_dir={args.records_dir}", f"--cut_layer={cut}",
             f"--weights={args.weights}", *head, *frozen])
         rows.append(_row(f"frozen_{cut}", f"frozen {cut}", report, embed_s[cut], seconds))
-    report, seconds = quality.train(os.path.join(out, "jobs", "fine_tune_block5"), [
+    report, seconds = quality.timed_train(os.path.join(out, "jobs", "fine_tune_block5"), [
         f"--features_dir={os.path.join(out, 'features', 'block5_pool')}",
         f"--data_dir={args.records_dir}", "--cut_layer=block5_pool", f"--weights={args.weights}",
         *head, *frozen, f"--fine_tune_epochs={args.epochs}", "--fine_tune_from=block5_conv1"])
@@ -123,7 +125,7 @@ def run(args) -> List[Dict]:
                      embed_s["block5_pool"], seconds))
     for key, name, weights in (("all_trainable", "all trainable from --weights", args.weights),
                                ("scratch", "from scratch (none)", "none")):
-        report, seconds = quality.train(os.path.join(out, "jobs", key), [
+        report, seconds = quality.timed_train(os.path.join(out, "jobs", key), [
             f"--data_dir={args.records_dir}", "--cut_layer=block5_pool", f"--weights={weights}",
             *head, "--trainable_from=all", f"--learning_rate={args.all_learning_rate}"])
         rows.append(_row(key, name, report, 0.0, seconds))
@@ -151,6 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--all_learning_rate", type=float, default=1e-4,
                         help="of the all-trainable rows (the whole VGG16)")
     parser.add_argument("--eval_views", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DirectRunner worker processes of the embed job (1: in-memory, in this process)")
     args = parser.parse_args(argv)
     try:
         check_weights(args.weights)
