@@ -74,6 +74,19 @@ def check_layer(name: str, flag: str, valid: Sequence[str]) -> None:
         raise UsageError(f"unknown {flag}={name!r}: use one of {', '.join(valid)}")
 
 
+def keras_cache_dir() -> str:
+    """The Keras cache that `weights="imagenet"` reads ($KERAS_HOME/models, by default ~/.keras/models)."""
+    return os.path.dirname(features_card.imagenet_weights_path())
+
+
+def imagenet_unavailable(reason: str) -> WeightsUnavailableError:
+    """The one-line error for missing ImageNet weights: why, and where the file goes."""
+    return WeightsUnavailableError(
+        f"cannot get the ImageNet VGG16 weights ({reason}): copy "
+        f"{features_card.IMAGENET_WEIGHTS_FILE} into {keras_cache_dir()}/ (the Keras cache), or pass "
+        f"--weights=PATH to a VGG16 notop weights file, or --weights=none to train from scratch")
+
+
 def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
     """The full VGG16 notop with `weights` = imagenet | none | PATH."""
     shape = (int(image_size[0]), int(image_size[1]), 3)
@@ -88,11 +101,7 @@ def _load_vgg16(weights: str, image_size: Tuple[int, int]) -> keras.Model:
             # error types are bugs and keep their traceback.
             if type(err) is not Exception and not isinstance(err, OSError):
                 raise
-            cache = os.path.join(os.path.expanduser("~"), ".keras", "models")
-            raise WeightsUnavailableError(
-                f"cannot get the ImageNet VGG16 weights ({str(err).splitlines()[0][:160]}): copy "
-                f"{features_card.IMAGENET_WEIGHTS_FILE} into {cache}/ (the Keras cache), or pass --weights=PATH to a "
-                f"VGG16 notop weights file, or --weights=none to train from scratch") from None
+            raise imagenet_unavailable(str(err).splitlines()[0][:160]) from None
     if not os.path.exists(key) and "://" not in key:
         raise WeightsUnavailableError(
             f"--weights={key!r}: no such file. Give a VGG16 notop weights file (.h5 or .weights.h5), "
