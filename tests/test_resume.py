@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from media import synthetic_records  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
@@ -142,6 +143,22 @@ def test_epoch_order_is_a_function_of_seed_and_epoch_and_resume_skips_records(re
                for a, b in zip(whole[5:], resumed))
     # Epochs differ in order (and augmentation): each epoch's draw is its own.
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(whole[:3], whole[3:6]))
+
+
+def test_a_run_seeded_with_zero_reads_its_epochs(records):
+    """--seed=0 makes TensorFlow's global seed 0: the per-epoch shuffles take tensor seeds then too."""
+    files = sorted(os.path.join(records, name) for name in os.listdir(records)
+                   if name.startswith("train-"))
+    tf.random.set_seed(0)
+    try:
+        ds = reader.make_dataset(files, parsers.ClipParser(4, (32, 32)), training=True,
+                                 global_batch_size=2, seed=0, shuffle_buffer=8, repeat=True,
+                                 plan=reader.EpochPlan(steps_per_epoch=3))
+        first = [labels.numpy().tolist() for _, labels in ds.take(6)]
+        again = [labels.numpy().tolist() for _, labels in ds.take(6)]
+    finally:
+        tf.random.set_seed(None)
+    assert len(first) == 6 and first == again
 
 
 def test_deterministic_needs_a_seed():

@@ -71,6 +71,7 @@ class EpochPlan:
     initial_step: int = 0
 
 
+_MAXINT32 = (1 << 31) - 1  # TensorFlow truncates seeds modulo this
 _EPOCH_STRIDE = 1 << 32  # per-record seeds: [pipeline seed, epoch * stride + index in the epoch]
 
 
@@ -78,6 +79,20 @@ def _pass_seed(seed: int, epoch: tf.Tensor, pass_index: tf.Tensor) -> tf.Tensor:
     """The shuffle seed of one pass over the files in one epoch: a function of (seed, epoch, pass)."""
     key = tf.stack([tf.constant(seed, tf.int64), epoch * _EPOCH_STRIDE + pass_index])
     return tf.random.stateless_uniform([], seed=key, minval=0, maxval=1 << 62, dtype=tf.int64)
+
+
+def _seeded_shuffle(ds: tf.data.Dataset, buffer_size: int, seed: tf.Tensor) -> tf.data.Dataset:
+    """`ds.shuffle` with a tensor seed (a function of (seed, epoch)), inside a dataset function.
+
+    TF 2.16's `random_seed.get_seed` compares (global seed, op seed) with (0, 0)
+    as a Python bool, which fails for a tensor op seed when the graph's seed is
+    0 (a run with `--seed=0`); the function graph's seed is moved off 0, so the
+    op seed alone decides the order, still the same for the same (seed, epoch).
+    """
+    graph = tf.compat.v1.get_default_graph()
+    if graph.seed is not None and graph.seed % _MAXINT32 == 0:
+        graph.seed = 1
+    return ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False)
 
 
 def _one_pass(files: List[str], *, training: bool, ctype: str, seed: tf.Tensor,
@@ -89,13 +104,13 @@ def _one_pass(files: List[str], *, training: bool, ctype: str, seed: tf.Tensor,
     """
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
+        ds = _seeded_shuffle(ds, len(files), seed)
     read = (skip.read_file if skip is not None
             else lambda path, ctype_: tf.data.TFRecordDataset(path, compression_type=ctype_))
     ds = ds.interleave(lambda path: read(path, ctype), cycle_length=min(len(files), 16),
                        block_length=1, num_parallel_calls=AUTOTUNE, deterministic=True)
     if training and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=False)
+        ds = _seeded_shuffle(ds, shuffle_buffer, seed + 1)
     return ds
 
 
