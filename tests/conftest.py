@@ -19,3 +19,14 @@ def data_dir(tmp_path_factory):
     synthetic_records.write_dataset(path, num_plays=8, num_frames=6, size=32,
                                     splits=("train", "val", "test"), num_shards=2)
     return str(path)
+
+
+@pytest.fixture
+def cluster():
+    """Processes of a test's cluster on 127.0.0.1 (tests/cluster_processes.py), all stopped after it."""
+    from tests.cluster_processes import Cluster  # pylint: disable=g-import-not-at-top
+    c = Cluster()
+    try:
+        yield c
+    finally:
+        c.close()

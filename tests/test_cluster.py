@@ -21,19 +21,10 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from media import synthetic_records as record_fixtures  # noqa: E402
-from tests.cluster_processes import ROOT, Cluster, free_port  # noqa: E402
+from tests.cluster_processes import ROOT, free_port  # noqa: E402
 
 TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn_units=8", "--num_frames=4",
         "--dropout=0"]
-
-
-@pytest.fixture
-def cluster():
-    c = Cluster()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _epoch_lines(output):

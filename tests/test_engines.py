@@ -23,19 +23,9 @@ import pytest  # noqa: E402
 pytest.importorskip("pyspark", reason="the engines extra is not installed: run `make test-engines`")
 
 from tests import engines  # noqa: E402
-from tests.cluster_processes import Cluster  # noqa: E402
 
 RECORD_FLAGS = ["--demo_plays=9", "--num_frames=4", "--frame_size=32", "--num_shards=1"]
 EMBED_FLAGS = ["--weights=none", "--cut_layer=block1_pool"]
-
-
-@pytest.fixture
-def cluster():
-    c = Cluster()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _job_server_jar(engine):
