@@ -3,7 +3,7 @@
 Versions are pinned and known to work together on Python 3.11: tensorflow-io
 0.37.1 (its last release) is built for TensorFlow 2.16.x only, so TensorFlow
 stays on 2.16 and numpy/protobuf stay on the ranges that both TensorFlow 2.16
-and Beam accept. trainer/compat.py holds the Keras/TF patches, each guarded by
+and Beam accept. trainer/training/compat.py holds the Keras/TF patches, each guarded by
 the version range it was verified for: moving keras or tensorflow past a range
 makes training fail with a RuntimeError that names the patch to re-check.
 """
@@ -17,7 +17,7 @@ REQUIRED = [
     # GPU machines: the [gpu] extra (see the Dockerfile).
     "tensorflow-cpu==2.16.2",
     # 3.15.1: the newest Keras (and the newest available); tests pass with TF 2.16.2.
-    # Needs trainer/compat.py's patches for keras#20585 (still open); the
+    # Needs trainer/training/compat.py's patches for keras#20585 (still open); the
     # is_tf_dataset patch is gone (keras#20134, fixed in 3.9). 3.15 needs Python >= 3.11.
     "keras==3.15.1",
     # 0.37.1: the last tensorflow-io release, built against TF 2.16.
@@ -66,7 +66,7 @@ setuptools.setup(
     # 3.11 only: the one version tested. keras 3.15 requires >= 3.11 (and the code
     # uses zip(strict=True), 3.10+); 3.12 is untested.
     python_requires=">=3.11,<3.12",
-    packages=setuptools.find_packages(include=["schemas", "schemas.*", "media", "media.*", "beam_jobs", "beam_jobs.*", "trainer", "trainer.*"]),
+    packages=setuptools.find_packages(include=["schemas", "schemas.*", "media", "media.*", "backbone", "backbone.*", "demo_data", "demo_data.*", "beam_jobs", "beam_jobs.*", "trainer", "trainer.*"]),
     install_requires=REQUIRED,
     extras_require=EXTRAS,
 )

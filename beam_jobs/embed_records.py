@@ -7,7 +7,7 @@ A frozen base is a constant function of a frame, so its features are computed
 once here (Beam RunInference, `beam_jobs.embed_pipeline`) and the trainer trains
 only the head on them.
 
-At launch the base is built once (`media.frame_features.build_base`) and saved
+At launch the base is built once (`backbone.vgg16.build_base`) and saved
 as OUTPUT_DIR/base.keras; workers load that file, so every worker (and the
 classifier exported later) uses the weights that made the features, random
 bases included. Frame size and frame count come from the records' dataset.json.
@@ -41,7 +41,7 @@ from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     InferenceOptions, OutputOptions, RecordsDirOptions)
 from beam_jobs import progress  # pylint: disable=wrong-import-position
-from media import precision  # pylint: disable=wrong-import-position
+from backbone import precision  # pylint: disable=wrong-import-position
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
@@ -88,7 +88,7 @@ def save_base(args: argparse.Namespace, records: dataset_card.DatasetCard,
     """Builds the base the flags name, saves it at `path`; returns (its sha256, feature dim)."""
     import hashlib  # pylint: disable=g-import-not-at-top
     import keras  # pylint: disable=g-import-not-at-top
-    from media import frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(args.seed)  # makes a --weights=none base reproducible
     base = frame_features.build_base(args.cut_layer, args.weights, (records.height, records.width))
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +103,7 @@ def save_base(args: argparse.Namespace, records: dataset_card.DatasetCard,
 
 def check_base_flags(args: argparse.Namespace) -> None:
     """UsageError for a cut layer or weights file that cannot work, before the output is touched."""
-    from media import frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
     frame_features.check_layer(args.cut_layer, "--cut_layer", frame_features.vgg16_layer_names())
     key = args.weights.strip()
     if key.lower() not in ("none", "imagenet") and "://" not in key and not os.path.isfile(key):

@@ -131,7 +131,7 @@ class FrameFeaturesHandler(ModelHandler):
     def load_model(self) -> FrameBase:
         """Loads base.keras once per worker: every worker holds the weights the launcher saved."""
         import keras  # pylint: disable=g-import-not-at-top
-        from media import frame_features  # pylint: disable=g-import-not-at-top
+        from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, features_card.BASE_FILE)
             with FileSystems.open(self._base_path,
@@ -195,7 +195,7 @@ class ServingModel:
 
 
 class ServingHandler(ModelHandler):
-    """RunInference's model: the exported classifier (`trainer.export`) on batches of plays.
+    """RunInference's model: the exported classifier (`trainer.serving.export`) on batches of plays.
 
     An example is one play's JPEG frames (a list of bytes), all its stored
     frames: the signature picks and decodes the frames it needs, as

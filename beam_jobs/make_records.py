@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
     PipelineOptions)
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
-from beam_jobs import outputs, pipeline as records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
+from beam_jobs import outputs, records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
 from beam_jobs import progress  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     DemoOptions, ManifestOptions, OutputOptions)
@@ -101,7 +101,7 @@ class RecordsOptions(PipelineOptions):
 
 
 def demo_plays_per_game() -> int:
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     return demo_plays.PLAYS_PER_GAME
 
 
@@ -167,7 +167,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     frame_rate = args.frame_rate
     input_path = args.input
     if not args.input:
-        from media import demo_plays  # pylint: disable=g-import-not-at-top
+        from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
         frame_rate = float(demo_plays.DEMO_FRAME_RATE)
         if args.demo_game_videos:
             input_path = write_demo_games(output_dir, args.demo_game_videos, args.demo_seed,
@@ -188,14 +188,15 @@ def demo_flags(args: argparse.Namespace) -> Dict[str, int]:
     """Checks --demo_profile and --demo_label_weights; the label weights ({} without demo plays)."""
     if args.input:
         return {}
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     demo_plays.profile_of(args.demo_profile)
     return demo_plays.parse_label_weights(args.demo_label_weights)
 
 
 def write_demo_games(output_dir: str, num_games: int, seed: int, num_frames: int) -> str:
     """Renders the demo game videos and their manifest into OUTPUT_DIR/demo_games; returns its path."""
-    from media import demo_games, frames  # pylint: disable=g-import-not-at-top
+    from demo_data import games as demo_games  # pylint: disable=g-import-not-at-top
+    from media import frames  # pylint: disable=g-import-not-at-top
     folder = FileSystems.join(output_dir, "demo_games")
     local = folder if "://" not in folder else tempfile.mkdtemp(prefix="demo_games_")
     demo_games.write_demo_games(local, num_games, seed,

@@ -51,7 +51,7 @@ class OutputOptions(PipelineOptions):
 
 
 class DemoOptions(PipelineOptions):
-    """The records job's demo knobs (media.demo_plays): how hard the plays are, how often each label."""
+    """The records job's demo knobs (demo_data.plays): how hard the plays are, how often each label."""
 
     @classmethod
     def _add_argparse_args(cls, parser):

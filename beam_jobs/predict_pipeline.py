@@ -4,7 +4,7 @@
       -> PredictPlays        RunInference (beam_jobs.inference.serving_handler); a batch that
                              fails is retried play by play, a play that fails alone is rejected
       -> FormatPredictions   predictions-SSSSS-of-NNNNN.jsonl
-      -> WriteEvaluation     eval.json (trainer.evaluate's report) when plays have true labels
+      -> WriteEvaluation     eval.json (trainer.evaluation.evaluate's report) when plays have true labels
       -> WriteRejected       rejected-SSSSS-of-NNNNN.jsonl (every play not predicted)
       -> WriteCard           predictions.json, last: its presence marks a complete output
 
@@ -29,7 +29,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from beam_jobs import inference, pipeline as records_pipeline
+from beam_jobs import inference, records_pipeline
 from beam_jobs.embed_pipeline import ParsePlays, ReadSplitRecords
 from beam_jobs.options import DEFAULT_BATCH_SIZE
 from beam_jobs.outputs import (PLAYS, REJECTED, SHARD_TEMPLATE, JobCounts, WriteCard,
@@ -245,7 +245,7 @@ class FormatPredictions(beam.PTransform):
 
 
 class _WriteEvalFn(beam.DoFn):
-    """All scored plays -> OUTPUT_DIR/eval.json (trainer.evaluate's report); yields its path."""
+    """All scored plays -> OUTPUT_DIR/eval.json (trainer.evaluation.evaluate's report); yields its path."""
 
     def __init__(self, output_dir: str, labels: Sequence[str], about: Dict[str, Any]):
         self._path = FileSystems.join(output_dir, predictions_card.EVAL_NAME)
@@ -255,7 +255,7 @@ class _WriteEvalFn(beam.DoFn):
     def process(self, scored: List[Tuple[int, List[float]]]):
         if not scored:
             return
-        from trainer import evaluate  # pylint: disable=g-import-not-at-top
+        from trainer.evaluation import evaluate  # pylint: disable=g-import-not-at-top
         scored = sorted(scored)  # the report does not depend on the order plays arrived in
         labels = np.array([index for index, _ in scored], np.int64)
         probabilities = np.array([p for _, p in scored], np.float64)

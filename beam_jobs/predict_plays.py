@@ -5,7 +5,7 @@
     python beam_jobs/predict_plays.py --model=gs://b/job --input=gs://b/games.csv \
         --output_dir=gs://b/predictions --runner=DataflowRunner --project=... --setup_file=./setup.py
 
-Batch prediction with Beam RunInference over the SavedModel `trainer.export`
+Batch prediction with Beam RunInference over the SavedModel `trainer.serving.export`
 writes (its `serving_default` signature takes a play's JPEG frames and picks
 and decodes them itself). The plays come from a records folder (their stored
 frames) or from a manifest or folder tree, sampled as the records job samples
@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
     PipelineOptions)
 
 from beam_jobs import options as options_lib, outputs, plays, predict_pipeline  # pylint: disable=wrong-import-position
-from beam_jobs import pipeline as records_pipeline, records_folder  # pylint: disable=wrong-import-position
+from beam_jobs import records_pipeline, records_folder  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     InferenceOptions, ManifestOptions, OutputOptions, RecordsDirOptions)
 from beam_jobs.predict_pipeline import PredictConfig  # pylint: disable=wrong-import-position
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_export(model: str):
     """(SavedModel folder, export metadata) of --model; UsageError when it holds no export."""
-    from trainer import export  # pylint: disable=g-import-not-at-top
+    from trainer.serving import export  # pylint: disable=g-import-not-at-top
     if not model:
         raise UsageError("--model is required (the training JOB_DIR or its saved_model/ folder)")
     try:

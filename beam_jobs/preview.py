@@ -5,7 +5,7 @@
 So that a user can check cropping, frame sampling and labels at a glance before
 training: one row per sampled play (labels in vocabulary order, a few plays
 each), one column per shown frame. The columns are the frames the trainer's
-eval clip takes (`trainer.clips.frame_indices` with `columns` frames: evenly
+eval clip takes (`trainer.data.clips.frame_indices` with `columns` frames: evenly
 spaced, centred); the frames are the stored JPEGs, at the stored size, as the
 model sees them.
 
@@ -39,7 +39,7 @@ FONT_PX = 11
 
 
 def eval_indices(total: int, num_frames: int) -> List[int]:
-    """The eval rule of `trainer.clips.frame_indices`, without TensorFlow: which frames to show."""
+    """The eval rule of `trainer.data.clips.frame_indices`, without TensorFlow: which frames to show."""
     stride = max(total // num_frames, 1)
     offset = max(total - ((num_frames - 1) * stride + 1), 0) // 2
     return [min(offset + i * stride, total - 1) for i in range(num_frames)]

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from beam_jobs import embed_records, make_records  # noqa: E402
-from media import precision  # noqa: E402
+from backbone import precision  # noqa: E402
 
 DEMO_RECORD_FLAGS = ["--frame_size=32", "--demo_plays=330"]
 DEMO_EMBED_FLAGS = ["--weights=none", "--cut_layer=block2_pool"]
@@ -86,7 +86,7 @@ def _step_seconds(policy: str, steps: int) -> float:
     """Median seconds of a fine-tuning train step of the full classifier under `policy`."""
     import keras  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
-    from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+    from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(0)

@@ -2,12 +2,12 @@
 
 On synthetic plays (224x224, 40 stored frames, --clip_frames chosen per clip) written to
 a temp dir:
-  inline    trainer.reader.make_dataset (training) in this process (parse, frame
+  inline    trainer.data.reader.make_dataset (training) in this process (parse, frame
             choice, decode, augment, batch), as training without --data_service
   service   the same dataset registered with a dispatcher in this process and run by
             --workers `python -m trainer.data_service --worker` processes on this machine;
             this process only receives the batches, uncompressed, as with --data_service
-            (trainer.data_service.distribute)
+            (trainer.data.service.distribute)
   service_snappy  the same, batches snappy-compressed (tf.data's default, "AUTO")
 Both alternate for --rounds rounds (each round a new service job); each reports its best
 round in clips/s and the lowest CPU time per clip of this process (the trainer's host
@@ -34,8 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-from media import synthetic_records as record_fixtures  # noqa: E402
-from trainer import data_service, parsers, reader, sources  # noqa: E402
+from demo_data import synthetic_records as record_fixtures  # noqa: E402
+from trainer.data import service as data_service  # noqa: E402
+from trainer.data import parsers, reader, sources  # noqa: E402
 
 from input_pipeline import measure  # noqa: E402  (benchmarks/, this script's folder)
 

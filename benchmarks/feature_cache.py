@@ -47,12 +47,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from beam_jobs import embed_records, make_records  # noqa: E402
-from media import precision  # noqa: E402
-from trainer import compat, evaluate, reader  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
+from backbone import precision  # noqa: E402
+from trainer.training import compat  # noqa: E402
+from trainer.evaluation import evaluate  # noqa: E402
+from trainer.data import reader  # noqa: E402
+from trainer.modeling import model as model_lib  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.play_task import PlayClassificationTask  # noqa: E402
-from trainer.runner import build_strategy  # noqa: E402
+from trainer.training.play_task import PlayClassificationTask  # noqa: E402
+from trainer.training.runner import build_strategy  # noqa: E402
 
 PRESETS: Dict[str, Dict] = {
     # The demo's settings (Makefile DEMO_* flags).
@@ -153,7 +155,7 @@ def _base_interleaved(args, frames: int = 8, repeats: int = 5) -> Dict[str, floa
     """
     import keras  # pylint: disable=g-import-not-at-top
     from beam_jobs import inference  # pylint: disable=g-import-not-at-top
-    from media import frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
     size = (args.frame_size, args.frame_size)
     keras.utils.set_random_seed(0)
     fp32 = frame_features.build_base(args.cut_layer, "none", size)
@@ -176,7 +178,7 @@ def _base_interleaved(args, frames: int = 8, repeats: int = 5) -> Dict[str, floa
 
 def _dtype_results(records: str, tmp: str, args, frames_total: int) -> Dict:
     """The base in float32 and in bfloat16 (one worker each): frames/s, GFLOP/s, cosine."""
-    from media import frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
     outs = {dtype: os.path.join(tmp, f"features_{dtype}") for dtype in ("float32", "bfloat16")}
     seconds = {dtype: _embed(records, out, args, 1, dtype) for dtype, out in outs.items()}
     a, b = _stored_features(outs["float32"]), _stored_features(outs["bfloat16"])

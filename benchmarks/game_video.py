@@ -30,7 +30,8 @@ if ROOT not in sys.path:
 
 import numpy as np  # pylint: disable=wrong-import-position
 
-from media import demo_games, video_clips  # pylint: disable=wrong-import-position
+from demo_data import games as demo_games  # pylint: disable=wrong-import-position
+from media import video_clips  # pylint: disable=wrong-import-position
 
 FPS = 25
 GOP = 50  # a keyframe every 2 s

@@ -1,11 +1,11 @@
 """Benchmark: the training input pipeline against its ceiling and the usual alternatives.
 
 On the same synthetic plays (224x224, 40 frames) written to a temp dir:
-  pipeline    trainer.reader.make_dataset (training) from the TFRecord shards
+  pipeline    trainer.data.reader.make_dataset (training) from the TFRecord shards
               (interleave, shuffle, parse, frame choice, decode, augment, batch);
               it decodes only the window of each frame that the crop keeps
   ceiling     the same JPEG strings already in memory: from_tensor_slices ->
-              parallel decode (the same trainer.clips.decode_frames) -> batch;
+              parallel decode (the same trainer.data.clips.decode_frames) -> batch;
               no file I/O, no parsing, no frame choice, no augmentation
   read_file   one JPEG file per frame on disk, tf.io.read_file + the same decode
   generator   Python generator decoding 1280x720 mp4 files with PyAV and
@@ -42,8 +42,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from schemas import play_record  # noqa: E402
-from media import synthetic_records as record_fixtures  # noqa: E402
-from trainer import clips, parsers, reader, sources  # noqa: E402
+from demo_data import synthetic_records as record_fixtures  # noqa: E402
+from trainer.data import clips, parsers, reader, sources  # noqa: E402
 
 AUTOTUNE = tf.data.AUTOTUNE
 LABELS = tuple(f"play_{i}" for i in range(11))

@@ -33,8 +33,10 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 
 from beam_jobs import make_records, predict_plays  # pylint: disable=wrong-import-position
 from schemas import play_record  # pylint: disable=wrong-import-position
-from trainer import export, predict, sources  # pylint: disable=wrong-import-position
-from trainer import model as model_lib  # pylint: disable=wrong-import-position
+from trainer.serving import export  # pylint: disable=wrong-import-position
+from trainer import predict  # pylint: disable=wrong-import-position
+from trainer.data import sources  # pylint: disable=wrong-import-position
+from trainer.modeling import model as model_lib  # pylint: disable=wrong-import-position
 
 
 def _peak_rss_mb() -> float:

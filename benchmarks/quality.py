@@ -147,7 +147,7 @@ def subset_accuracy(level: Dict, labels: Sequence[str], subset: Sequence[str]) -
 
 
 def _interval(correct: int, n: int) -> tuple:
-    from trainer import evaluate  # pylint: disable=g-import-not-at-top
+    from trainer.evaluation import evaluate  # pylint: disable=g-import-not-at-top
     return evaluate.wilson_interval(correct, n)
 
 
@@ -174,7 +174,7 @@ def _emit_subset(results, key: str, level: Dict, labels, subset) -> None:
 def run_preset(name: str, args, work: str) -> Dict[str, object]:
     """Records -> features -> the preset's heads; prints and returns its key=value results."""
     from beam_jobs import make_records as records_job  # pylint: disable=g-import-not-at-top
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     preset = PRESETS[name]
     p = preset["prefix"]
     results: Dict[str, object] = {}
@@ -250,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="keep the records, features and jobs here; a rerun keeps the steps "
                              "that finished (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
-    from trainer import compat  # pylint: disable=g-import-not-at-top
+    from trainer.training import compat  # pylint: disable=g-import-not-at-top
     compat.apply_all()
     work = args.work_dir or tempfile.mkdtemp(prefix="quality_")
     names = ["demo", "hard", "imbalanced"] if args.preset == "all" else [args.preset]

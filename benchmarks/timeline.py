@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
-from media import demo_games  # noqa: E402
+from demo_data import games as demo_games  # noqa: E402
 from trainer import timeline  # noqa: E402
 
 DEMO_RECORD_FLAGS = ["--frame_size=32", "--demo_plays=330"]
@@ -163,8 +163,9 @@ def demo_part(args, work: str):
 
 def seed_part(args, work: str):
     import keras  # pylint: disable=g-import-not-at-top
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
-    from trainer import export, model as model_lib  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
+    from trainer.serving import export  # pylint: disable=g-import-not-at-top
+    from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(0)
     labels = demo_plays.DEMO_LABELS
     model = model_lib.build_model(len(labels), image_size=(224, 224), num_frames=40,

@@ -48,7 +48,7 @@ COLUMNS = ("row", "play accuracy (n, 95% CI)", "macro-F1 (95% CI)", "embed s", "
 
 def check_weights(weights: str) -> None:
     """imagenet without the Keras cache's file, or a missing PATH: UsageError saying what to do."""
-    from media import frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
     if weights.lower() == "imagenet":
         path = features_card.imagenet_weights_path()
         if not os.path.exists(path):
@@ -158,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_weights(args.weights)
-        from trainer import compat  # pylint: disable=g-import-not-at-top
+        from trainer.training import compat  # pylint: disable=g-import-not-at-top
         compat.apply_all()
         start = time.perf_counter()
         rows = run(args)

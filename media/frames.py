@@ -9,7 +9,7 @@ A play's `path` is one of:
     (frame_2 before frame_10);
   * a glob of frame images (`plays/p1/*.png`);
   * a video file (mp4, avi, mov, webm, mkv, m4v), decoded with PyAV;
-  * `demo://<seed>/<index>[?profile=P&label=L]`: a synthetic play from `media.demo_plays`.
+  * `demo://<seed>/<index>[?profile=P&label=L]`: a synthetic play from `demo_data.plays`.
 A play that is a time range of a longer video is read by `media.video_clips`.
 Local paths are read directly; other file systems (gs://, s3://...) through
 Beam's FileSystems (`media.files`).
@@ -299,7 +299,7 @@ def demo_source_frames(num_frames: int) -> int:
 
 
 def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     seed, index, options = parse_demo_path(path)
     play = demo_plays.render_play(seed, index, num_frames=demo_source_frames(num_frames),
                                   profile=options.get("profile", "default"),

@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 from schemas import dataset_card, play_record
 
 CARD_NAME = "predictions.json"
-EVAL_NAME = "eval.json"  # beside the card when the input has true labels (trainer.evaluate's report)
+EVAL_NAME = "eval.json"  # beside the card when the input has true labels (trainer.evaluation.evaluate's report)
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A small play-record dataset (8 plays per split, 6 frames of 32 px, 2 shards) per module."""
-    from media import synthetic_records  # pylint: disable=g-import-not-at-top
+    from demo_data import synthetic_records  # pylint: disable=g-import-not-at-top
     path = tmp_path_factory.mktemp("records")
     synthetic_records.write_dataset(path, num_plays=8, num_frames=6, size=32,
                                     splits=("train", "val", "test"), num_shards=2)

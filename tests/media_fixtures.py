@@ -80,7 +80,7 @@ def write_video(path: str, num_frames: int, *, height: int = 48, width: int = 64
 def write_h264(path: str, num_frames: int, *, height: int = 48, width: int = 64, fps: int = 25,
                gop: int = 25) -> str:
     """An h264 video with B-frames (pts out of decode order) and a keyframe every `gop` frames."""
-    from media import demo_games  # pylint: disable=g-import-not-at-top
+    from demo_data import games as demo_games  # pylint: disable=g-import-not-at-top
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     return demo_games.write_h264(path, (frame_array(t, height, width) for t in range(num_frames)),
                                  fps=fps, gop=gop, crf=10, preset="veryfast")

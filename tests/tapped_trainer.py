@@ -3,7 +3,7 @@ tf.data service.
 
     python -m tests.tapped_trainer TAP_FILE [trainer.task flags...]
 
-Every batch that `trainer.data_service.distribute` hands the trainer appends one line to
+Every batch that `trainer.data.service.distribute` hands the trainer appends one line to
 TAP_FILE: the batch's label indices, in the order the trainer receives them. Keras takes
 batches from its iterator in that order, so the first `epochs * steps_per_epoch` lines are
 the batches the trainer trained on (the lines after them were prefetched, not used). With
@@ -17,7 +17,8 @@ import sys
 
 import tensorflow as tf
 
-from trainer import data_service, task
+from trainer import task
+from trainer.data import service as data_service
 
 
 def tap_batches(distribute, tap_path: str):

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from media import synthetic_records as record_fixtures  # noqa: E402
+from demo_data import synthetic_records as record_fixtures  # noqa: E402
 from tests.cluster_processes import ROOT, free_port  # noqa: E402
 
 TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn_units=8", "--num_frames=4",
@@ -472,7 +472,8 @@ def test_cloudbuild_check_catches_an_unknown_flag():
 
 
 def test_data_service_address_errors_are_one_line(tmp_path, capsys):
-    from trainer import data_service, task  # pylint: disable=g-import-not-at-top
+    from trainer import task  # pylint: disable=g-import-not-at-top
+    from trainer.data import service as data_service  # pylint: disable=g-import-not-at-top
     assert data_service.parse_address("localhost:5050") == "grpc://localhost:5050"
     assert data_service.parse_address("grpc://10.0.0.2:5050") == "grpc://10.0.0.2:5050"
     data = tmp_path / "records"

@@ -1,4 +1,4 @@
-"""trainer.compat: each patch's bug shows without the patch and is gone with it; version guards.
+"""trainer.training.compat: each patch's bug shows without the patch and is gone with it; version guards.
 
 The multi-worker bugs need two processes: each test starts two workers on
 127.0.0.1 (TF_CONFIG, as tests/test_train.py does) that apply every patch but
@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer import compat, reader  # noqa: E402
+from trainer.training import compat  # noqa: E402
+from trainer.data import dataset_options, reader  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +28,7 @@ _WORKER = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     import keras
-    from trainer import compat
+    from trainer.training import compat
     for patch in compat.PATCHES:
         if patch.__name__ != sys.argv[1]:
             patch()
@@ -160,7 +161,7 @@ def _per_device_options(monkeypatch, patched: bool):
         return made[-1]
 
     monkeypatch.setattr(mdi, "_create_device_dataset", spy)
-    ds = reader.without_autotune(tf.data.Dataset.range(8).batch(2))
+    ds = dataset_options.without_autotune(tf.data.Dataset.range(8).batch(2))
     iterator = iter(tf.distribute.MirroredStrategy(["/cpu:0"]).experimental_distribute_dataset(ds))
     assert list(next(iterator).numpy()) == [0, 1]
     assert ds.options().autotune.enabled is False and made

@@ -1,4 +1,4 @@
-"""The trainer's input side (trainer/sources.py, clips.py, parsers.py, reader.py) and file systems."""
+"""The trainer's input side (trainer/data/sources.py, clips.py, parsers.py, reader.py) and file systems."""
 import os
 import sys
 
@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from schemas import dataset_card, play_record
 from schemas.errors import UsageError
-from media import synthetic_records as record_fixtures
-from trainer import clips as clip_ops
-from trainer import filesystems, parsers, reader, sources
+from demo_data import synthetic_records as record_fixtures
+from trainer.data import clips as clip_ops
+from trainer.data import dataset_options, filesystems, parsers, reader, sources
 
 
 def _batches(ds):
@@ -36,7 +36,7 @@ def test_training_batches_have_static_shapes_and_dtypes(tmp_path):
     clips_spec, labels_spec = ds.element_spec
     assert clips_spec.shape.as_list() == [2, 4, 32, 40, 3] and clips_spec.dtype == tf.uint8
     assert labels_spec.shape.as_list() == [2] and labels_spec.dtype == tf.int32
-    assert ds.options().autotune.enabled is False  # see reader.without_autotune
+    assert ds.options().autotune.enabled is False  # see dataset_options.without_autotune
     batches = _batches(ds)
     assert len(batches) == 3  # 7 plays, drop_remainder
     assert all(c.shape == (2, 4, 32, 40, 3) and c.dtype == np.uint8 for c, _ in batches)

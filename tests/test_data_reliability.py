@@ -13,11 +13,13 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_jobs import make_records  # noqa: E402
-from media import demo_plays, synthetic_records as record_fixtures  # noqa: E402
+from demo_data import plays as demo_plays, synthetic_records as record_fixtures  # noqa: E402
 from schemas import dataset_card, labels as labels_lib  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
-from trainer import corrupt, export, parsers, reader, sources, task  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
+from trainer.data import corrupt, parsers, reader, sources  # noqa: E402
+from trainer.serving import export  # noqa: E402
+from trainer import task  # noqa: E402
+from trainer.modeling import model as model_lib  # noqa: E402
 
 TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn_units=4", "--num_frames=2",
         "--dropout=0", "--strategy=default", "--batch_size=2", "--shuffle_buffer=0"]

@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from media import demo_plays
+from demo_data import plays as demo_plays
 
 SIZE = 48  # small frames keep the tests fast
 

@@ -1,4 +1,4 @@
-"""trainer.distribution: strategies by name, CPU replicas, chief rules, fit on distributed datasets."""
+"""trainer.training.distribution: strategies by name, CPU replicas, chief rules, fit on distributed datasets."""
 import json
 import os
 import subprocess
@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer import distribution  # noqa: E402
+from trainer.training import distribution  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ def test_cpu_replicas_mirrored_in_fresh_process():
     script = textwrap.dedent("""
         import json
         import tensorflow as tf
-        from trainer import distribution
+        from trainer.training import distribution
         strategy = distribution.get_distribution_strategy("mirrored", cpu_replicas=2)
         ctx = tf.distribute.get_replica_context
         per_replica = strategy.run(lambda: tf.cast(ctx().replica_id_in_sync_group + 1, tf.float32))

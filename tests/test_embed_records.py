@@ -15,7 +15,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 
 from beam_jobs import embed_records, inference
-from media import synthetic_records
+from demo_data import synthetic_records
 from schemas import feature_record, features_card, play_record
 from schemas.errors import SchemaError, UsageError
 
@@ -80,7 +80,7 @@ def _base_features(out, play, flip=False):
     """The saved base on the play's frames, decoded as the trainer decodes them: [T, D] float32."""
     import keras  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from media.frame_features import VGGPreprocess  # pylint: disable=g-import-not-at-top
+    from backbone.vgg16 import VGGPreprocess  # pylint: disable=g-import-not-at-top
     base = keras.saving.load_model(os.path.join(out, "base.keras"), compile=False)
     frames = tf.stack([tf.io.decode_jpeg(jpeg, channels=3) for jpeg in play.frames])
     if flip:

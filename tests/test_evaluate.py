@@ -1,4 +1,4 @@
-"""trainer.evaluate: metrics against hand-computed values, eval.json and the PNG."""
+"""trainer.evaluation.evaluate: metrics against hand-computed values, eval.json and the PNG."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import evaluate
+from trainer.evaluation import evaluate
 
 LABELS = ["a", "b", "c", "d"]
 Y_TRUE = [0, 0, 1, 1, 2, 3]
@@ -138,8 +138,8 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
 
 
 def test_evaluate_model_on_the_real_eval_pipeline(tmp_path):
-    from media import synthetic_records as record_fixtures
-    from trainer import parsers, reader, sources
+    from demo_data import synthetic_records as record_fixtures
+    from trainer.data import parsers, reader, sources
     labels = ["pick_and_roll", "isolation", "post_up"]
     card = record_fixtures.write_dataset(tmp_path / "records", num_plays=7, num_frames=6, size=32,
                                          labels=labels, splits=("test",), num_shards=2)

@@ -1,4 +1,4 @@
-"""trainer.export: model.keras, the raw-JPEG serving signature and its metadata."""
+"""trainer.serving.export: model.keras, the raw-JPEG serving signature and its metadata."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from schemas import play_record
-from trainer import export
+from trainer.serving import export
 
 SIZE = 32
 NUM_FRAMES = 3
@@ -18,7 +18,7 @@ LABELS = ["cut", "handoff", "isolation"]
 
 
 def tiny_model(num_classes=len(LABELS), seed=0):
-    """Same contract as trainer.model.build_model: uint8 [B, T, H, W, 3] -> probabilities."""
+    """Same contract as trainer.modeling.model.build_model: uint8 [B, T, H, W, 3] -> probabilities."""
     keras.utils.set_random_seed(seed)
     clips = keras.Input((None, SIZE, SIZE, 3), dtype="uint8")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(clips)
@@ -150,8 +150,8 @@ def test_export_of_a_mirrored_strategy_model(tmp_path):
 
 def test_signature_on_stored_frames_matches_the_eval_pipeline(exported, tmp_path):
     """Raw record frames through the signature == the model on the reader's eval clips."""
-    from media import synthetic_records as record_fixtures
-    from trainer import parsers, reader, sources
+    from demo_data import synthetic_records as record_fixtures
+    from trainer.data import parsers, reader, sources
     model, _, _, loaded = exported
     record_fixtures.write_dataset(tmp_path, num_plays=3, num_frames=RECORD_FRAMES, size=SIZE,
                                   labels=LABELS, splits=("test",), num_shards=1, noise=8.0)
@@ -167,7 +167,7 @@ def test_signature_on_stored_frames_matches_the_eval_pipeline(exported, tmp_path
 
 
 def test_export_of_build_model(tmp_path):
-    from trainer import model as model_lib
+    from trainer.modeling import model as model_lib
     model = model_lib.build_model(len(LABELS), image_size=(SIZE, SIZE), cut_layer="block1_pool",
                                   weights="none", rnn="gru", rnn_units=4)
     meta = export.export_model(model, str(tmp_path), labels=LABELS, image_size=SIZE,

@@ -13,8 +13,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 from PIL import Image
 
-from beam_jobs import make_records, pipeline as records_pipeline
-from media import demo_plays, frames, video_clips
+from beam_jobs import make_records, records_pipeline
+from demo_data import plays as demo_plays
+from media import frames, video_clips
 from schemas import play_record
 from tests import media_fixtures as mf
 

@@ -1,4 +1,4 @@
-"""trainer.model: shapes, cuts, freezing, weights files, in-model preprocessing, save/load."""
+"""trainer.modeling.model: shapes, cuts, freezing, weights files, in-model preprocessing, save/load."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -8,8 +8,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from media import frame_features  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
+from backbone import vgg16 as frame_features  # noqa: E402
+from trainer.modeling import model as model_lib  # noqa: E402
 from schemas import features_card  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from beam_jobs import embed_records, make_records, outputs
-from media import synthetic_records
+from demo_data import synthetic_records
 from schemas.errors import UsageError
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from beam_jobs import embed_records
-from media import precision, synthetic_records
+from backbone import precision
+from demo_data import synthetic_records
 from schemas import feature_record, features_card
 
 INTEL_SPR = "processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile avx512_bf16\n"

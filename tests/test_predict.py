@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer import export, predict
+from trainer.serving import export
+from trainer import predict
 
 SIZE = 32
 NUM_FRAMES = 4

@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 from beam_jobs import make_records, predict_plays  # noqa: E402
 from schemas import play_record  # noqa: E402
 from tests import media_fixtures as mf  # noqa: E402
-from trainer import predict, sources, task  # noqa: E402
+from trainer import predict, task  # noqa: E402
+from trainer.data import sources  # noqa: E402
 
 TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn=gru", "--rnn_units=8",
         "--num_frames=4", "--dropout=0", "--batch_size=4", "--epochs=1"]
@@ -57,7 +58,7 @@ def test_test_split_predictions_equal_the_trainers_evaluation(trained, tmp_path)
     ours = json.load(open(os.path.join(out, "eval.json")))
     assert ours["accuracy"] == trainer_eval["accuracy"]
     for key in ("accuracy_n", "accuracy_ci_low", "accuracy_ci_high", "macro_f1"):
-        assert ours[key] == trainer_eval[key], key  # trainer.evaluate.headline_metrics
+        assert ours[key] == trainer_eval[key], key  # trainer.evaluation.evaluate.headline_metrics
     assert ours["num_examples"] == trainer_eval["num_examples"] == card.num_written
     assert ours["confusion_matrix"] == trainer_eval["confusion_matrix"]
     assert ours["labels"] == trainer_eval["labels"] and ours["split"] == "test"

@@ -43,7 +43,7 @@ def test_records_job_writes_the_preview(tmp_path):
 
 
 def test_shown_frames_are_the_trainers_eval_frames():
-    from trainer import clips  # pylint: disable=g-import-not-at-top
+    from trainer.data import clips  # pylint: disable=g-import-not-at-top
     for total, num_frames in ((40, 8), (40, 6), (5, 8), (8, 8), (41, 3)):
         assert preview.eval_indices(total, num_frames) == list(
             clips.frame_indices(total, num_frames).numpy()), (total, num_frames)

@@ -22,7 +22,7 @@ from hypothesis import given, settings, strategies as st
 from beam_jobs import plays
 from beam_jobs.embed_pipeline import _ParsePlayFn
 from beam_jobs.outputs import REJECTED
-from media.synthetic_records import encode_jpeg
+from demo_data.synthetic_records import encode_jpeg
 from schemas import example_proto, play_record
 from schemas.errors import SchemaError, UsageError
 

@@ -13,12 +13,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from media import synthetic_records  # noqa: E402
+from demo_data import synthetic_records  # noqa: E402
 from schemas import play_record  # noqa: E402
-from trainer import callbacks, clips, evaluate, parsers, play_task, predict  # noqa: E402
-from trainer import reader, sources  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
-from trainer import task, train  # noqa: E402
+from trainer.training import callbacks, play_task  # noqa: E402
+from trainer.data import clips, parsers  # noqa: E402
+from trainer.evaluation import evaluate  # noqa: E402
+from trainer import predict  # noqa: E402
+from trainer.data import reader, sources  # noqa: E402
+from trainer.modeling import model as model_lib  # noqa: E402
+from trainer import task  # noqa: E402
+from trainer.training import train  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
 TINY = dict(strategy="default", cut_layer="block1_pool", weights="none", rnn_units=8,

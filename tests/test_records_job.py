@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import make_records, options as beam_options, outputs, pipeline as records_pipeline, splits
+from beam_jobs import make_records, options as beam_options, outputs, records_pipeline, splits
 from beam_jobs.plays import PlaySpec
 from media import frames
 from schemas import dataset_card, play_record
@@ -50,7 +50,7 @@ def _shards(output_dir: str):
 
 def test_demo_profile_and_label_weights(tmp_path):
     """--demo_profile and --demo_label_weights reach the plays: labels by weight, hard frames."""
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     out = str(tmp_path / "recs")
     card = make_records.run([f"--output_dir={out}", "--demo_plays=12", "--num_frames=4",
                              "--frame_size=32", "--splits=train=1", "--demo_profile=hard",
@@ -79,7 +79,7 @@ def test_demo_job_round_trip(tmp_path):
     assert card == make_records.read_card(out)
     assert card.num_input == 33 and card.num_rejected == 0 and sum(card.counts.values()) == 33
     assert card.height == card.width == 32 and card.num_frames == 8
-    from media import demo_plays  # pylint: disable=g-import-not-at-top
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     assert card.labels == sorted(demo_plays.DEMO_LABELS)
     assert card.shard_pattern == "{split}-*-of-*.tfrecord"
     for name in _shards(out):

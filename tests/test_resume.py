@@ -17,9 +17,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from media import synthetic_records  # noqa: E402
+from demo_data import synthetic_records  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
-from trainer import parsers, preemption, reader  # noqa: E402
+from trainer.data import parsers, reader  # noqa: E402
+from trainer.training import preemption  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

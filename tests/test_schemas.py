@@ -86,7 +86,7 @@ def _assert_same_messages(ours, theirs, seen):
 
 def test_writing_records_does_not_import_tensorflow():
     # The records job's workers encode records; a TensorFlow import would cost each seconds.
-    code = ("import sys; from beam_jobs import pipeline; from media import frames; from schemas import play_record; "
+    code = ("import sys; from beam_jobs import records_pipeline; from media import frames; from schemas import play_record; "
             "play_record.encode_play(play_record.PlayRecord(play_id='p', label='a', label_index=0, "
             "frames=[b'x'], timestamps_us=[0], height=1, width=1)); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")

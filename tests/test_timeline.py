@@ -10,8 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from media import demo_games, frame_stream, video_clips
-from trainer import export, model as model_lib, segments, timeline
+from demo_data import games as demo_games
+from media import frame_stream, video_clips
+from trainer.serving import export, segments
+from trainer.modeling import model as model_lib
+from trainer import timeline
 
 SIZE = 32
 NUM_FRAMES = 4  # frames the model sees of each window

@@ -1,4 +1,4 @@
-"""trainer.task / trainer.train end to end: mirrored on CPU replicas, kill and resume, multi-worker,
+"""trainer.task / trainer.training.train end to end: mirrored on CPU replicas, kill and resume, multi-worker,
 fine-tune phase, and the CLI's one-line errors. Real subprocesses, real fits on tiny settings."""
 import csv
 import glob
@@ -17,9 +17,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from media import synthetic_records as record_fixtures  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
-from trainer import callbacks, logs, task, train  # noqa: E402
+from demo_data import synthetic_records as record_fixtures  # noqa: E402
+from trainer.modeling import model as model_lib  # noqa: E402
+from trainer.training import callbacks, train  # noqa: E402
+from trainer import logs, task  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -269,7 +270,7 @@ def test_vertex_environment_defaults(monkeypatch):
 
 def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):
     """A kill while a backup is being written leaves its files torn and state.json naming the
-    one before (trainer.preemption writes state.json last, in one rename): the run resumes from
+    one before (trainer.training.preemption writes state.json last, in one rename): the run resumes from
     that one."""
     job = str(tmp_path / "job")
     args = [f"--data_dir={data_dir}", f"--job_dir={job}", "--strategy=default", "--epochs=4",
@@ -307,8 +308,8 @@ def test_library_log_lines_reach_stdout_as_the_commands_printed_them(capsys):
     summary = callbacks.EpochSummary(3, phase="head")
     summary.on_epoch_begin(0)
     summary.on_epoch_end(0, {"loss": 0.5, "accuracy": 1, "learning_rate": 0.1})
-    logging.getLogger("trainer.sources").warning("train: an odd shard")
-    logging.getLogger("trainer.sources").debug("not shown")
+    logging.getLogger("trainer.data.sources").warning("train: an odd shard")
+    logging.getLogger("trainer.data.sources").debug("not shown")
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2, out
     assert out[0].startswith("epoch 1/3 [head] accuracy=1 loss=0.5000 (")

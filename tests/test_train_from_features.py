@@ -14,10 +14,11 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_jobs import embed_records, make_records  # noqa: E402
-from media import frame_features  # noqa: E402
+from backbone import vgg16 as frame_features  # noqa: E402
 from schemas import feature_record, play_record  # noqa: E402
-from trainer import parsers, reader, sources, task  # noqa: E402
-from trainer import model as model_lib  # noqa: E402
+from trainer.data import parsers, reader, sources  # noqa: E402
+from trainer import task  # noqa: E402
+from trainer.modeling import model as model_lib  # noqa: E402
 
 CUT = "block1_pool"
 HEAD = ["--rnn=gru", "--rnn_units=8", "--num_frames=4", "--dropout=0", "--batch_size=4"]

@@ -23,7 +23,7 @@ STRATEGIES = ("mirrored", "multi_worker", "one_device", "default", "tpu")
 RNN_TYPES = ("lstm", "gru")
 MIXED_PRECISION = ("none", "bf16", "fp16")
 JIT_COMPILE = ("auto", "true", "false")
-HEADS = ("rnn", "mean_pool", "single_frame")  # trainer.model.build_head's choices
+HEADS = ("rnn", "mean_pool", "single_frame")  # trainer.modeling.model.build_head's choices
 EXPORT_WEIGHTS = ("best", "last")
 CLASS_WEIGHTS = ("none", "balanced")
 SHUFFLE_BUFFER = 256  # records in the training shuffle buffer
@@ -46,7 +46,7 @@ def _read_label_file(path: str) -> Optional[str]:
     if "://" not in path:
         return labels_lib.read_local_file(path)
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from trainer import filesystems  # pylint: disable=g-import-not-at-top
+    from trainer.data import filesystems  # pylint: disable=g-import-not-at-top
     filesystems.ensure_filesystem(path)
     try:
         if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):

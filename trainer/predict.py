@@ -40,7 +40,7 @@ class Predictor:
 
     def __init__(self, model_dir: str, pad_short: Optional[str] = None):
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        from trainer import export  # pylint: disable=g-import-not-at-top
+        from trainer.serving import export  # pylint: disable=g-import-not-at-top
         self.saved_model_dir = export.resolve_saved_model_dir(model_dir)
         self.metadata = export.load_metadata(self.saved_model_dir)
         self._loaded = tf.saved_model.load(self.saved_model_dir)

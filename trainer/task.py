@@ -32,7 +32,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = parse_args(argv)
         # Imported after parsing so that --help is quick.
-        from trainer import preemption, train  # pylint: disable=g-import-not-at-top
+        from trainer.training import preemption, train  # pylint: disable=g-import-not-at-top
         try:
             train.train(config)
         except preemption.Preempted:  # backed up and logged: the same command resumes

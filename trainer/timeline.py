@@ -8,16 +8,16 @@ rate the model's records were made at (the export's `frame_rate`; with
 `--window_seconds`, `record_num_frames / window_seconds`), each frame resized and
 JPEG-encoded as the records job stores it. A window is one record's worth of
 sampled frames (`record_num_frames`), every `--hop_seconds`; of each window the
-model sees the frames evaluation picks from a record (`trainer.clips.frame_indices`,
+model sees the frames evaluation picks from a record (`trainer.data.clips.frame_indices`,
 centred and evenly spaced). The model's own preprocessing and base (its
 `frame_features` layer: the frozen base of a model trained from cached features,
 or a fine-tuned one) run once per sampled frame that some window uses, in
 batches; the features wait in a buffer that holds one window's span, and the
-head (`trainer.model.split_model`) runs on each window's features. Memory
+head (`trainer.modeling.model.split_model`) runs on each window's features. Memory
 therefore stays the same for any length of video (plus a few numbers per window
 for the output).
 
-How windows map to time and merge into segments (`trainer.segments`): each
+How windows map to time and merge into segments (`trainer.serving.segments`): each
 window owns the time nearest its centre, so the owned spans tile the video from
 0 s to its end; consecutive windows with the same top label make one segment. A
 window whose best probability is below `--min_confidence` is marked
@@ -28,7 +28,7 @@ frames, one segment, and a note.
 Outputs in DIR (default: VIDEO's name without extension + `_timeline/`):
 `timeline.json` (video, model, labels, window and hop seconds, sampling rate,
 segments, windows with their probabilities in label order, notes, counts),
-`timeline.csv` (one row per segment) and `timeline.png` (`trainer.timeline_plot`).
+`timeline.csv` (one row per segment) and `timeline.png` (`trainer.serving.timeline_plot`).
 With `--plays` (a records-job manifest with start/end, e.g. the demo games'
 `plays.csv`; rows of other videos are ignored) the true plays are drawn too and
 `play_majority_accuracy=` is printed: the share of true plays whose most
@@ -60,7 +60,7 @@ from media import frame_stream  # noqa: E402
 from media.frames import PlayError  # noqa: E402
 from schemas import sampling  # noqa: E402
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
-from trainer import segments as segments_lib  # noqa: E402
+from trainer.serving import segments as segments_lib  # noqa: E402
 
 DEFAULT_HOP_SECONDS = 0.5
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -96,8 +96,9 @@ class TimelineModel:
     def __init__(self, model_dir: str):
         import keras  # pylint: disable=g-import-not-at-top
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        from media import frame_features  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
-        from trainer import export, model as model_lib  # pylint: disable=g-import-not-at-top
+        from backbone import vgg16 as frame_features  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
+        from trainer.serving import export  # pylint: disable=g-import-not-at-top
+        from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
         try:
             self.metadata = export.load_metadata(model_dir)
         except (OSError, tf.errors.OpError) as err:
@@ -129,7 +130,7 @@ class TimelineModel:
         self._full_fn = tf.function(self._full, reduce_retracing=True)
 
     def _decode(self, jpegs):
-        from trainer import clips as clips_lib  # pylint: disable=g-import-not-at-top
+        from trainer.data import clips as clips_lib  # pylint: disable=g-import-not-at-top
         return clips_lib.decode_frames(jpegs, self.height, self.width)
 
     def _features(self, jpegs):
@@ -158,7 +159,7 @@ class TimelineModel:
 
     def window_offsets(self, total: int) -> List[int]:
         """Which of a window's `total` sampled frames the model sees (as evaluation picks them)."""
-        from trainer import clips as clips_lib  # pylint: disable=g-import-not-at-top
+        from trainer.data import clips as clips_lib  # pylint: disable=g-import-not-at-top
         return [int(i) for i in clips_lib.frame_indices(total, self.num_frames, training=False).numpy()]
 
 
@@ -404,7 +405,7 @@ def write_outputs(timeline: Dict[str, Any], output_dir: str,
                   plays: Optional[Sequence[Dict[str, Any]]] = None) -> None:
     """timeline.json, timeline.csv and timeline.png into `output_dir` (local or gs://)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from trainer import timeline_plot  # pylint: disable=g-import-not-at-top
+    from trainer.serving import timeline_plot  # pylint: disable=g-import-not-at-top
     tf.io.gfile.makedirs(output_dir)
     with tf.io.gfile.GFile(posixpath.join(output_dir, JSON_NAME), "w") as f:
         f.write(json.dumps(timeline, indent=1))

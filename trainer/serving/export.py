@@ -9,7 +9,7 @@ and does the eval-time preprocessing itself (the multi-view eval function's
 spaced frames spread over the given frames, each also flipped with
 `eval_flip`, decoded at `image_size`), runs the model on every view and
 averages the views' log-probabilities per play, as the evaluation does
-(`trainer.evaluate.average_log_probabilities`). It returns
+(`trainer.evaluation.evaluate.average_log_probabilities`). It returns
 
   probabilities   float32 [batch, C]
   labels          string  [batch, C]  the label vocabulary (same for every row)
@@ -36,7 +36,8 @@ import keras
 import tensorflow as tf
 
 from schemas import play_record, sampling
-from trainer import evaluate, parsers
+from trainer.evaluation import evaluate
+from trainer.data import parsers
 
 MODEL_FILENAME = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -72,7 +73,7 @@ def load_metadata(model_dir: str) -> Dict[str, Any]:
     path = metadata_path(resolve_saved_model_dir(model_dir))
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
-            f"{path!r} is missing: the SavedModel was not written by trainer.export")
+            f"{path!r} is missing: the SavedModel was not written by trainer.serving.export")
     with tf.io.gfile.GFile(path, "r") as f:
         meta = json.load(f)
     play_record.check_schema_version(meta.get("schema_version"), f"the export {path!r}",

@@ -59,7 +59,7 @@ class CorruptRecordCount(keras.callbacks.Callback):
         self._start = self._values()
 
     def epoch_start(self, values: Dict[str, int]) -> None:
-        """The counts when the epoch began (a fit resumed inside an epoch, `trainer.preemption`)."""
+        """The counts when the epoch began (a fit resumed inside an epoch, `trainer.training.preemption`)."""
         self._start.update(values)
 
     def on_epoch_end(self, epoch, logs=None):

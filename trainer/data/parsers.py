@@ -13,9 +13,9 @@ Garden's `Parser._parse_train_data` / `_parse_eval_data`:
                                  temporal windows of a play (`clips.view_windows`),
                                  each also flipped with `views.flip`, stacked as
                                  [V, ...]; the scores are averaged per play by the
-                                 evaluation (`trainer.evaluate.view_report`)
+                                 evaluation (`trainer.evaluation.evaluate.view_report`)
 
-The serving signature (`trainer.export`) runs `ClipParser.eval_views`, the
+The serving signature (`trainer.serving.export`) runs `ClipParser.eval_views`, the
 multi-view function's frames -> views step, so that serving sees what
 evaluation saw.
 """
@@ -27,7 +27,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import tensorflow as tf
 
-from trainer import clips, decoders
+from trainer.data import clips, decoders
 
 ParseFn = Callable[[tf.Tensor, tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
 

@@ -6,8 +6,8 @@ variables file (the metrics' running totals, the seed generators' states of
 dropout, the corrupt-record counters) of the last backup, and where it was taken: the epoch in progress and the steps
 of it done. The files of a backup are written first and `state.json` last
 (written aside and renamed), so a kill at any moment leaves the previous
-backup whole. The runner (`trainer.runner`) reads the state before a fit and
-resumes at that step of that epoch; the reader (`trainer.reader.EpochPlan`)
+backup whole. The runner (`trainer.training.runner`) reads the state before a fit and
+resumes at that step of that epoch; the reader (`trainer.data.reader.EpochPlan`)
 skips the records of the steps already taken. docs/preemption.md has the
 whole story.
 """
@@ -220,7 +220,7 @@ class StepBackup(keras.callbacks.Callback):
         return {name: int(counter.numpy()) for name, counter in self.counters.items()}
 
     def _best(self) -> Optional[Dict[str, Any]]:
-        from trainer import callbacks as callbacks_lib  # pylint: disable=g-import-not-at-top
+        from trainer.training import callbacks as callbacks_lib  # pylint: disable=g-import-not-at-top
         return callbacks_lib.best_of(self.fit_callbacks)
 
     def save(self, epoch: int, step: int, reason: str) -> ResumeState:

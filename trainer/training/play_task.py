@@ -3,7 +3,7 @@
 As Model Garden's `official/core/base_task.py` Task: it builds the model,
 the inputs, the loss and the metrics and compiles, for one replica; the
 strategy, the phases, the callbacks, the folders and the results belong to
-the runner (`trainer.runner`). The inputs are assembled from the stages of
+the runner (`trainer.training.runner`). The inputs are assembled from the stages of
 the input side: `sources` (what records), `parsers` (train or eval
 functions per record kind) and `reader` (how they are read).
 """
@@ -17,8 +17,9 @@ import keras
 import tensorflow as tf
 
 from schemas.errors import UsageError
-from trainer import model as model_lib
-from trainer import data_service, parsers, reader, sources
+from trainer.modeling import model as model_lib
+from trainer.data import service as data_service
+from trainer.data import parsers, reader, sources
 from trainer.config import TrainConfig
 
 logger = logging.getLogger(__name__)

@@ -2,17 +2,17 @@
 
 `train(config)` is the entry point (`python -m trainer.task` parses the flags
 into a config and calls it); every worker of a cluster calls it. The task
-(`trainer.play_task`) is the single-replica view; the runner
-(`trainer.runner`) the job around it.
+(`trainer.training.play_task`) is the single-replica view; the runner
+(`trainer.training.runner`) the job around it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict
 
-from trainer import compat
+from trainer.training import compat
 from trainer.config import TrainConfig
-from trainer.runner import Runner
+from trainer.training.runner import Runner
 
 
 def train(config: TrainConfig) -> Dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import keras
 from keras import layers, ops
 
-from media.frame_features import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
+from backbone.vgg16 import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
 from schemas.errors import UsageError
 from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
 from trainer.config import HEADS
@@ -71,7 +71,7 @@ def split_model(model: keras.Model) -> Tuple[keras.Model, keras.Model]:
     names = [layer.name for layer in model.layers]
     if FEATURES_NAME not in names:
         raise UsageError(f"the model has no {FEATURES_NAME!r} layer: it was not built by "
-                         f"trainer.model.build_model")
+                         f"trainer.modeling.model.build_model")
     features = model.get_layer(FEATURES_NAME)
     height, width, channels = model.input_shape[-3:]
     frames = keras.Input(shape=(height, width, channels), dtype=model.input.dtype, name="frames")

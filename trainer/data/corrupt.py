@@ -19,7 +19,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from schemas.errors import UsageError, one_line
-from trainer import filesystems
+from trainer.data import filesystems
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Synthetic game videos: demo plays one after another in one h264 video, and their play-by-play.
 
 Game g holds demo plays g*PLAYS_PER_GAME .. (g+1)*PLAYS_PER_GAME-1 of
-`media.demo_plays` (the same play ids, labels and game ids), each preceded by a
+`demo_data.plays` (the same play ids, labels and game ids), each preceded by a
 dead-ball gap of dark frames, and a manifest row per play gives its [start, end)
 in seconds. The records job renders them with `--demo_game_videos=N`, so that the
 path for plays cut from game videos (`media.video_clips`) runs with no data.
@@ -17,7 +17,7 @@ from typing import Iterable, List
 
 import numpy as np
 
-from media import demo_plays
+from demo_data import plays as demo_plays
 
 GAP_SECONDS = (1.0, 3.0)  # dead-ball time before each play, drawn per gap
 GAME_GOP = 50  # frames between keyframes (2 s at 25 fps)

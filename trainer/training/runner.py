@@ -1,7 +1,7 @@
 """The runner: a training job around the task (strategy, phases, callbacks, folders, results).
 
 `Runner(config).run()` builds the strategy and the mixed-precision policy,
-asks the task (`trainer.play_task`) for its model and inputs, writes
+asks the task (`trainer.training.play_task`) for its model and inputs, writes
 config.json, fits the phases (the head, then an optional fine-tune) with
 callbacks built for each phase, and on the chief evaluates and exports.
 Every worker of a cluster runs it.
@@ -9,7 +9,7 @@ Every worker of a cluster runs it.
 JOB_DIR layout:
   config.json        the run's full configuration (chief)
   checkpoints/       best.weights.h5 (+ best.json: which epoch), last.weights.h5 (chief)
-  backup/phase{1,2}  step backups (`trainer.preemption`): a job preempted (SIGTERM)
+  backup/phase{1,2}  step backups (`trainer.training.preemption`): a job preempted (SIGTERM)
                      or killed, started again with the same command, continues at
                      the step of the epoch where its last backup was taken
   logs/              TensorBoard (chief)
@@ -33,15 +33,19 @@ from typing import Any, Dict, List, Optional
 import keras
 import tensorflow as tf
 
-from media import precision
+from backbone import precision
 from schemas import sampling
 from schemas.errors import UsageError
-from trainer import callbacks as callbacks_lib
-from trainer import compat, corrupt, distribution, evaluate, export
-from trainer import model as model_lib
-from trainer import preemption, reader, sources
+from trainer.training import callbacks as callbacks_lib
+from trainer.training import compat, distribution
+from trainer.data import corrupt
+from trainer.evaluation import evaluate
+from trainer.serving import export
+from trainer.modeling import model as model_lib
+from trainer.training import preemption
+from trainer.data import reader, sources
 from trainer.config import TrainConfig
-from trainer.play_task import PlayClassificationTask
+from trainer.training.play_task import PlayClassificationTask
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 They only parse (over the `schemas` parse functions, so that the record
 layout has one definition); choosing frames, decoding JPEGs and augmenting
-are the parsers' (`trainer.parsers`).
+are the parsers' (`trainer.data.parsers`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The frozen frame feature extractor: VGG16 cut at a named layer, global-average-pooled.
 
-Shared by the trainer (inside the classifier, `trainer.model`) and the embed job
+Shared by the trainer (inside the classifier, `trainer.modeling.model`) and the embed job
 (`beam_jobs/embed_records.py`, which runs it once per stored frame), so both
 compute the same features from the same weights:
 
@@ -142,7 +142,7 @@ def set_compute_dtype(base: keras.Model, compute_dtype: str) -> keras.Model:
     the weights stay float32 (the saved base is unchanged), each layer casts its
     inputs and weights to the compute dtype, and the output is in that dtype.
     """
-    from media import precision  # pylint: disable=g-import-not-at-top
+    from backbone import precision  # pylint: disable=g-import-not-at-top
     policy = keras.DTypePolicy(precision.POLICIES[compute_dtype])
     for layer in base.layers:
         if not isinstance(layer, layers.InputLayer):

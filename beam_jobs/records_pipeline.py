@@ -56,7 +56,7 @@ class JobConfig:
     compression: str = "none"
     demo_plays: int = DEFAULT_DEMO_PLAYS
     demo_seed: int = 0
-    demo_profile: str = "default"  # media.demo_plays.PROFILES
+    demo_profile: str = "default"  # demo_data.plays.PROFILES
     demo_label_weights: Dict[str, int] = dataclasses.field(default_factory=dict)  # {}: balanced
     video_chunk_seconds: float = DEFAULT_VIDEO_CHUNK_SECONDS  # groups of plays by start; 0: one
     expected_plays: int = 0  # input rows, for the progress lines (0: unknown)
@@ -88,7 +88,7 @@ class _DemoSpecFn(beam.DoFn):
         self._weights = dict(label_weights or {})
 
     def setup(self):
-        from media import demo_plays  # pylint: disable=g-import-not-at-top
+        from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
         self._render = demo_plays.render_play
         self._path = demo_plays.play_path
 

@@ -7,7 +7,7 @@
     size) -> prefetch
 
 The record stream has one element shape whether or not corrupt records are
-skipped (`trainer.corrupt`). For an exact resume after preemption
+skipped (`trainer.data.corrupt`). For an exact resume after preemption
 (docs/preemption.md) a training stream is explicit epochs: epoch e's file and
 record order and its per-record seeds are a function of (seed, e) alone
 (`_epoch_records`), and a resumed fit skips the records of the steps already
@@ -26,9 +26,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from schemas.errors import UsageError
-from trainer import corrupt as corrupt_lib
-from trainer import data_service as data_service_lib
-from trainer import decoders, filesystems, parsers, sources
+from trainer.data import corrupt as corrupt_lib
+from trainer.data import dataset_options, decoders, filesystems, parsers, sources
+from trainer.data import service as data_service_lib
 from trainer.config import SHUFFLE_BUFFER
 
 logger = logging.getLogger(__name__)
@@ -256,21 +256,7 @@ def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool
         with tf.control_dependencies([count(skipped)]):
             return inputs, tf.identity(labels)
 
-    return without_autotune(ds.map(leave))
-
-
-def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """`ds` with tf.data's autotuning thread off; AUTOTUNE knobs take tf.data's defaults.
-
-    In TF 2.16 deleting an iterator waits for that thread's next wake-up
-    (cancelling the iterator does not wake it), and Keras deletes its
-    iterators at the end of each `fit` (docs/history.md). Without autotuning,
-    parallel calls default to the number of CPU cores, which on a small host
-    gives the same clips/s (benchmarks/input_pipeline.py).
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
+    return dataset_options.without_autotune(ds.map(leave))
 
 
 @dataclasses.dataclass(frozen=True)

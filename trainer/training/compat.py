@@ -55,7 +55,7 @@ def check_range(patch: str, issue: str, package: str, version_range: Tuple[str, 
         raise RuntimeError(
             f"playclips compat patch {patch!r} ({issue}) was written for {package} >={lower},<{upper} "
             f"but {package} {installed} is installed: check whether {package} fixed the bug (then "
-            f"delete the patch from trainer/compat.py) or re-verify the patch against this version "
+            f"delete the patch from trainer/training/compat.py) or re-verify the patch against this version "
             f"and widen its range")
 
 
@@ -192,11 +192,11 @@ def patch_per_device_datasets_without_autotune() -> None:
     its own (`multi_device_iterator_ops._create_device_dataset`) built with
     default options, so each runs an autotuning thread even when the input
     dataset has autotuning off. In TF 2.16 deleting an iterator waits for that
-    thread's next wake-up (docs/history.md), which `trainer.reader.without_autotune`
+    thread's next wake-up (docs/history.md), which `trainer.data.dataset_options.without_autotune`
     avoids for the input pipeline (see its docstring); the per-device datasets
     undid it.
 
-    Fix: wrap the per-device dataset in `reader.without_autotune`: options only,
+    Fix: wrap the per-device dataset in `dataset_options.without_autotune`: options only,
     the elements are the same.
 
     Range: TensorFlow >=2.16,<2.17 (the pinned TensorFlow; tfio 0.37.1 ties
@@ -206,7 +206,7 @@ def patch_per_device_datasets_without_autotune() -> None:
     check_range(patch, ISSUE_AUTOTUNE, "tensorflow", TF_DEVICE_DATASET_RANGE)
     from tensorflow.python.data.ops import multi_device_iterator_ops  # pylint: disable=g-import-not-at-top
 
-    from trainer import reader  # pylint: disable=g-import-not-at-top
+    from trainer.data import dataset_options  # pylint: disable=g-import-not-at-top
 
     current = _target(patch, ISSUE_AUTOTUNE, multi_device_iterator_ops, "_create_device_dataset",
                       ["prototype_ds", "incarnation_id", "prefetch_buffer_size", "experimental_slack"])
@@ -215,7 +215,7 @@ def patch_per_device_datasets_without_autotune() -> None:
     upstream = current
 
     def create_device_dataset(prototype_ds, incarnation_id, prefetch_buffer_size, experimental_slack):
-        return reader.without_autotune(
+        return dataset_options.without_autotune(
             upstream(prototype_ds, incarnation_id, prefetch_buffer_size, experimental_slack))
 
     multi_device_iterator_ops._create_device_dataset = _mark(create_device_dataset, upstream)  # pylint: disable=protected-access

@@ -20,8 +20,8 @@ from google.protobuf import message
 
 from schemas import dataset_card, features_card, play_record
 from schemas.errors import UsageError
-from trainer import corrupt as corrupt_lib
-from trainer import filesystems
+from trainer.data import corrupt as corrupt_lib
+from trainer.data import filesystems
 
 RECORD_KINDS = ("plays", "features")
 

@@ -1,6 +1,6 @@
 """Tensor operations on one clip: which stored frames to use, JPEG decoding, crop and flip.
 
-The parsers (`trainer.parsers`) compose these; the serving signature uses the
+The parsers (`trainer.data.parsers`) compose these; the serving signature uses the
 same ones through the eval parser. Clips stay uint8: the cast and the VGG16
 preprocessing live inside the model.
 """

@@ -13,7 +13,7 @@ import io
 import os
 from typing import Any, Dict, Optional, Sequence
 
-from trainer.segments import UNCERTAIN
+from trainer.serving.segments import UNCERTAIN
 
 _UNCERTAIN_COLOR = "#bbbbbb"
 
