@@ -1,2 +1,5 @@
-"""Media shared by the records job and the trainer: reading plays (frame folders, globs,
-videos, demo plays) into sampled, resized JPEG frames, and synthetic plays and records."""
+"""Media I/O: frame folders and videos read into sampled, resized JPEG frames, clips cut
+from game videos, a game's frames streamed.
+
+Imports: schemas, demo_data (the `demo://` plays are rendered, not read).
+"""

@@ -1,1 +1,4 @@
-"""Versioned definitions shared by the records job and the trainer."""
+"""Versioned record and card schemas, sampling settings, label vocabularies and errors.
+
+Imports: nothing of ours (and never TensorFlow: the records job's workers import it).
+"""

@@ -119,7 +119,7 @@ class ClipParser:
         return chosen
 
     def parse_train(self, serialized: tf.Tensor, seed: tf.Tensor):
-        parsed = decoders.decode_play(serialized)
+        parsed = decoders.play_tensors(serialized)
         select_seed, augment_seed = _split_seed(seed)
         jpegs = self._frames(parsed["frames"], True, select_seed)
         height, width = self.image_size
@@ -131,7 +131,7 @@ class ClipParser:
         return clip, tf.cast(parsed["label"], tf.int32)
 
     def parse_eval(self, serialized: tf.Tensor, seed: Optional[tf.Tensor] = None):
-        parsed = decoders.decode_play(serialized)
+        parsed = decoders.play_tensors(serialized)
         return self.eval_clip(parsed["frames"]), tf.cast(parsed["label"], tf.int32)
 
     def eval_clip(self, jpegs: tf.Tensor) -> tf.Tensor:
@@ -160,7 +160,7 @@ class ClipParser:
     def views_fn(self, views: EvalViews) -> ParseFn:
         """The multi-view eval function: (serialized, seed) -> (views [V, N, H, W, 3], label)."""
         def parse(serialized: tf.Tensor, seed: Optional[tf.Tensor] = None):
-            parsed = decoders.decode_play(serialized)
+            parsed = decoders.play_tensors(serialized)
             return self.eval_views(parsed["frames"], views), tf.cast(parsed["label"], tf.int32)
         return parse
 
@@ -191,7 +191,7 @@ class FeatureParser:
         return tf.ensure_shape(tf.gather(clip, indices), [self.num_frames, self.feature_dim])
 
     def parse_train(self, serialized: tf.Tensor, seed: tf.Tensor):
-        parsed = decoders.decode_features(serialized, self.dtype)
+        parsed = decoders.feature_tensors(serialized, self.dtype)
         views = parsed["features"]  # [V, T, C]
         select_seed, view_seed = _split_seed(seed)
         view = clips.uniform_int(tf.shape(views)[0], view_seed)
@@ -199,7 +199,7 @@ class FeatureParser:
                 tf.cast(parsed["label"], tf.int32))
 
     def parse_eval(self, serialized: tf.Tensor, seed: Optional[tf.Tensor] = None):
-        parsed = decoders.decode_features(serialized, self.dtype)
+        parsed = decoders.feature_tensors(serialized, self.dtype)
         return self._features(parsed["features"], 0, False), tf.cast(parsed["label"], tf.int32)
 
     def views_fn(self, views: EvalViews) -> ParseFn:
@@ -211,7 +211,7 @@ class FeatureParser:
             raise ValueError("the feature records hold no flipped view")
 
         def parse(serialized: tf.Tensor, seed: Optional[tf.Tensor] = None):
-            parsed = decoders.decode_features(serialized, self.dtype)
+            parsed = decoders.feature_tensors(serialized, self.dtype)
             stored = parsed["features"]  # [V, T, C]
             indices = views.window_indices(tf.shape(stored)[1], self.num_frames)
             windows = tf.gather(stored[0], indices)

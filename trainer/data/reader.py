@@ -120,14 +120,14 @@ def balanced(ds: tf.data.Dataset, label_frequencies: Sequence[float],
 
     `label_frequencies` are the stream's label frequencies (the card's train
     counts); labels without plays stay absent. Rejection resampling reads only
-    the label of each record (`decoders.decode_label`), before any decoding.
+    the label of each record (`decoders.label_tensor`), before any decoding.
     """
     present = [1.0 if f > 0 else 0.0 for f in label_frequencies]
     total = sum(label_frequencies)
     initial = [f / total for f in label_frequencies]
     target = [p / sum(present) for p in present]
     resampled = ds.rejection_resample(
-        lambda serialized, skipped: decoders.decode_label(serialized), target_dist=target,
+        lambda serialized, skipped: decoders.label_tensor(serialized), target_dist=target,
         initial_dist=initial, seed=seed)
     return resampled.map(lambda label, element: element)
 
