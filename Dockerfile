@@ -12,6 +12,8 @@ ENV TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 COPY setup.py ./
 COPY schemas schemas
 COPY media media
+COPY backbone backbone
+COPY demo_data demo_data
 COPY beam_jobs beam_jobs
 COPY trainer trainer
 # setup.py pins the CPU build (tensorflow-cpu); on the GPU base the CUDA build goes back in.

@@ -116,3 +116,14 @@ def test_package_rules_have_no_cycle():
 def test_no_module_is_too_long(module, path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_every_package_ships():
+    """setup.py installs, and the Dockerfile copies, every top-level package of ours."""
+    setup = (ROOT / "setup.py").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for top in OURS:
+        assert f'"{top}", "{top}.*"' in setup, f"setup.py does not install {top}"
+        assert f"COPY {top} {top}" in dockerfile, f"the Dockerfile does not copy {top}"
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert on_disk == set(OURS), f"top-level packages {sorted(on_disk)} vs OURS {sorted(OURS)}"
