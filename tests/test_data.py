@@ -13,6 +13,7 @@ from schemas.errors import UsageError
 from demo_data import synthetic_records as record_fixtures
 from trainer.data import clips as clip_ops
 from trainer.data import dataset_options, filesystems, parsers, reader, sources
+from trainer.data import config as data_config
 
 
 def _batches(ds):
@@ -282,8 +283,8 @@ def test_fewer_shards_than_pipelines_is_a_clear_error(tmp_path):
 
 
 def _config(**values):
-    from trainer.config import TrainConfig
-    return TrainConfig(job_dir="unused", **values)
+    from trainer.data.config import DataConfig
+    return DataConfig(**values)
 
 
 def test_distribute_datasets_from_function_through_resolved_inputs(tmp_path):
@@ -295,10 +296,10 @@ def test_distribute_datasets_from_function_through_resolved_inputs(tmp_path):
     strategy = tf.distribute.get_strategy()
     parser = parsers.ClipParser(resolved.num_frames, resolved.image_size)
     dist = strategy.distribute_datasets_from_function(reader.dataset_fn(
-        resolved, "train", parser, reader.ReaderConfig(2, seed=1), training=True))
+        resolved, "train", parser, data_config.ReaderConfig(2, seed=1), training=True))
     clip_batch, labels = next(iter(dist))
     assert clip_batch.shape == (2, 4, 32, 32, 3) and labels.dtype == tf.int32
-    eval_batches = _batches(reader.read(resolved, "val", parser, reader.ReaderConfig(4),
+    eval_batches = _batches(reader.read(resolved, "val", parser, data_config.ReaderConfig(4),
                                         training=False))
     assert eval_batches[0][0].shape == (4, 4, 32, 32, 3)
     with pytest.raises(UsageError, match="num_frames=9 but the records hold 6"):

@@ -169,7 +169,7 @@ def test_trainer_labels_flag_takes_a_file(tmp_path, capsys):
     path = tmp_path / "labels.txt"
     path.write_text("a\nb\n")
     config = task.parse_args(["--data_dir=/d", "--job_dir=/j", f"--labels={path}"])
-    assert config.labels == ["a", "b"]
+    assert config.data.labels == ["a", "b"]
     code = task.run([f"--job_dir={tmp_path}", f"--labels={tmp_path / 'missing' / 'labels.txt'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "error: --labels=" in err[0] and "no such file" in err[0]

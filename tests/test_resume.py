@@ -164,7 +164,8 @@ def test_a_run_seeded_with_zero_reads_its_epochs(records):
 
 def test_deterministic_needs_a_seed():
     with pytest.raises(UsageError, match="--deterministic needs a --seed"):
-        TrainConfig(data_dir="/d", job_dir="/j", seed=None, deterministic=True).validate()
+        TrainConfig.from_flags(dict(data_dir="/d", job_dir="/j", seed=None,
+                                    deterministic=True)).validate()
 
 
 # ------------------------------------------------------------------ real processes

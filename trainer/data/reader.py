@@ -29,7 +29,7 @@ from schemas.errors import UsageError
 from trainer.data import corrupt as corrupt_lib
 from trainer.data import dataset_options, decoders, filesystems, parsers, sources
 from trainer.data import service as data_service_lib
-from trainer.config import SHUFFLE_BUFFER
+from trainer.data.config import SHUFFLE_BUFFER, ReaderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -257,21 +257,6 @@ def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool
             return inputs, tf.identity(labels)
 
     return dataset_options.without_autotune(ds.map(leave))
-
-
-@dataclasses.dataclass(frozen=True)
-class ReaderConfig:
-    """The reader's settings for a run (from the TrainConfig)."""
-
-    global_batch_size: int
-    seed: Optional[int] = None
-    shuffle_buffer: int = SHUFFLE_BUFFER
-    data_service: str = ""  # grpc://HOST:PORT: training batches come from the tf.data service
-    service_job_dir: str = ""  # names the service job (one per run)
-    # --balanced_sampling: the train split's label frequencies (resampled to uniform).
-    label_frequencies: Optional[Tuple[float, ...]] = None
-    # --class_weight: a weight per label, training batches then carry sample weights.
-    class_weights: Optional[Tuple[float, ...]] = None
 
 
 def read(source: sources.Source, split: str, parser: parsers.Parser, options: ReaderConfig, *,
