@@ -25,7 +25,11 @@ def _dataset(tmp_path, card, num_frames="card", augment=True, **overrides):
                                 (card.height, card.width), augment)
     kwargs = dict(training=False, global_batch_size=4, compression=card.compression)
     kwargs.update(overrides)
-    return reader.make_dataset(sources.split_files(str(tmp_path), "train", card), parser, **kwargs)
+    options = data_config.ReaderConfig(**{name: kwargs.pop(name) for name in
+                                          ("global_batch_size", "seed", "shuffle_buffer")
+                                          if name in kwargs})
+    return reader.make_dataset(sources.split_files(str(tmp_path), "train", card), parser, options,
+                               **kwargs)
 
 
 # ------------------------------------------------------------------ shapes
@@ -335,7 +339,8 @@ def test_no_matching_files_and_missing_card_are_clear_errors(tmp_path):
     with pytest.raises(UsageError, match="records job's --output_dir"):
         sources.load_card(str(tmp_path / "elsewhere"))
     with pytest.raises(ValueError, match="no input files"):
-        reader.make_dataset([], parsers.ClipParser(2, (32, 32)), training=False, global_batch_size=1)
+        reader.make_dataset([], parsers.ClipParser(2, (32, 32)), data_config.ReaderConfig(1),
+                            training=False)
 
 
 def test_card_of_another_schema_version_is_rejected(tmp_path):
@@ -398,8 +403,8 @@ def test_schema_version_mismatch_names_both_versions(tmp_path):
     with pytest.raises(play_record.SchemaError, match=r"version 2, this code reads version 1"):
         sources.check_files([path], "none")
     # Without the check, the pipeline itself still stops with the schema's message.
-    ds = reader.make_dataset([path], parsers.ClipParser(1, (32, 32)), training=False,
-                             global_batch_size=1)
+    ds = reader.make_dataset([path], parsers.ClipParser(1, (32, 32)), data_config.ReaderConfig(1),
+                             training=False)
     with pytest.raises(tf.errors.InvalidArgumentError, match="schema version mismatch"):
         _batches(ds)
 

@@ -217,9 +217,9 @@ def test_balanced_sampling_gives_about_uniform_labels(tmp_path):
     files = _imbalanced_records(tmp_path)
     parser = parsers.ClipParser(2, (8, 8), augment=False)
 
-    def label_counts(**kwargs):
-        ds = reader.make_dataset(files, parser, training=True, global_batch_size=6, seed=7,
-                                 repeat=True, **kwargs)
+    def label_counts(label_frequencies=None):
+        options = ReaderConfig(6, seed=7, label_frequencies=label_frequencies)
+        ds = reader.make_dataset(files, parser, options, training=True, repeat=True)
         labels = np.concatenate([batch[1].numpy() for batch in ds.take(100)])
         return np.bincount(labels, minlength=3)
 

@@ -23,16 +23,9 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 from schemas.errors import UsageError
 from trainer import flags
-from trainer.data.config import SHUFFLE_BUFFER, DataConfig
-from trainer.modeling.config import HEADS, RNN_TYPES, ModelConfig
-from trainer.training.config import (CLASS_WEIGHTS, EXPORT_WEIGHTS, JIT_COMPILE,
-                                     MIXED_PRECISION, STRATEGIES, EvaluationConfig,
-                                     RuntimeConfig, TrainingConfig)
-
-__all__ = ["TrainConfig", "build_parser", "parse_flags", "DataConfig", "ModelConfig",
-           "TrainingConfig", "EvaluationConfig", "RuntimeConfig", "HEADS", "RNN_TYPES",
-           "STRATEGIES", "MIXED_PRECISION", "JIT_COMPILE", "CLASS_WEIGHTS", "EXPORT_WEIGHTS",
-           "SHUFFLE_BUFFER"]
+from trainer.data.config import DataConfig
+from trainer.modeling.config import ModelConfig
+from trainer.training.config import EvaluationConfig, RuntimeConfig, TrainingConfig
 
 # The --help sections, in this order.
 HELP_GROUPS = ("data", "outputs", "model", "training", "evaluation", "distribution", "preemption")
