@@ -12,7 +12,6 @@ Everything here is per replica; the strategy is the loop's.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -299,9 +298,9 @@ class PlayClassificationTask:
 
     def reading(self) -> ContextManager[None]:
         """A context in which a corrupt record stops the run with one line naming its file."""
-        files = [pair for source in (self.plays, self.features) if source is not None
-                 for pair in source.file_compressions()]
-        return corrupt.corrupt_records_named(files) if files else contextlib.nullcontext()
+        return corrupt.corrupt_records_named(
+            [pair for source in (self.plays, self.features) if source is not None
+             for pair in source.file_compressions()])
 
     def eval_dataset(self, split: str, source: Optional[sources.Source] = None) -> tf.data.Dataset:
         """One pass over a split of `source` (default `eval_source`): (views [B, V, ...], labels),
