@@ -27,6 +27,9 @@ from trainer.data.config import DataConfig
 from trainer.modeling.config import ModelConfig
 from trainer.training.config import EvaluationConfig, RuntimeConfig, TrainingConfig
 
+# TrainConfig's sections: name -> type.
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
+            "evaluation": EvaluationConfig, "runtime": RuntimeConfig}
 # The --help sections, in this order.
 HELP_GROUPS = ("data", "outputs", "model", "training", "evaluation", "distribution", "preemption")
 
@@ -41,15 +44,10 @@ class TrainConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
-    def sections(self) -> Iterator[Tuple[str, Any]]:
-        """(name, section) of each section."""
-        for field in dataclasses.fields(self):
-            yield field.name, getattr(self, field.name)
-
     def validate(self) -> "TrainConfig":
         """Checks choices, bounds and required values; raises UsageError."""
-        for _, section in self.sections():
-            flags.check_fields(section)
+        for name in SECTIONS:
+            flags.check_fields(getattr(self, name))
         data, model, training, runtime = self.data, self.model, self.training, self.runtime
         if not data.data_dir and not data.train_files and not data.features_dir:
             raise UsageError("no training data: give --data_dir (the records job's output), "
@@ -81,19 +79,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
         """The inverse of `to_dict` (config.json's "config"); UsageError for an unknown key."""
-        sections = {field.name: field.type for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(sections))
+        unknown = sorted(set(values) - set(SECTIONS))
+        for name, section_type in SECTIONS.items():
+            known = {field.name for field in dataclasses.fields(section_type)}
+            unknown += sorted(f"{name}.{key}" for key in set(values.get(name, {})) - known)
         if unknown:
             raise UsageError(f"unknown config keys: {', '.join(unknown)}")
-        built = {}
-        for name, section_type in _section_types().items():
-            given = dict(values.get(name, {}))
-            known = {f.name for f in dataclasses.fields(section_type)}
-            unknown = sorted(set(given) - known)
-            if unknown:
-                raise UsageError(f"unknown config keys: {', '.join(f'{name}.{key}' for key in unknown)}")
-            built[name] = section_type(**given)
-        return cls(**built)
+        return cls(**{name: section_type(**values.get(name, {}))
+                      for name, section_type in SECTIONS.items()})
 
     @classmethod
     def from_flags(cls, values: Dict[str, Any]) -> "TrainConfig":
@@ -102,21 +95,16 @@ class TrainConfig:
         unknown = sorted(set(values) - set(owner))
         if unknown:
             raise UsageError(f"unknown config keys: {', '.join(unknown)}")
-        nested: Dict[str, Dict[str, Any]] = {name: {} for name in _section_types()}
+        nested: Dict[str, Dict[str, Any]] = {name: {} for name in SECTIONS}
         for name, value in values.items():
             nested[owner[name]][name] = value
         return cls.from_dict(nested)
 
 
-def _section_types() -> Dict[str, type]:
-    return {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
-            "evaluation": EvaluationConfig, "runtime": RuntimeConfig}
-
-
 def _flag_fields() -> Iterator[Tuple[str, str, dataclasses.Field]]:
     """(section, flag name, field) of every flag; flag names are unique across sections."""
     seen = set()
-    for section, section_type in _section_types().items():
+    for section, section_type in SECTIONS.items():
         for field in dataclasses.fields(section_type):
             if field.name in seen:
                 raise ValueError(f"--{field.name} is declared by two config sections")
