@@ -262,6 +262,17 @@ def test_config_json_reproduces_the_run(tmp_path):
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
 
 
+def test_flags_go_to_their_sections_without_importing_tensorflow():
+    code = ("import sys; from trainer import task; "
+            "c = task.parse_args(['--data_dir=/d', '--job_dir=/j', '--head=mean_pool', "
+            "'--strategy=default', '--eval_flip', '--epochs=2']).validate(); "
+            "assert (c.data.data_dir, c.runtime.job_dir, c.model.head, c.runtime.strategy, "
+            "c.evaluation.eval_flip, c.training.epochs) == ('/d', '/j', 'mean_pool', 'default', "
+            "True, 2), c; "
+            "assert not {'tensorflow', 'keras'} & set(sys.modules), 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
 def test_vertex_environment_defaults(monkeypatch):
     monkeypatch.setenv("AIP_MODEL_DIR", "gs://bucket/model")
     monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://bucket/ckpt")
