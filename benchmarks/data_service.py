@@ -89,8 +89,8 @@ def main(argv=None) -> None:
         def pipeline():
             return reader.make_dataset(
                 files, parsers.ClipParser(args.clip_frames, (args.size, args.size)),
-                training=True, global_batch_size=args.batch_size,
-                compression=card.compression, seed=0, shuffle_buffer=64, repeat=True)
+                reader.ReaderConfig(args.batch_size, seed=0, shuffle_buffer=64),
+                training=True, compression=card.compression, repeat=True)
 
         rates, cpu_ms = {}, {}
         for round_index in range(args.rounds):

@@ -51,10 +51,9 @@ from backbone import precision  # noqa: E402
 from trainer.training import compat  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
 from trainer.data import reader  # noqa: E402
-from trainer.modeling import model as model_lib  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.training import distribution  # noqa: E402
 from trainer.training.play_task import PlayClassificationTask  # noqa: E402
-from trainer.training.runner import build_strategy  # noqa: E402
 
 PRESETS: Dict[str, Dict] = {
     # The demo's settings (Makefile DEMO_* flags).
@@ -82,16 +81,16 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def _task(args, records: str, features: str, job_dir: str) -> PlayClassificationTask:
-    config = TrainConfig(
+    config = TrainConfig.from_flags(dict(
         data_dir=records, features_dir=features, job_dir=job_dir, num_frames=args.num_frames,
         rnn=args.rnn, rnn_units=args.rnn_units, batch_size=args.batch_size, epochs=args.epochs,
-        learning_rate=3e-3, strategy="default", seed=0)
-    build_strategy(config.validate())
+        learning_rate=3e-3, strategy="default", seed=0)).validate()
+    distribution.set_up(config.training, config.runtime)
     task = PlayClassificationTask.from_config(config)
     # Both ways run one compiled call per epoch: what is left is the work itself, not the
     # per-step dispatch that dominates the cached head's tiny steps.
     steps = max(1, task.plays.counts["train"] // args.batch_size)
-    task.config.steps_per_execution = steps
+    task.config.training.steps_per_execution = steps
     return task
 
 
@@ -99,18 +98,16 @@ def _fit(task: PlayClassificationTask, cached: bool) -> tuple:
     """Trains the head (streamed or cached) for the configured epochs; returns (epoch seconds, full model)."""
     keras.utils.set_random_seed(0)
     source = task.features if cached else task.plays
-    model = task.build_first_model() if cached else task.build_model()
-    task.compile_model(model, task.config.learning_rate)
+    model = task.build_head_model() if cached else task.build_model()
+    task.compile_model(model, task.config.training.learning_rate)
     train_ds = reader.read(source, "train", task.parser(source), task.reader_config,
                            training=True, repeat=True)
     timer = EpochTimer()
-    steps = max(1, source.counts["train"] // task.config.batch_size)
-    model.fit(train_ds, epochs=task.config.epochs, steps_per_epoch=steps, callbacks=[timer],
+    steps = max(1, source.counts["train"] // task.config.training.batch_size)
+    model.fit(train_ds, epochs=task.config.training.epochs, steps_per_epoch=steps, callbacks=[timer],
               shuffle=False, verbose=0)
     if cached:
-        full = task.build_model()
-        model_lib.copy_head_weights(model, full)
-        model = full
+        model = task.classifier(model)
     return timer.seconds, model
 
 

@@ -158,9 +158,9 @@ def main(argv=None) -> None:
 
         size, batch = args.size, args.batch_size
         pipeline = reader.make_dataset(
-            files, parsers.ClipParser(args.num_frames, (size, size)), training=True,
-            global_batch_size=batch, compression=card.compression, seed=0,
-            shuffle_buffer=64, repeat=True)
+            files, parsers.ClipParser(args.num_frames, (size, size)),
+            reader.ReaderConfig(batch, seed=0, shuffle_buffer=64), training=True,
+            compression=card.compression, repeat=True)
 
         jpegs = tf.constant([p.frames for p in plays])  # [N, T] strings
         ceiling = (tf.data.Dataset.from_tensor_slices((jpegs, tf.zeros(len(plays), tf.int32)))

@@ -400,7 +400,7 @@ def _check_trainer(flags):
     # Exact names: argparse would take --epoch for --epochs.
     unknown += [f for f in _flags(flags) if f not in parser._option_string_actions]  # pylint: disable=protected-access
     assert not unknown, f"python -m trainer.task does not accept {unknown}"
-    config_lib.TrainConfig.from_dict(vars(args)).validate()
+    config_lib.TrainConfig.from_flags(vars(args)).validate()
 
 
 def test_cloudbuild_commands_use_files_and_flags_that_exist():

@@ -13,6 +13,7 @@ from schemas.errors import UsageError
 from demo_data import synthetic_records as record_fixtures
 from trainer.data import clips as clip_ops
 from trainer.data import dataset_options, filesystems, parsers, reader, sources
+from trainer.data import config as data_config
 
 
 def _batches(ds):
@@ -24,7 +25,11 @@ def _dataset(tmp_path, card, num_frames="card", augment=True, **overrides):
                                 (card.height, card.width), augment)
     kwargs = dict(training=False, global_batch_size=4, compression=card.compression)
     kwargs.update(overrides)
-    return reader.make_dataset(sources.split_files(str(tmp_path), "train", card), parser, **kwargs)
+    options = data_config.ReaderConfig(**{name: kwargs.pop(name) for name in
+                                          ("global_batch_size", "seed", "shuffle_buffer")
+                                          if name in kwargs})
+    return reader.make_dataset(sources.split_files(str(tmp_path), "train", card), parser, options,
+                               **kwargs)
 
 
 # ------------------------------------------------------------------ shapes
@@ -282,8 +287,8 @@ def test_fewer_shards_than_pipelines_is_a_clear_error(tmp_path):
 
 
 def _config(**values):
-    from trainer.config import TrainConfig
-    return TrainConfig(job_dir="unused", **values)
+    from trainer.data.config import DataConfig
+    return DataConfig(**values)
 
 
 def test_distribute_datasets_from_function_through_resolved_inputs(tmp_path):
@@ -295,10 +300,10 @@ def test_distribute_datasets_from_function_through_resolved_inputs(tmp_path):
     strategy = tf.distribute.get_strategy()
     parser = parsers.ClipParser(resolved.num_frames, resolved.image_size)
     dist = strategy.distribute_datasets_from_function(reader.dataset_fn(
-        resolved, "train", parser, reader.ReaderConfig(2, seed=1), training=True))
+        resolved, "train", parser, data_config.ReaderConfig(2, seed=1), training=True))
     clip_batch, labels = next(iter(dist))
     assert clip_batch.shape == (2, 4, 32, 32, 3) and labels.dtype == tf.int32
-    eval_batches = _batches(reader.read(resolved, "val", parser, reader.ReaderConfig(4),
+    eval_batches = _batches(reader.read(resolved, "val", parser, data_config.ReaderConfig(4),
                                         training=False))
     assert eval_batches[0][0].shape == (4, 4, 32, 32, 3)
     with pytest.raises(UsageError, match="num_frames=9 but the records hold 6"):
@@ -334,7 +339,8 @@ def test_no_matching_files_and_missing_card_are_clear_errors(tmp_path):
     with pytest.raises(UsageError, match="records job's --output_dir"):
         sources.load_card(str(tmp_path / "elsewhere"))
     with pytest.raises(ValueError, match="no input files"):
-        reader.make_dataset([], parsers.ClipParser(2, (32, 32)), training=False, global_batch_size=1)
+        reader.make_dataset([], parsers.ClipParser(2, (32, 32)), data_config.ReaderConfig(1),
+                            training=False)
 
 
 def test_card_of_another_schema_version_is_rejected(tmp_path):
@@ -397,8 +403,8 @@ def test_schema_version_mismatch_names_both_versions(tmp_path):
     with pytest.raises(play_record.SchemaError, match=r"version 2, this code reads version 1"):
         sources.check_files([path], "none")
     # Without the check, the pipeline itself still stops with the schema's message.
-    ds = reader.make_dataset([path], parsers.ClipParser(1, (32, 32)), training=False,
-                             global_batch_size=1)
+    ds = reader.make_dataset([path], parsers.ClipParser(1, (32, 32)), data_config.ReaderConfig(1),
+                             training=False)
     with pytest.raises(tf.errors.InvalidArgumentError, match="schema version mismatch"):
         _batches(ds)
 

@@ -17,6 +17,7 @@ from demo_data import plays as demo_plays, synthetic_records as record_fixtures 
 from schemas import dataset_card, labels as labels_lib  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 from trainer.data import corrupt, parsers, reader, sources  # noqa: E402
+from trainer.data.config import ReaderConfig  # noqa: E402
 from trainer.serving import export  # noqa: E402
 from trainer import task  # noqa: E402
 from trainer.modeling import model as model_lib  # noqa: E402
@@ -88,8 +89,8 @@ def test_skipped_records_are_counted_as_batches_leave_the_pipeline(tmp_path, rec
     path = sorted(glob.glob(os.path.join(records, "train-*")))[0]
     _flip_byte(path, 2)  # records 0 and 1 are readable
     counter = tf.Variable(0, dtype=tf.int64)
-    ds = reader.make_dataset([path], parsers.ClipParser(2, (32, 32)), training=False,
-                             global_batch_size=1, repeat=True,
+    ds = reader.make_dataset([path], parsers.ClipParser(2, (32, 32)), ReaderConfig(1),
+                             training=False, repeat=True,
                              corrupt=corrupt.SkipCorrupt((path,), counter))
     it = iter(ds)
     counts = []
@@ -100,8 +101,8 @@ def test_skipped_records_are_counted_as_batches_leave_the_pipeline(tmp_path, rec
     # The marker of each pass rides on the next pass's first record.
     assert counts == [0, 0, 1, 1, 2, 2]
     # Without a counter the file is read to the corrupt record, pass after pass.
-    ds = reader.make_dataset([path], parsers.ClipParser(2, (32, 32)), training=False,
-                             global_batch_size=1, corrupt=corrupt.SkipCorrupt((path,)))
+    ds = reader.make_dataset([path], parsers.ClipParser(2, (32, 32)), ReaderConfig(1),
+                             training=False, corrupt=corrupt.SkipCorrupt((path,)))
     assert len(list(ds)) == 2
 
 
@@ -169,7 +170,7 @@ def test_trainer_labels_flag_takes_a_file(tmp_path, capsys):
     path = tmp_path / "labels.txt"
     path.write_text("a\nb\n")
     config = task.parse_args(["--data_dir=/d", "--job_dir=/j", f"--labels={path}"])
-    assert config.labels == ["a", "b"]
+    assert config.data.labels == ["a", "b"]
     code = task.run([f"--job_dir={tmp_path}", f"--labels={tmp_path / 'missing' / 'labels.txt'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "error: --labels=" in err[0] and "no such file" in err[0]

@@ -144,8 +144,8 @@ def test_evaluate_model_on_the_real_eval_pipeline(tmp_path):
     card = record_fixtures.write_dataset(tmp_path / "records", num_plays=7, num_frames=6, size=32,
                                          labels=labels, splits=("test",), num_shards=2)
     dataset = reader.make_dataset(sources.split_files(str(tmp_path / "records"), "test"),
-                                  parsers.ClipParser(3, (32, 32)), training=False,
-                                  global_batch_size=4)
+                                  parsers.ClipParser(3, (32, 32)), reader.ReaderConfig(4),
+                                  training=False)
     clips = keras.Input((None, 32, 32, 3), dtype="uint8")
     x = keras.layers.Rescaling(1 / 255.0)(clips)
     x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(x)

@@ -157,7 +157,7 @@ def test_signature_on_stored_frames_matches_the_eval_pipeline(exported, tmp_path
                                   labels=LABELS, splits=("test",), num_shards=1, noise=8.0)
     files = sources.split_files(str(tmp_path), "test")
     dataset = reader.make_dataset(files, parsers.ClipParser(NUM_FRAMES, (SIZE, SIZE)),
-                                  training=False, global_batch_size=3)
+                                  reader.ReaderConfig(3), training=False)
     clips, _ = next(iter(dataset))
     expected = model(clips, training=False).numpy()
     stored = [play_record.decode_play(r.numpy()).frames

@@ -24,6 +24,7 @@ from trainer.modeling import model as model_lib  # noqa: E402
 from trainer import task  # noqa: E402
 from trainer.training import train  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.data.config import DataConfig, ReaderConfig  # noqa: E402
 
 TINY = dict(strategy="default", cut_layer="block1_pool", weights="none", rnn_units=8,
             num_frames=4, dropout=0.0, batch_size=4)
@@ -100,7 +101,8 @@ def test_play_level_average_is_over_log_probabilities():
 
 
 def _train(data_dir, job, **overrides):
-    return train.train(TrainConfig(data_dir=data_dir, job_dir=str(job), **{**TINY, **overrides}))
+    return train.train(TrainConfig.from_flags(dict(data_dir=data_dir, job_dir=str(job),
+                                                   **{**TINY, **overrides})))
 
 
 def _views_by_hand(model, record, windows, num_frames=4):
@@ -215,9 +217,9 @@ def test_balanced_sampling_gives_about_uniform_labels(tmp_path):
     files = _imbalanced_records(tmp_path)
     parser = parsers.ClipParser(2, (8, 8), augment=False)
 
-    def label_counts(**kwargs):
-        ds = reader.make_dataset(files, parser, training=True, global_batch_size=6, seed=7,
-                                 repeat=True, **kwargs)
+    def label_counts(label_frequencies=None):
+        options = ReaderConfig(6, seed=7, label_frequencies=label_frequencies)
+        ds = reader.make_dataset(files, parser, options, training=True, repeat=True)
         labels = np.concatenate([batch[1].numpy() for batch in ds.take(100)])
         return np.bincount(labels, minlength=3)
 
@@ -229,8 +231,8 @@ def test_balanced_sampling_gives_about_uniform_labels(tmp_path):
 
 
 def test_class_weights_ride_with_the_training_batches(data_dir):
-    plays = sources.resolve_play_source(TrainConfig(data_dir=data_dir, job_dir="/j"))
-    options = reader.ReaderConfig(global_batch_size=4, seed=1, class_weights=(0.5, 1.5))
+    plays = sources.resolve_play_source(DataConfig(data_dir=data_dir))
+    options = ReaderConfig(global_batch_size=4, seed=1, class_weights=(0.5, 1.5))
     inputs, labels, weights = next(iter(reader.read(plays, "train", parsers.ClipParser(4, (32, 32)),
                                                     options, training=True, repeat=True)))
     np.testing.assert_array_equal(weights.numpy(), np.where(labels.numpy() == 0, 0.5, 1.5))
@@ -243,9 +245,10 @@ def test_baseline_heads_train_and_export(data_dir, tmp_path, head, extra):
     summary = _train(data_dir, job, epochs=1, head=head, eval_views=2, **extra)
     assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
     config = json.loads((job / "config.json").read_text())
-    assert config["config"]["head"] == head and config["resolved"]["head"] == head
-    assert config["config"]["class_weight"] == extra.get("class_weight", "none")
-    assert config["config"]["balanced_sampling"] == extra.get("balanced_sampling", False)
+    assert config["config"]["model"]["head"] == head and config["resolved"]["head"] == head
+    assert config["config"]["training"]["class_weight"] == extra.get("class_weight", "none")
+    assert config["config"]["training"]["balanced_sampling"] == extra.get("balanced_sampling",
+                                                                          False)
     if "class_weight" in extra:
         assert config["resolved"]["class_weights"] == {"pick_and_roll": 1.0, "isolation": 1.0}
     model = keras.models.load_model(str(job / "model.keras"), compile=False, safe_mode=True)

@@ -20,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 from demo_data import synthetic_records  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 from trainer.data import parsers, reader  # noqa: E402
+from trainer.data.config import ReaderConfig  # noqa: E402
 from trainer.training import preemption  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 
@@ -131,8 +132,8 @@ def test_epoch_order_is_a_function_of_seed_and_epoch_and_resume_skips_records(re
     parser = parsers.ClipParser(4, (32, 32))
 
     def batches(plan, take):
-        ds = reader.make_dataset(files, parser, training=True, global_batch_size=2, seed=5,
-                                 shuffle_buffer=8, repeat=True, plan=plan)
+        ds = reader.make_dataset(files, parser, ReaderConfig(2, seed=5, shuffle_buffer=8),
+                                 training=True, repeat=True, plan=plan)
         return [(clips.numpy(), labels.numpy()) for clips, labels in ds.take(take)]
 
     whole = batches(reader.EpochPlan(steps_per_epoch=3), 9)  # epochs 0, 1, 2
@@ -152,9 +153,9 @@ def test_a_run_seeded_with_zero_reads_its_epochs(records):
                    if name.startswith("train-"))
     tf.random.set_seed(0)
     try:
-        ds = reader.make_dataset(files, parsers.ClipParser(4, (32, 32)), training=True,
-                                 global_batch_size=2, seed=0, shuffle_buffer=8, repeat=True,
-                                 plan=reader.EpochPlan(steps_per_epoch=3))
+        ds = reader.make_dataset(files, parsers.ClipParser(4, (32, 32)),
+                                 ReaderConfig(2, seed=0, shuffle_buffer=8), training=True,
+                                 repeat=True, plan=reader.EpochPlan(steps_per_epoch=3))
         first = [labels.numpy().tolist() for _, labels in ds.take(6)]
         again = [labels.numpy().tolist() for _, labels in ds.take(6)]
     finally:
@@ -164,7 +165,8 @@ def test_a_run_seeded_with_zero_reads_its_epochs(records):
 
 def test_deterministic_needs_a_seed():
     with pytest.raises(UsageError, match="--deterministic needs a --seed"):
-        TrainConfig(data_dir="/d", job_dir="/j", seed=None, deterministic=True).validate()
+        TrainConfig.from_flags(dict(data_dir="/d", job_dir="/j", seed=None,
+                                    deterministic=True)).validate()
 
 
 # ------------------------------------------------------------------ real processes

@@ -64,7 +64,8 @@ def test_mirrored_cpu_replicas_end_to_end(data_dir, tmp_path):
     assert glob.glob(os.path.join(job, "logs", "train", "events.out.tfevents.*"))
     with open(os.path.join(job, "config.json")) as f:
         config = json.load(f)
-    assert config["config"]["strategy"] == "mirrored" and config["config"]["cpu_replicas"] == 2
+    assert config["config"]["runtime"]["strategy"] == "mirrored"
+    assert config["config"]["runtime"]["cpu_replicas"] == 2
     assert config["resolved"]["num_replicas"] == 2
     assert config["resolved"]["labels"] == ["pick_and_roll", "isolation"]
     with open(os.path.join(job, "eval.json")) as f:
@@ -188,11 +189,12 @@ def test_fine_tune_changes_only_layers_above_fine_tune_from(data_dir, tmp_path):
     weights = str(tmp_path / "vgg16_notop.weights.h5")
     vgg.save_weights(weights)
     job = str(tmp_path / "job")
-    config = TrainConfig(data_dir=data_dir, job_dir=job, strategy="default", cut_layer="block2_pool",
-                         weights=weights, trainable_from="none", rnn_units=4, num_frames=3,
-                         epochs=1, fine_tune_epochs=1, fine_tune_from="block2_conv1",
-                         fine_tune_learning_rate=1e-2, steps_per_epoch=2, batch_size=2,
-                         export_weights="last")  # the best epoch may be the head phase's
+    config = TrainConfig.from_flags(dict(
+        data_dir=data_dir, job_dir=job, strategy="default", cut_layer="block2_pool",
+        weights=weights, trainable_from="none", rnn_units=4, num_frames=3, epochs=1,
+        fine_tune_epochs=1, fine_tune_from="block2_conv1", fine_tune_learning_rate=1e-2,
+        steps_per_epoch=2, batch_size=2,
+        export_weights="last"))  # the best epoch may be the head phase's
     summary = train.train(config)
     assert summary["epochs"] == 2 and summary["eval"]["split"] == "test"
     assert [row["epoch"] for row in _history(job)] == ["0", "1"]
@@ -255,8 +257,20 @@ def test_cli_imagenet_unavailable(data_dir, tmp_path, capsys, monkeypatch):
 def test_config_json_reproduces_the_run(tmp_path):
     config = task.parse_args(["--data_dir=/d", "--job_dir=/j", "--epochs=3", "--bidirectional",
                               "--labels=a,b"])
-    assert config.bidirectional and config.labels == ["a", "b"] and config.epochs == 3
+    assert config.model.bidirectional and config.data.labels == ["a", "b"]
+    assert config.training.epochs == 3
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def test_flags_go_to_their_sections_without_importing_tensorflow():
+    code = ("import sys; from trainer import task; "
+            "c = task.parse_args(['--data_dir=/d', '--job_dir=/j', '--head=mean_pool', "
+            "'--strategy=default', '--eval_flip', '--epochs=2']).validate(); "
+            "assert (c.data.data_dir, c.runtime.job_dir, c.model.head, c.runtime.strategy, "
+            "c.evaluation.eval_flip, c.training.epochs) == ('/d', '/j', 'mean_pool', 'default', "
+            "True, 2), c; "
+            "assert not {'tensorflow', 'keras'} & set(sys.modules), 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_vertex_environment_defaults(monkeypatch):
@@ -264,8 +278,9 @@ def test_vertex_environment_defaults(monkeypatch):
     monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://bucket/ckpt")
     monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", "gs://bucket/tb")
     config = task.parse_args(["--data_dir=/d"])
-    assert config.job_dir == "gs://bucket/model"
-    assert config.checkpoints_path == "gs://bucket/ckpt" and config.logs_path == "gs://bucket/tb"
+    runtime = config.runtime
+    assert runtime.job_dir == "gs://bucket/model"
+    assert runtime.checkpoints_path == "gs://bucket/ckpt" and runtime.logs_path == "gs://bucket/tb"
 
 
 def test_resume_survives_a_backup_torn_by_the_kill(data_dir, tmp_path):

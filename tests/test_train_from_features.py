@@ -17,6 +17,7 @@ from beam_jobs import embed_records, make_records  # noqa: E402
 from backbone import vgg16 as frame_features  # noqa: E402
 from schemas import feature_record, play_record  # noqa: E402
 from trainer.data import parsers, reader, sources  # noqa: E402
+from trainer.data.config import ReaderConfig  # noqa: E402
 from trainer import task  # noqa: E402
 from trainer.modeling import model as model_lib  # noqa: E402
 
@@ -128,12 +129,12 @@ def test_feature_dataset_frame_choice_and_views(demo_dirs, tmp_path):
     with tf.io.TFRecordWriter(files[0]) as writer:
         writer.write(serialized)
     parser = parsers.FeatureParser(4, fcard.feature_dim, fcard.dtype)
-    eval_ds = reader.make_dataset(files, parser, training=False, global_batch_size=1)
+    eval_ds = reader.make_dataset(files, parser, ReaderConfig(1), training=False)
     clip, _ = next(iter(eval_ds))
     expected = first.features[0].astype(np.float32)[[0, 2, 4, 6]]  # stride 2, centred
     np.testing.assert_array_equal(clip.numpy()[0], expected)
-    train_ds = reader.make_dataset(files, parser, training=True, global_batch_size=1, seed=0,
-                                   shuffle_buffer=0, repeat=True)
+    train_ds = reader.make_dataset(files, parser, ReaderConfig(1, seed=0, shuffle_buffer=0),
+                                   training=True, repeat=True)
     views = first.features.astype(np.float32)
     seen = set()
     for clip, _ in train_ds.take(40):

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import re
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -139,6 +139,17 @@ def scan_for_corrupt_records(split: str, files: Sequence[str], compression: Opti
                        "--skip_corrupt_records (with the rest of the file: %d records read)",
                        split, scan.path, scan.offset, scan.problem, scan.records)
     return sum(scan.records for scan in scans), corrupt
+
+
+def skip_counters(splits: Sequence[str]) -> Dict[str, tf.Variable]:
+    """split -> an int64 host variable that a split's input pipelines add its skipped records to.
+
+    Created outside any strategy scope, on the CPU: the input pipelines (on
+    the host) write them, and `callbacks.CorruptRecordCount` reads them.
+    """
+    with tf.device("/cpu:0"):
+        return {split: tf.Variable(0, dtype=tf.int64, trainable=False,
+                                   name=f"corrupt_{split}_records") for split in splits}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ from schemas.errors import UsageError
 from trainer.data import corrupt as corrupt_lib
 from trainer.data import dataset_options, decoders, filesystems, parsers, sources
 from trainer.data import service as data_service_lib
-from trainer.config import SHUFFLE_BUFFER
+from trainer.data.config import ReaderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -164,54 +164,52 @@ def records_per_step(global_batch_size: int,
                              // input_context.num_input_pipelines)
 
 
-def record_stream(files: Sequence[str], *, training: bool, compression: Optional[str],
+def record_stream(files: Sequence[str], options: ReaderConfig, *, training: bool,
+                  compression: Optional[str],
                   input_context: Optional[tf.distribute.InputContext] = None,
-                  seed: Optional[int] = None, shuffle_buffer: int = SHUFFLE_BUFFER,
-                  repeat: bool = False,
-                  skip: Optional[corrupt_lib.SkipCorrupt] = None,
-                  label_frequencies: Optional[Sequence[float]] = None,
-                  plan: Optional[EpochPlan] = None,
-                  step_records: int = 0) -> tf.data.Dataset:
+                  repeat: bool = False, skip: Optional[corrupt_lib.SkipCorrupt] = None,
+                  plan: Optional[EpochPlan] = None) -> tf.data.Dataset:
     """(serialized record, stateless seed int64 [2], records skipped before it) of this pipeline.
 
     Each record gets its own stateless seed when training (zeros for eval):
     [pipeline seed, epoch * 2**32 + its index in the epoch]. The skipped count
-    is 0 unless `skip` counts corrupt records. `label_frequencies` (with
-    `repeat`) resamples the stream to equally frequent labels (`balanced`).
-    With a `plan` (and repeat), the stream is its epochs one after the other,
-    each `plan.steps_per_epoch` steps of `step_records` records, the first
-    `plan.initial_step` steps skipped here, before any decoding; an eval
-    stream's epochs are all the same records. Without a plan it is one epoch
-    (epoch 0), endless when repeated.
+    is 0 unless `skip` counts corrupt records. A training stream with
+    `options.label_frequencies` (and `repeat`) is resampled to equally
+    frequent labels (`balanced`). With a `plan` (and repeat), the stream is
+    its epochs one after the other, each `plan.steps_per_epoch` steps of
+    `records_per_step` records, the first `plan.initial_step` steps skipped
+    here, before any decoding; an eval stream's epochs are all the same
+    records. Without a plan it is one epoch (epoch 0), endless when repeated.
     """
     files = shard_files(files, input_context)
     _, pipeline_id = _pipeline_of(input_context)
+    seed = options.seed
     if seed is None:  # unseeded: a seed of its own, still one order per epoch
         seed = random.SystemRandom().randrange(1 << 31)
     # Each pipeline draws differently from the same user seed.
     pipeline_seed = seed + 1000003 * pipeline_id
+    label_frequencies = options.label_frequencies if training else None
     if label_frequencies is not None and not repeat:
         raise ValueError("balanced sampling needs a repeated stream")
     epoch_fn = functools.partial(
         _epoch_records, files, training=training, ctype=filesystems.compression_type(compression),
-        seed=pipeline_seed, shuffle_buffer=shuffle_buffer, repeat=repeat, skip=skip,
+        seed=pipeline_seed, shuffle_buffer=options.shuffle_buffer, repeat=repeat, skip=skip,
         label_frequencies=label_frequencies)
     if plan is None or not repeat:
         return epoch_fn(tf.constant(0, tf.int64), length=None)
+    step_records = records_per_step(options.global_batch_size, input_context)
     length = plan.steps_per_epoch * step_records
     ds = tf.data.Dataset.counter(plan.initial_epoch).flat_map(
         lambda epoch: epoch_fn(epoch, length=length))
     return ds.skip(plan.initial_step * step_records) if plan.initial_step else ds
 
 
-def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool,
-                 global_batch_size: int, compression: Optional[str] = "none",
+def make_dataset(files: Sequence[str], parser: parsers.Parser, options: ReaderConfig, *,
+                 training: bool, compression: Optional[str] = "none",
                  input_context: Optional[tf.distribute.InputContext] = None,
-                 seed: Optional[int] = None, shuffle_buffer: int = SHUFFLE_BUFFER,
                  repeat: bool = False,
                  corrupt: Optional[corrupt_lib.SkipCorrupt] = None,
                  parse: Optional[parsers.ParseFn] = None,
-                 label_frequencies: Optional[Sequence[float]] = None,
                  plan: Optional[EpochPlan] = None) -> tf.data.Dataset:
     """Batches of `(inputs, labels int32 [B])` from shards, parsed by `parser`.
 
@@ -219,33 +217,32 @@ def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool
       files: shard paths (`sources.split_files`, `sources.match_files`); sharded
         per input pipeline by `input_context` (one pipeline needs at least one shard).
       parser: a `parsers.ClipParser` or `parsers.FeatureParser`.
+      options: the batch size (global: split per replica with `input_context`),
+        the seed of the shuffles and per-record draws (None: a fresh seed), the
+        record shuffle buffer, and for training the balanced sampling
+        (`balanced`, with `repeat`) or class weights: training batches are
+        then `(inputs, labels, weights)`.
       training: shuffles files and records (an order that is a function of
         the seed and the epoch), runs the parser's train function and drops
         the last partial batch. Otherwise order, frames and pixels are fixed.
-      global_batch_size: split per replica with `input_context`.
       compression: the card's compression ("none", "gzip").
       input_context: from `strategy.distribute_datasets_from_function`.
-      seed: seeds the shuffles and the per-record draws (None: a fresh seed).
-      shuffle_buffer: record shuffle buffer (training only).
       repeat: repeat the file list forever.
       corrupt: skip (and count) corrupt records; None: a corrupt record fails
         the pipeline with a DataLossError.
       parse: another parse function than the parser's train or eval one (the
         multi-view eval, `parser.views_fn`).
-      label_frequencies: resample to equally frequent labels (`balanced`; with `repeat`).
       plan: the epochs of a fit and where they start (`EpochPlan`; with repeat).
     """
-    ds = record_stream(files, training=training, compression=compression,
-                       input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer,
-                       repeat=repeat, skip=corrupt, label_frequencies=label_frequencies,
-                       plan=plan, step_records=records_per_step(global_batch_size, input_context))
+    ds = record_stream(files, options, training=training, compression=compression,
+                       input_context=input_context, repeat=repeat, skip=corrupt, plan=plan)
     parse = parse or parser.parse_fn(training)
     # One clip per call, clips in parallel: a clip's frames are decoded in one
     # unrolled graph (num_frames known) with no per-frame tf.data elements.
     ds = ds.map(lambda serialized, record_seed, skipped: (*parse(serialized, record_seed), skipped),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
-    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
-                  if input_context else int(global_batch_size))
+    batch_size = (input_context.get_per_replica_batch_size(options.global_batch_size)
+                  if input_context else int(options.global_batch_size))
     # A plain batch: a parallel one's copy threads compete with decoding on small
     # hosts (benchmarks/input_pipeline.py).
     ds = ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
@@ -256,22 +253,11 @@ def make_dataset(files: Sequence[str], parser: parsers.Parser, *, training: bool
         with tf.control_dependencies([count(skipped)]):
             return inputs, tf.identity(labels)
 
-    return dataset_options.without_autotune(ds.map(leave))
-
-
-@dataclasses.dataclass(frozen=True)
-class ReaderConfig:
-    """The reader's settings for a run (from the TrainConfig)."""
-
-    global_batch_size: int
-    seed: Optional[int] = None
-    shuffle_buffer: int = SHUFFLE_BUFFER
-    data_service: str = ""  # grpc://HOST:PORT: training batches come from the tf.data service
-    service_job_dir: str = ""  # names the service job (one per run)
-    # --balanced_sampling: the train split's label frequencies (resampled to uniform).
-    label_frequencies: Optional[Tuple[float, ...]] = None
-    # --class_weight: a weight per label, training batches then carry sample weights.
-    class_weights: Optional[Tuple[float, ...]] = None
+    ds = dataset_options.without_autotune(ds.map(leave))
+    if training and options.class_weights is not None:
+        weights = tf.constant(options.class_weights, tf.float32)
+        ds = ds.map(lambda inputs, labels: (inputs, labels, tf.gather(weights, labels)))
+    return ds
 
 
 def read(source: sources.Source, split: str, parser: parsers.Parser, options: ReaderConfig, *,
@@ -280,26 +266,15 @@ def read(source: sources.Source, split: str, parser: parsers.Parser, options: Re
          counter: Optional[tf.Variable] = None,
          parse: Optional[parsers.ParseFn] = None,
          plan: Optional[EpochPlan] = None) -> tf.data.Dataset:
-    """`make_dataset` over one split of `source`, skipping corrupt records if the run does.
-
-    Training batches are resampled (`options.label_frequencies`) or carry
-    sample weights (`options.class_weights`: `(inputs, labels, weights)`).
-    """
+    """`make_dataset` over one split of `source`, skipping corrupt records if the run does
+    (`source.corrupt_files`; counted in `counter` when repeated)."""
     skip = None
     if source.corrupt_files is not None:
         skip = corrupt_lib.SkipCorrupt(tuple(source.corrupt_files.get(split, ())),
                                        counter if repeat else None)
-    ds = make_dataset(source.files[split], parser, training=training,
-                      global_batch_size=options.global_batch_size,
-                      compression=source.compression, input_context=input_context,
-                      seed=options.seed, shuffle_buffer=options.shuffle_buffer, repeat=repeat,
-                      corrupt=skip, parse=parse,
-                      label_frequencies=options.label_frequencies if training else None,
-                      plan=plan)
-    if training and options.class_weights is not None:
-        weights = tf.constant(options.class_weights, tf.float32)
-        ds = ds.map(lambda inputs, labels: (inputs, labels, tf.gather(weights, labels)))
-    return ds
+    return make_dataset(source.files[split], parser, options, training=training,
+                        compression=source.compression, input_context=input_context,
+                        repeat=repeat, corrupt=skip, parse=parse, plan=plan)
 
 
 def dataset_fn(source: sources.Source, split: str, parser: parsers.Parser,

@@ -3,10 +3,12 @@
 A `Source` is one kind of records a run reads (`record_kind`: "plays", the
 records job's output, or "features", the embed job's cached base features):
 its card, the shards of each split and their record counts, found and
-checked once at start-up. `resolve_play_source` turns the trainer's flags (a
-records-job folder, or shard globs plus the clip settings) into one;
-`resolve_feature_source` adds the features of --features_dir. Problems a
-user can fix raise UsageError.
+checked once at start-up. `resolve_play_source` turns the run's data settings
+(`trainer.data.config.DataConfig`: a records-job folder, or shard globs plus
+the clip settings) into one; `resolve_feature_source` adds the features of
+--features_dir. With --skip_corrupt_records every shard is scanned here and
+the corrupt ones are named in `Source.corrupt_files`: the rest of the run
+learns of the flag from there. Problems a user can fix raise UsageError.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from schemas import dataset_card, features_card, play_record
 from schemas.errors import UsageError
 from trainer.data import corrupt as corrupt_lib
 from trainer.data import filesystems
+from trainer.data.config import DataConfig
 
 RECORD_KINDS = ("plays", "features")
 
@@ -207,42 +210,42 @@ def load_features_card(features_dir: str) -> features_card.FeaturesCard:
         return features_card.FeaturesCard.from_json(f.read())
 
 
-def resolve_feature_source(config, plays: Source) -> Source:
-    """The cached features of `config.features_dir`, checked against the play records' card."""
-    card = load_features_card(config.features_dir)
+def resolve_feature_source(data: DataConfig, plays: Source) -> Source:
+    """The cached features of `data.features_dir`, checked against the play records' card."""
+    card = load_features_card(data.features_dir)
     if list(card.labels) != list(plays.labels):
         raise UsageError(f"the features' labels {card.labels} differ from the records' "
                          f"{plays.labels}: give the --data_dir the features were computed from "
                          f"({card.records_dir})")
-    num_frames = config.num_frames or card.num_frames
+    num_frames = data.num_frames or card.num_frames
     if num_frames > card.num_frames:
         raise UsageError(f"--num_frames={num_frames} but the features hold {card.num_frames} "
                          f"frames per play")
     files, counts = {}, {}
-    corrupt_files = {} if config.skip_corrupt_records else None
+    corrupt_files = {} if data.skip_corrupt_records else None
     for split in dataset_card.SPLITS:
-        pattern = os.path.join(config.features_dir, card.shard_glob(split))
+        pattern = os.path.join(data.features_dir, card.shard_glob(split))
         files[split] = sorted(tf.io.gfile.glob(pattern)) if card.counts.get(split) else []
         counts[split] = int(card.counts.get(split, 0)) if files[split] else 0
         if corrupt_files is not None and files[split]:
             counts[split], bad = corrupt_lib.scan_for_corrupt_records(split, files[split], "none")
             corrupt_files[split] = [scan.path for scan in bad]
     if not counts["train"]:
-        raise UsageError(f"no training features in {config.features_dir!r} (features.json counts: "
+        raise UsageError(f"no training features in {data.features_dir!r} (features.json counts: "
                          f"{card.counts})")
-    return Source(record_kind="features", root=config.features_dir, card=card,
+    return Source(record_kind="features", root=data.features_dir, card=card,
                   num_frames=num_frames, labels=list(card.labels), files=files, counts=counts,
                   image_size=plays.image_size, corrupt_files=corrupt_files)
 
 
-def _clip_settings(config, card: Optional[dataset_card.DatasetCard]) -> dict:
+def _clip_settings(data: DataConfig, card: Optional[dataset_card.DatasetCard]) -> dict:
     """Frame count, size, compression and labels: the flags, else the card."""
-    if card is not None and config.num_frames and config.num_frames > card.num_frames:
+    if card is not None and data.num_frames and data.num_frames > card.num_frames:
         raise UsageError(
-            f"--num_frames={config.num_frames} but the records hold {card.num_frames} frames "
+            f"--num_frames={data.num_frames} but the records hold {card.num_frames} frames "
             f"per play (re-run the records job with more frames, or ask for fewer)")
-    settings = dict(num_frames=config.num_frames, height=config.height, width=config.width,
-                    compression=config.compression, labels=config.labels)
+    settings = dict(num_frames=data.num_frames, height=data.height, width=data.width,
+                    compression=data.compression, labels=data.labels)
     if card is not None:
         defaults = dict(num_frames=card.num_frames, height=card.height, width=card.width,
                         compression=card.compression, labels=list(card.labels))
@@ -259,37 +262,37 @@ def _clip_settings(config, card: Optional[dataset_card.DatasetCard]) -> dict:
     return settings
 
 
-def _split_files(config, card: Optional[dataset_card.DatasetCard]) -> dict:
+def _split_files(data: DataConfig, data_dir: str,
+                 card: Optional[dataset_card.DatasetCard]) -> dict:
     """split -> shard paths: the globs given, else the card's shards of that split."""
-    globs = {"train": config.train_files, "val": config.eval_files, "test": config.test_files}
+    globs = data.split_globs()
     files = {}
     for split in dataset_card.SPLITS:
         if globs[split]:
             files[split] = match_files(globs[split])
-        elif config.data_dir and card is not None and (split == "train" or card.counts.get(split)):
-            files[split] = split_files(config.data_dir, split, card)
+        elif data_dir and card is not None and (split == "train" or card.counts.get(split)):
+            files[split] = split_files(data_dir, split, card)
         else:
             files[split] = []
     return files
 
 
-def resolve_play_source(config, data_dir: Optional[str] = None) -> Source:
-    """The play records of a TrainConfig; every shard file is checked once (UsageError).
+def resolve_play_source(data: DataConfig, data_dir: Optional[str] = None) -> Source:
+    """The play records of a run's data settings; every shard file is checked once (UsageError).
 
-    `data_dir` overrides `config.data_dir` (the records folder a features card names).
+    `data_dir` overrides `data.data_dir` (the records folder a features card names).
     """
-    data_dir = data_dir or config.data_dir
-    config = dataclasses.replace(config, data_dir=data_dir)
-    card = load_card(config.data_dir) if config.data_dir else None
-    files = _split_files(config, card)
+    data_dir = data_dir or data.data_dir
+    card = load_card(data_dir) if data_dir else None
+    files = _split_files(data, data_dir, card)
     if not files["train"]:
         raise UsageError("no training data: give --data_dir or --train_files")
     if card is None:
         card = _card_beside(files["train"])
-    settings = _clip_settings(config, card)
+    settings = _clip_settings(data, card)
     counts = {}
-    corrupt_files = {} if config.skip_corrupt_records else None
-    globs = {"train": config.train_files, "val": config.eval_files, "test": config.test_files}
+    corrupt_files = {} if data.skip_corrupt_records else None
+    globs = data.split_globs()
     for split, split_files_ in files.items():
         if not split_files_:
             counts[split] = 0
@@ -313,7 +316,7 @@ def resolve_play_source(config, data_dir: Optional[str] = None) -> Source:
             raise UsageError(f"no play records in the {split} files ({len(split_files_)} file(s), "
                              f"e.g. {split_files_[0]!r}): every file is empty or not a complete "
                              f"TFRecord file")
-    return Source(record_kind="plays", root=config.data_dir or "", card=card,
+    return Source(record_kind="plays", root=data_dir or "", card=card,
                   num_frames=settings["num_frames"], labels=settings["labels"], files=files,
                   counts=counts, compression=settings["compression"],
                   image_size=(settings["height"], settings["width"]), corrupt_files=corrupt_files)

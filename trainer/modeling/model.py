@@ -22,7 +22,7 @@ from keras import layers, ops
 from backbone.vgg16 import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
 from schemas.errors import UsageError
 from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
-from trainer.config import HEADS
+from trainer.modeling.config import HEADS
 
 FEATURES_NAME = "frame_features"
 MODEL_NAME = "playclips"  # the classifier on clips

@@ -1,4 +1,5 @@
-"""tf.distribute strategies by name (Model Garden's distribute_utils style) and chief helpers.
+"""tf.distribute strategies by name (Model Garden's distribute_utils style), the run's strategy,
+seed and precision (`set_up`), and chief helpers.
 
 `get_distribution_strategy("mirrored", cpu_replicas=2)` runs MirroredStrategy
 for real on a machine without GPUs: the CPU is split into logical devices
@@ -10,15 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from typing import Optional, Tuple
 
+import keras
 import tensorflow as tf
 
+from backbone import precision
 from schemas.errors import UsageError
-from trainer.config import STRATEGIES
+from trainer.training.config import STRATEGIES, RuntimeConfig, TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 def configure_cpu_replicas(num: int) -> None:
@@ -86,6 +94,33 @@ def get_distribution_strategy(name: str = "mirrored", *, cpu_replicas: int = 0,
         cpus = cpus[:1]
     return tf.distribute.MirroredStrategy(
         devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device=cpus[0]))
+
+
+def set_up(training: TrainingConfig, runtime: RuntimeConfig) -> tf.distribute.Strategy:
+    """The run's strategy, random seed, op determinism and mixed-precision policy.
+
+    Called first: --cpu_replicas splits the CPU before TensorFlow starts.
+    """
+    if (training.jit_compile == "true" and runtime.strategy == "mirrored"
+            and runtime.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU")):
+        raise UsageError("--jit_compile=true cannot run MirroredStrategy over logical CPU "
+                         "devices (XLA keeps each replica's variables on its own device): drop "
+                         "--cpu_replicas or use --jit_compile=false")
+    strategy = get_distribution_strategy(
+        runtime.strategy, cpu_replicas=runtime.cpu_replicas, tpu_address=runtime.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if training.batch_size % replicas:
+        raise UsageError(f"--batch_size={training.batch_size} must be a multiple of the "
+                         f"{replicas} replicas")
+    if training.seed is not None:
+        keras.utils.set_random_seed(training.seed)
+    if runtime.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    warning = precision.mixed_precision_warning(training.mixed_precision, runtime.strategy == "tpu")
+    if warning:
+        logger.warning("%s", warning)
+    keras.mixed_precision.set_global_policy(_POLICIES[training.mixed_precision])
+    return strategy
 
 
 def task_type_and_id(strategy: Optional[tf.distribute.Strategy] = None) -> Tuple[Optional[str], int]:

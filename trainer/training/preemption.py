@@ -6,7 +6,7 @@ variables file (the metrics' running totals, the seed generators' states of
 dropout, the corrupt-record counters) of the last backup, and where it was taken: the epoch in progress and the steps
 of it done. The files of a backup are written first and `state.json` last
 (written aside and renamed), so a kill at any moment leaves the previous
-backup whole. The runner (`trainer.training.runner`) reads the state before a fit and
+backup whole. The fit loop (`trainer.training.fit_loop`) reads the state before a fit and
 resumes at that step of that epoch; the reader (`trainer.data.reader.EpochPlan`)
 skips the records of the steps already taken. docs/preemption.md has the
 whole story.
@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import keras
 import numpy as np
