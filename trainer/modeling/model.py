@@ -31,6 +31,7 @@ from trainer.modeling import heads
 from trainer.modeling.heads import MiddleFrame  # noqa: F401  (registered: old models load)
 
 FEATURES_NAME = "frame_features"
+PREPROCESS_NAME = "vgg_preprocess"  # its fixed weights are the base's, not the head's
 MODEL_NAME = "playclips"  # the classifier on clips
 HEAD_MODEL_NAME = "playclips_head"  # the head on cached features
 
@@ -134,7 +135,7 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
     """Copies the head's weights by layer name (head model <-> full model)."""
     names = {layer.name for layer in source.layers if layer.weights}
     for name in names:
-        if name == FEATURES_NAME:
+        if name in (FEATURES_NAME, PREPROCESS_NAME):
             continue
         target.get_layer(name).set_weights(source.get_layer(name).get_weights())
 
@@ -163,6 +164,6 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
         base = build_base(cut_layer, weights, (height, width))
     set_trainable_from(base, trainable_from)
     clips = keras.Input(shape=(num_frames, height, width, 3), dtype="uint8", name="clips")
-    x = vgg_preprocess(clips)
+    x = vgg_preprocess(clips, name=PREPROCESS_NAME)
     x = layers.TimeDistributed(base, name=FEATURES_NAME)(x)
     return keras.Model(clips, build_head(x, num_classes, **head), name=MODEL_NAME)
