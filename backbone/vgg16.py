@@ -4,8 +4,11 @@ Shared by the trainer (inside the classifier, `trainer.modeling.model`) and the 
 (`beam_jobs/embed_records.py`, which runs it once per stored frame), so both
 compute the same features from the same weights:
 
-    frames uint8 [..., H, W, 3] -> VGGPreprocess -> VGG16 layers up to the cut
+    frames uint8 [..., H, W, 3] -> vgg_preprocess -> VGG16 layers up to the cut
       -> GlobalAveragePooling2D -> features [..., C]
+
+`vgg_preprocess` is built from stock Keras layers, so that a saved model loads
+with `safe_mode=True` wherever Keras is installed, without this package.
 
 Weights: "imagenet" (the Keras cache, ~/.keras/models, offline), "none" (random
 initialization) or the path of a VGG16 notop weights file.
@@ -19,6 +22,7 @@ import warnings
 from typing import List, Sequence, Tuple
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from schemas import features_card
@@ -35,10 +39,31 @@ class WeightsUnavailableError(UsageError):
     """The requested VGG16 weights cannot be loaded."""
 
 
+def vgg_preprocess(frames, name: str = "vgg_preprocess"):
+    """`keras.applications.vgg16.preprocess_input` ("caffe") on uint8 RGB frames, as stock layers.
+
+    Two layers, exact in any compute dtype: `Rescaling(1)` casts the frames to the
+    compute dtype (x * 1 + 0 is x), then a frozen `Dense(3)` on the channel axis -
+    a 1x1 convolution that works at any input rank - swaps RGB to BGR with a
+    permutation kernel (each output is one input times 1 plus zeros) and subtracts
+    the ImageNet mean with its bias. Applied to a symbolic tensor [..., H, W, 3],
+    it returns the preprocessed tensor; `VGGPreprocess` computes the same values.
+    """
+    x = layers.Rescaling(1.0, name=f"{name}_cast")(frames)
+    swap = layers.Dense(3, name=name, trainable=False,
+                        kernel_initializer=keras.initializers.Constant(np.eye(3)[::-1].tolist()),
+                        bias_initializer=keras.initializers.Constant(
+                            [-mean for mean in _IMAGENET_MEAN_BGR]))
+    return swap(x)
+
+
 @keras.saving.register_keras_serializable(package="playclips")
 class VGGPreprocess(layers.Layer):
-    """`keras.applications.vgg16.preprocess_input` on uint8 RGB frames, inside the model.
+    """`keras.applications.vgg16.preprocess_input` on uint8 RGB frames, as one custom layer.
 
+    Kept registered so that models saved with it still load (with this package
+    imported), and as a weightless callable for code that preprocesses frames
+    outside a model. New models use `vgg_preprocess`, which gives the same values.
     Any input rank with channels last; computes in the layer's compute dtype so
     that mixed precision policies apply.
     """

@@ -4,7 +4,7 @@
       -> PredictPlays        RunInference (beam_jobs.inference.serving_handler); a batch that
                              fails is retried play by play, a play that fails alone is rejected
       -> FormatPredictions   predictions-SSSSS-of-NNNNN.jsonl
-      -> WriteEvaluation     eval.json (trainer.evaluation.evaluate's report) when plays have true labels
+      -> WriteEvaluation     eval.json (trainer.evaluation.metrics' report) when plays have true labels
       -> WriteRejected       rejected-SSSSS-of-NNNNN.jsonl (every play not predicted)
       -> WriteCard           predictions.json, last: its presence marks a complete output
 
@@ -245,7 +245,7 @@ class FormatPredictions(beam.PTransform):
 
 
 class _WriteEvalFn(beam.DoFn):
-    """All scored plays -> OUTPUT_DIR/eval.json (trainer.evaluation.evaluate's report); yields its path."""
+    """All scored plays -> OUTPUT_DIR/eval.json (trainer.evaluation.metrics' report); yields its path."""
 
     def __init__(self, output_dir: str, labels: Sequence[str], about: Dict[str, Any]):
         self._path = FileSystems.join(output_dir, predictions_card.EVAL_NAME)
@@ -255,11 +255,11 @@ class _WriteEvalFn(beam.DoFn):
     def process(self, scored: List[Tuple[int, List[float]]]):
         if not scored:
             return
-        from trainer.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+        from trainer.evaluation import metrics  # pylint: disable=g-import-not-at-top
         scored = sorted(scored)  # the report does not depend on the order plays arrived in
         labels = np.array([index for index, _ in scored], np.int64)
         probabilities = np.array([p for _, p in scored], np.float64)
-        report = evaluate.classification_metrics(labels, probabilities, self._labels)
+        report = metrics.classification_metrics(labels, probabilities, self._labels)
         report.update(self._about)
         with FileSystems.create(self._path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             f.write(json.dumps(report, indent=2).encode("utf-8"))

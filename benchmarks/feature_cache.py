@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 from beam_jobs import embed_records, make_records  # noqa: E402
 from backbone import precision  # noqa: E402
 from trainer.training import compat  # noqa: E402
-from trainer.evaluation import evaluate  # noqa: E402
+from trainer.evaluation import metrics, predictions  # noqa: E402
 from trainer.data import reader  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.training import distribution  # noqa: E402
@@ -114,8 +114,8 @@ def _fit(task: PlayClassificationTask, cached: bool) -> tuple:
 def _accuracy(task: PlayClassificationTask, model) -> float:
     """Play-level accuracy of a classifier on clips (the trainer's --eval_views of the plays)."""
     split = "test" if task.plays.files["test"] else "val"
-    labels, scores = evaluate.predict_views(model, task.eval_dataset(split, task.plays))
-    probabilities = evaluate.average_log_probabilities(scores[:, :task.eval_views.count])
+    labels, scores = predictions.predict_views(model, task.eval_dataset(split, task.plays))
+    probabilities = metrics.average_log_probabilities(scores[:, :task.eval_views.count])
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 

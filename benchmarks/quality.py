@@ -147,8 +147,8 @@ def subset_accuracy(level: Dict, labels: Sequence[str], subset: Sequence[str]) -
 
 
 def _interval(correct: int, n: int) -> tuple:
-    from trainer.evaluation import evaluate  # pylint: disable=g-import-not-at-top
-    return evaluate.wilson_interval(correct, n)
+    from trainer.evaluation import metrics  # pylint: disable=g-import-not-at-top
+    return metrics.wilson_interval(correct, n)
 
 
 def _emit(results: Dict[str, object], key: str, value) -> None:

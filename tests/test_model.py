@@ -9,6 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from backbone import vgg16 as frame_features  # noqa: E402
+from trainer.modeling.config import HEADS  # noqa: E402
+from trainer.modeling import heads  # noqa: E402
 from trainer.modeling import model as model_lib  # noqa: E402
 from schemas import features_card  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
@@ -152,6 +154,54 @@ def test_preprocessing_inside_model_matches_keras():
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_stock_preprocessing_equals_the_custom_layer(policy):
+    try:
+        keras.mixed_precision.set_global_policy(policy)
+        for shape in ((3, *SIZE, 3), (2, 4, *SIZE, 3)):  # frames and clips
+            frames = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+            inputs = keras.Input(shape[1:], dtype="uint8")
+            stock = keras.Model(inputs, frame_features.vgg_preprocess(inputs))
+            custom = frame_features.VGGPreprocess()
+            np.testing.assert_array_equal(np.asarray(stock(frames)), np.asarray(custom(frames)))
+            assert stock.trainable_weights == []
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_stock_middle_frame_equals_the_custom_layer():
+    features = keras.Input((None, 6))
+    stock = keras.Model(features, heads.middle_frame(features))
+    for frames in range(1, 10):
+        x = _features(frames=frames, seed=frames)
+        np.testing.assert_array_equal(np.asarray(stock(x)), np.asarray(heads.MiddleFrame()(x)))
+        np.testing.assert_array_equal(np.asarray(stock(x)), x[:, frames // 2])
+
+
+def test_head_registry_names_are_the_head_choices():
+    assert tuple(heads.HEAD_BUILDERS) == tuple(HEADS)
+
+
+def test_models_with_the_custom_layers_still_load(tmp_path):
+    """A classifier saved with VGGPreprocess and MiddleFrame (registered) loads with this package."""
+    keras.utils.set_random_seed(0)
+    base = frame_features.build_base("block1_pool", "none", SIZE)
+    inputs = keras.Input((None, *SIZE, 3), dtype="uint8")
+    x = frame_features.VGGPreprocess(name="vgg_preprocess")(inputs)
+    x = keras.layers.TimeDistributed(base, name=model_lib.FEATURES_NAME)(x)
+    x = heads.MiddleFrame(name="middle_frame")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="logits")(x))
+    path = str(tmp_path / "old.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    x = clips(frames=5)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+    new = tiny(head="single_frame", feature_norm=False)
+    frame_model, _ = model_lib.split_model(new)  # the stock preprocessing moves with the split
+    assert frame_model(clips(batch=1, frames=2)[0]).shape == (2, 64)
+
+
 def test_mixed_precision_policy():
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -166,7 +216,7 @@ def test_keras_save_load_round_trip(tmp_path):
     model = tiny(rnn="gru", bidirectional=True)
     path = str(tmp_path / "model.keras")
     model.save(path)
-    loaded = keras.models.load_model(path)  # VGGPreprocess is registered: no custom_objects
+    loaded = keras.models.load_model(path, safe_mode=True)  # stock layers only
     x = clips(frames=5)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)

@@ -58,7 +58,7 @@ def test_test_split_predictions_equal_the_trainers_evaluation(trained, tmp_path)
     ours = json.load(open(os.path.join(out, "eval.json")))
     assert ours["accuracy"] == trainer_eval["accuracy"]
     for key in ("accuracy_n", "accuracy_ci_low", "accuracy_ci_high", "macro_f1"):
-        assert ours[key] == trainer_eval[key], key  # trainer.evaluation.evaluate.headline_metrics
+        assert ours[key] == trainer_eval[key], key  # trainer.evaluation.metrics.headline_metrics
     assert ours["num_examples"] == trainer_eval["num_examples"] == card.num_written
     assert ours["confusion_matrix"] == trainer_eval["confusion_matrix"]
     assert ours["labels"] == trainer_eval["labels"] and ours["split"] == "test"

@@ -17,7 +17,7 @@ from demo_data import synthetic_records  # noqa: E402
 from schemas import play_record  # noqa: E402
 from trainer.training import callbacks, play_task  # noqa: E402
 from trainer.data import clips, parsers  # noqa: E402
-from trainer.evaluation import evaluate  # noqa: E402
+from trainer.evaluation import metrics, reports  # noqa: E402
 from trainer import predict  # noqa: E402
 from trainer.data import reader, sources  # noqa: E402
 from trainer.modeling import model as model_lib  # noqa: E402
@@ -92,9 +92,9 @@ def test_feature_views_take_the_stored_flipped_view_or_refuse():
 def test_play_level_average_is_over_log_probabilities():
     probs = np.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
     expected = np.exp(np.log(probs).mean(axis=1))
-    np.testing.assert_allclose(evaluate.average_log_probabilities(probs),
+    np.testing.assert_allclose(metrics.average_log_probabilities(probs),
                                expected / expected.sum(axis=1, keepdims=True))
-    report = evaluate.view_report(np.array([0]), probs, ["a", "b"], averaged=3, centre=1,
+    report = reports.view_report(np.array([0]), probs, ["a", "b"], averaged=3, centre=1,
                                   flip=False)
     assert report["clip"]["accuracy"] == 0.0 and report["play"]["accuracy"] == 1.0
     assert report["accuracy"] == report["play"]["accuracy"]  # the top level is the play level
@@ -138,7 +138,7 @@ def test_eval_json_reports_clip_and_play_levels_and_predict_matches(data_dir, tm
     for serialized in tf.data.TFRecordDataset(sources.split_files(data_dir, "test")):
         record = play_record.decode_play(serialized.numpy())
         views = _views_by_hand(model, record, 3)
-        play = evaluate.average_log_probabilities(views[np.newaxis])[0]
+        play = metrics.average_log_probabilities(views[np.newaxis])[0]
         clip_matrix[record.label_index, np.argmax(views[1])] += 1
         play_matrix[record.label_index, np.argmax(play)] += 1
         np.testing.assert_allclose(predictor.classify_frames(record.frames), play,
@@ -256,7 +256,7 @@ def test_baseline_heads_train_and_export(data_dir, tmp_path, head, extra):
     assert model.get_layer(layer) is not None
     record = play_record.decode_play(next(iter(tf.data.TFRecordDataset(
         sources.split_files(data_dir, "test")))).numpy())
-    play = evaluate.average_log_probabilities(_views_by_hand(model, record, 2)[np.newaxis])[0]
+    play = metrics.average_log_probabilities(_views_by_hand(model, record, 2)[np.newaxis])[0]
     np.testing.assert_allclose(predict.Predictor(str(job)).classify_frames(record.frames), play,
                                rtol=1e-4, atol=1e-5)
 

@@ -13,7 +13,7 @@ Garden's `Parser._parse_train_data` / `_parse_eval_data`:
                                  temporal windows of a play (`clips.view_windows`),
                                  each also flipped with `views.flip`, stacked as
                                  [V, ...]; the scores are averaged per play by the
-                                 evaluation (`trainer.evaluation.evaluate.view_report`)
+                                 evaluation (`trainer.evaluation.reports.view_report`)
 
 The serving signature (`trainer.serving.export`) runs `ClipParser.eval_views`, the
 multi-view function's frames -> views step, so that serving sees what

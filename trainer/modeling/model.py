@@ -1,15 +1,19 @@
 """The play classifier: VGG16 frame features -> a head over the frames -> softmax.
 
     clips uint8 [B, T, H, W, 3]          (T may be None: any number of frames)
-      -> VGGPreprocess                   cast to the compute dtype, RGB->BGR, minus ImageNet mean
+      -> vgg_preprocess                  cast to the compute dtype, RGB->BGR, minus ImageNet mean
       -> TimeDistributed(VGG16 cut)      per-frame conv features, global average pooled [B, T, C]
                                          (or cached features of the same base: build_head_model)
       -> LayerNormalization (optional)   per-frame feature normalization             [B, T, C]
       -> head="rnn": LSTM | GRU (optionally bidirectional)                         [B, U]
          head="mean_pool": average over frames, Dense(U, relu)   (order-agnostic)  [B, U]
          head="single_frame": the middle frame, Dense(U, relu)   (order-agnostic)  [B, U]
+                                         (the heads: `trainer.modeling.heads`)
       -> Dropout
       -> Dense + softmax (float32)       probabilities over dataset.json's labels  [B, K]
+
+Every layer is a stock Keras layer: a saved model loads with `safe_mode=True` and
+no import of this package.
 """
 
 from __future__ import annotations
@@ -17,27 +21,19 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import keras
-from keras import layers, ops
+from keras import layers
 
-from backbone.vgg16 import VGG16_LAYERS, VGGPreprocess, build_base, check_layer
+from backbone.vgg16 import VGG16_LAYERS, build_base, check_layer, vgg_preprocess
 from schemas.errors import UsageError
 from schemas.features_card import DEFAULT_CUT_LAYER, DEFAULT_WEIGHTS
+from trainer.modeling import heads
 from trainer.modeling.config import HEADS
+from trainer.modeling.heads import MiddleFrame  # noqa: F401  (registered: old models load)
 
 FEATURES_NAME = "frame_features"
+PREPROCESS_NAME = "vgg_preprocess"  # its fixed weights are the base's, not the head's
 MODEL_NAME = "playclips"  # the classifier on clips
 HEAD_MODEL_NAME = "playclips_head"  # the head on cached features
-
-
-@keras.saving.register_keras_serializable(package="playclips")
-class MiddleFrame(layers.Layer):
-    """[B, T, C] -> [B, C]: frame T // 2 (the single-frame baseline; any T)."""
-
-    def call(self, inputs):
-        return ops.take(inputs, ops.shape(inputs)[1] // 2, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
 
 
 def default_fine_tune_from(cut_layer: str) -> str:
@@ -112,7 +108,7 @@ def build_head(features, num_classes: int, *, head: str = "rnn", rnn: str = "lst
     layer that sees the frames: the recurrent layer (`rnn`), or one of the two
     order-agnostic baselines, which measure what the sequence model adds: the
     frames' mean (`mean_pool`) or the middle frame alone (`single_frame`), each
-    followed by a Dense layer of `rnn_units`.
+    followed by a Dense layer of `rnn_units` (`heads.HEAD_BUILDERS`).
     """
     if num_classes < 2:
         raise UsageError(f"need at least 2 labels, got {num_classes}")
@@ -123,16 +119,7 @@ def build_head(features, num_classes: int, *, head: str = "rnn", rnn: str = "lst
     x = features
     if feature_norm:
         x = layers.LayerNormalization(name="feature_norm")(x)
-    if head == "rnn":
-        cell = layers.LSTM if rnn == "lstm" else layers.GRU
-        recurrent = cell(rnn_units, name=rnn)
-        if bidirectional:
-            recurrent = layers.Bidirectional(recurrent, name=f"bi{rnn}")
-        x = recurrent(x)
-    else:
-        pool = (layers.GlobalAveragePooling1D(name="mean_pool") if head == "mean_pool"
-                else MiddleFrame(name="middle_frame"))
-        x = layers.Dense(rnn_units, activation="relu", name="hidden")(pool(x))
+    x = heads.HEAD_BUILDERS[head](x, units=rnn_units, rnn=rnn, bidirectional=bidirectional)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
@@ -148,7 +135,7 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
     """Copies the head's weights by layer name (head model <-> full model)."""
     names = {layer.name for layer in source.layers if layer.weights}
     for name in names:
-        if name == FEATURES_NAME:
+        if name in (FEATURES_NAME, PREPROCESS_NAME):
             continue
         target.get_layer(name).set_weights(source.get_layer(name).get_weights())
 
@@ -177,6 +164,6 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
         base = build_base(cut_layer, weights, (height, width))
     set_trainable_from(base, trainable_from)
     clips = keras.Input(shape=(num_frames, height, width, 3), dtype="uint8", name="clips")
-    x = VGGPreprocess(name="vgg_preprocess")(clips)
+    x = vgg_preprocess(clips, name=PREPROCESS_NAME)
     x = layers.TimeDistributed(base, name=FEATURES_NAME)(x)
     return keras.Model(clips, build_head(x, num_classes, **head), name=MODEL_NAME)

@@ -9,7 +9,7 @@ and does the eval-time preprocessing itself (the multi-view eval function's
 spaced frames spread over the given frames, each also flipped with
 `eval_flip`, decoded at `image_size`), runs the model on every view and
 averages the views' log-probabilities per play, as the evaluation does
-(`trainer.evaluation.evaluate.average_log_probabilities`). It returns
+(`trainer.serving.averaging.average_log_probabilities`). It returns
 
   probabilities   float32 [batch, C]
   labels          string  [batch, C]  the label vocabulary (same for every row)
@@ -36,8 +36,8 @@ import keras
 import tensorflow as tf
 
 from schemas import play_record, sampling
-from trainer.evaluation import evaluate
 from trainer.data import parsers
+from trainer.serving.averaging import average_log_probabilities
 
 MODEL_FILENAME = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -79,12 +79,6 @@ def load_metadata(model_dir: str) -> Dict[str, Any]:
     play_record.check_schema_version(meta.get("schema_version"), f"the export {path!r}",
                                      ": re-export the model with this version")
     return meta
-
-
-def average_log_probabilities(probabilities: tf.Tensor) -> tf.Tensor:
-    """Views' probabilities [B, V, C] -> [B, C]: `evaluate.average_log_probabilities` in TF."""
-    floored = tf.maximum(tf.cast(probabilities, tf.float32), evaluate.PROBABILITY_FLOOR)
-    return tf.nn.softmax(tf.reduce_mean(tf.math.log(floored), axis=1), axis=-1)
 
 
 def make_serving_fn(model: keras.Model, labels: Sequence[str], image_size: Tuple[int, int],

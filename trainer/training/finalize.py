@@ -18,7 +18,7 @@ import keras
 
 from schemas import sampling
 from schemas.errors import UsageError
-from trainer.evaluation import evaluate
+from trainer.evaluation import predictions, reports
 from trainer.serving import export
 from trainer.training.config import EvaluationConfig
 from trainer.training.play_task import Phase, PlayClassificationTask
@@ -84,17 +84,17 @@ def evaluate_model(task: PlayClassificationTask, model: keras.Model, weights: Di
         logger.info("no test or val split: skipped evaluation")
         return None
     with task.reading():
-        labels, scores = evaluate.predict_views(model, task.eval_dataset(split))
-    report = evaluate.view_report(labels, scores, list(plays.labels), averaged=views.count,
-                                  centre=views.centre, flip=views.flip)
+        labels, scores = predictions.predict_views(model, task.eval_dataset(split))
+    report = reports.view_report(labels, scores, list(plays.labels), averaged=views.count,
+                                 centre=views.centre, flip=views.flip)
     report["views"]["source"] = source.record_kind
     report["weights"] = weights
-    evaluate.write_report(report, list(plays.labels), job_dir)
+    reports.write_report(report, list(plays.labels), job_dir)
     if source.corrupt_files and source.corrupt_files.get(split):
         logger.info("%s: skipped %d corrupt record(s) (with the rest of their files)",
                     split, len(source.corrupt_files[split]))
-    logger.info(evaluate.format_summary(split, report["clip"], "clip"))
-    logger.info(evaluate.format_summary(split, report["play"], "play"))
+    logger.info(reports.format_summary(split, report["clip"], "clip"))
+    logger.info(reports.format_summary(split, report["play"], "play"))
     return {"split": split, "accuracy": report["accuracy"],
             "num_examples": report["num_examples"], "clip": report["clip"],
             "play": report["play"], "weights": weights}
