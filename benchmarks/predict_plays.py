@@ -33,6 +33,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 
 from beam_jobs import make_records, predict_plays  # pylint: disable=wrong-import-position
 from schemas import play_record  # pylint: disable=wrong-import-position
+from schemas.sampling import FrameSampling  # pylint: disable=wrong-import-position
 from trainer.serving import export  # pylint: disable=wrong-import-position
 from trainer import predict  # pylint: disable=wrong-import-position
 from trainer.data import sources  # pylint: disable=wrong-import-position
@@ -63,7 +64,8 @@ def main() -> None:
                                   cut_layer=args.cut_layer, weights="none", rnn="gru",
                                   rnn_units=64)
     export.export_model(model, job, labels=card.labels, image_size=args.size,
-                        num_frames=args.model_frames, record_num_frames=args.frames)
+                        num_frames=args.model_frames,
+                        sampling=FrameSampling(num_frames=args.frames))
     num_plays = card.counts["test"]
     print(f"plays={num_plays} frames={args.frames} model_frames={args.model_frames} "
           f"size={args.size} cut_layer={args.cut_layer} batch_size={args.batch_size} "
