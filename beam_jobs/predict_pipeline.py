@@ -40,8 +40,8 @@ from media.frames import PlayError
 from media.sample_plays import sample_plays
 from media.video_clips import CutStats
 from schemas import dataset_card, predictions_card
-from schemas.sampling import FrameSampling
 from schemas.predictions_card import PredictionsCard
+from schemas.sampling import FrameSampling
 
 logger = logging.getLogger(__name__)
 

@@ -104,7 +104,8 @@ def _target_scale(src_w: int, src_h: int, height: int, width: int, resize_mode: 
     return max(sx, sy) if resize_mode == "crop" else min(sx, sy)
 
 
-def resize_image(image: Image.Image, frame_size: FrameSize, resize_mode: str = "crop") -> Image.Image:
+def resize_image(image: Image.Image, frame_size: FrameSize,
+                 resize_mode: str = sampling.DEFAULT_RESIZE_MODE) -> Image.Image:
     """RGB image of exactly `frame_size`.
 
     crop: scale so the shorter side fits, then center-crop the longer side.

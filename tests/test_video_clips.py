@@ -4,6 +4,7 @@ import av
 import pytest
 
 from media import frames, video_clips
+from media.sample_plays import Play, sample_plays
 from media.video_clips import Clip
 from schemas.sampling import FrameSampling
 from tests import media_fixtures as mf
@@ -84,7 +85,8 @@ def test_rejections_say_why(long_video, tmp_path):
                      "short": "too_few_frames", "between_frames": "no_frames"}
     assert "ends after the end of the video (16.000 s)" in got["outside"].reason
     assert "play 4.000-4.200 s: too few frames: 5, need 8" in got["short"].reason
-    padded = video_clips.read_clip(long_video, 4.0, 4.2, FrameSampling.of(NUM_FRAMES, SIZE, pad_short="last"))
+    padded = video_clips.read_clip(long_video, 4.0, 4.2,
+                                   FrameSampling.of(NUM_FRAMES, SIZE, pad_short="last"))
     jpegs, stamps, _ = _expected(_plain_decode(long_video), Clip("short", 4.0, 4.2), "last")
     assert padded.pad_mode == "last" and padded.frames == jpegs and padded.timestamps_us == stamps
 
@@ -97,4 +99,20 @@ def test_rejections_say_why(long_video, tmp_path):
         assert path in got["ok"].reason
         assert stats.opens == (1 if path == corrupt else 0)
     with pytest.raises(ValueError, match="unique"):
-        list(video_clips.cut_clips(long_video, [Clip("x", 1, 2), Clip("x", 3, 4)], FrameSampling.of(8, 32)))
+        list(video_clips.cut_clips(long_video, [Clip("x", 1, 2), Clip("x", 3, 4)], HOW))
+
+
+def test_sample_plays_reads_whole_plays_and_cuts_each_video_once(long_video, tmp_path):
+    """The one sampling function: whole plays by read_play, a video's ranges in one decode."""
+    folder = tmp_path / "p"
+    mf.write_frame_folder(str(folder), 10)
+    plays = [Play(long_video, 5.0, 6.0, "ok", row=2), Play(str(folder), play_id="whole"),
+             Play(long_video, 5.0, 6.0, "again", row=3), Play(long_video, 1.0, 2.0, "b", row=4),
+             Play(str(tmp_path / "missing"), play_id="missing")]
+    stats = video_clips.CutStats()
+    got = {play.play_id: result for play, result in sample_plays(plays, HOW, stats)}
+    assert got.keys() == {"ok", "whole", "again", "b", "missing"} and stats.opens == 1
+    assert got["whole"].frames == frames.read_play(str(folder), HOW).frames
+    assert got["ok"].frames == video_clips.read_clip(long_video, 5.0, 6.0, HOW).frames
+    assert got["missing"].kind == "missing_path"
+    assert got["again"].kind == "duplicate_clip" and "play 'ok' (row 2)" in got["again"].reason
