@@ -103,8 +103,8 @@ def predict_loop_seconds(model_dir: str, result, sample: int) -> float:
     Each call cuts the window from the video (`media.video_clips`: open, seek, decode)
     and runs the SavedModel; measured on `sample` windows spread over the video.
     """
-    from trainer import predict  # pylint: disable=g-import-not-at-top
-    predictor = predict.Predictor(model_dir)
+    from trainer.serving.predictor import Predictor  # pylint: disable=g-import-not-at-top
+    predictor = Predictor(model_dir)
     windows = result["windows"]
     chosen = windows[::max(1, len(windows) // sample)][:sample]
     predictor.classify(result["video"], start=chosen[0]["start"], end=chosen[0]["end"])  # warm-up

@@ -35,6 +35,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
 DEMO_SCHEME = "demo://"
 
+
 class PlayError(Exception):
     """A play that cannot be turned into a record; `reason` says why in plain words.
 

@@ -14,6 +14,7 @@ from PIL import Image
 from schemas.sampling import FrameSampling
 from trainer.serving import export
 from trainer import predict
+from trainer.serving.predictor import Predictor
 
 SIZE = 32
 NUM_FRAMES = 4
@@ -108,7 +109,7 @@ def test_predict_text_output_from_saved_model_dir(job_dir, frames_dir, capsys):
 
 
 def test_predictor_matches_the_signature_on_the_sampled_frames(job_dir, frames_dir):
-    predictor = predict.Predictor(job_dir)
+    predictor = Predictor(job_dir)
     jpegs = predictor.read(frames_dir)
     assert len(jpegs) == RECORD_FRAMES
     result = predictor.classify(frames_dir, top_k=len(LABELS))
@@ -149,7 +150,7 @@ def test_predict_start_end_cuts_the_play_from_a_long_video(job_dir, tmp_path, ca
     from media import video_clips  # pylint: disable=g-import-not-at-top
     from tests import media_fixtures as mf  # pylint: disable=g-import-not-at-top
     game = mf.write_h264(str(tmp_path / "game.mp4"), 150, gop=25)  # 6 s
-    predictor = predict.Predictor(job_dir)
+    predictor = Predictor(job_dir)
     jpegs = predictor.read(game, 2.0, 3.0)
     assert jpegs == video_clips.read_clip(game, 2.0, 3.0, FrameSampling.of(RECORD_FRAMES, SIZE)).frames
     assert predict.run(["--model", job_dir, game, "--start", "2", "--end", "3", "--json"]) == 0
