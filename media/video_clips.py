@@ -306,8 +306,9 @@ def cut_clips(path: str, clips: Sequence[Clip], how: FrameSampling, *,
     """Yields (clip_id, SampledPlay or PlayError) for every clip, each as soon as it is done.
 
     The video at `path` is opened once and decoded forward once for all
-    `clips` (ids unique, any order), each sampled as `how` says. `seek_gap=None` never seeks (decodes from
-    the start). A video that cannot be read rejects every clip with the reason.
+    `clips` (ids unique, any order), each sampled as `how` says. `seek_gap=None`
+    never seeks (decodes from the start). A video that cannot be read rejects
+    every clip with the reason.
     """
     ids = [clip.clip_id for clip in clips]
     if len(set(ids)) != len(ids):

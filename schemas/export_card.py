@@ -88,8 +88,9 @@ def card_path(saved_model_dir: str) -> str:
 
 
 def read(saved_model_dir: str) -> ExportCard:
-    """The card of a SavedModel folder; FileNotFoundError when it has none, SchemaError when foreign."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (gs:// paths; schemas stay TF-free)
+    """The card of a SavedModel folder (FileNotFoundError: none there; SchemaError: foreign)."""
+    # TensorFlow reads gs:// paths; imported here so that `schemas` stays free of it.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     path = card_path(saved_model_dir)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(

@@ -1,4 +1,4 @@
-"""How a play's frames are sampled: `FrameSampling`, and the one definition of each setting's default.
+"""How a play's frames are sampled: `FrameSampling`, and the one default of each setting.
 
 The records job writes its `FrameSampling` into `dataset.json`; the trainer
 copies it into the export card (`schemas.export_card`) at the model's frame
@@ -76,7 +76,7 @@ class FrameSampling:
 
     @property
     def folder_frame_rate(self) -> float:
-        """The frames per second that time a frame folder's frames (frame_rate, else the default)."""
+        """Frames per second that time a frame folder's frames (frame_rate, else the default)."""
         return self.frame_rate or DEFAULT_FRAME_RATE
 
     def to_dict(self) -> Dict[str, Any]:
@@ -84,7 +84,7 @@ class FrameSampling:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FrameSampling":
-        """The value of a card's `sampling` object (unknown keys ignored, missing ones defaulted)."""
+        """The value of a card's `sampling` object (unknown keys ignored, missing ones default)."""
         known = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in data.items() if k in known and v is not None}
         given["resize_mode"] = given.get("resize_mode") or DEFAULT_RESIZE_MODE

@@ -152,7 +152,8 @@ def test_predict_start_end_cuts_the_play_from_a_long_video(job_dir, tmp_path, ca
     game = mf.write_h264(str(tmp_path / "game.mp4"), 150, gop=25)  # 6 s
     predictor = Predictor(job_dir)
     jpegs = predictor.read(game, 2.0, 3.0)
-    assert jpegs == video_clips.read_clip(game, 2.0, 3.0, FrameSampling.of(RECORD_FRAMES, SIZE)).frames
+    how = FrameSampling.of(RECORD_FRAMES, SIZE)
+    assert jpegs == video_clips.read_clip(game, 2.0, 3.0, how).frames
     assert predict.run(["--model", job_dir, game, "--start", "2", "--end", "3", "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert (result["start"], result["end"]) == (2.0, 3.0)

@@ -24,6 +24,7 @@ NUM_FRAMES = 4  # frames the model sees of each window
 RECORD_FRAMES = 8  # frames per record (one window)
 RATE = 25.0  # the demo's frame rate: windows of 0.32 s
 LABELS = ["cut", "handoff", "isolation"]
+HOW = FrameSampling.of(RECORD_FRAMES, SIZE)  # how the records were sampled
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -96,7 +97,7 @@ def test_cached_features_equal_the_full_model_on_each_window(tl_model, game):
     path, _ = game
     cached = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.2)
     per_window = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.2, mode="per_window")
-    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, FrameSampling.of(RECORD_FRAMES, SIZE))]
+    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, HOW)]
     grid = segments.WindowGrid(RATE, RECORD_FRAMES, 0.2 * RATE)
     offsets = tl_model.window_offsets(RECORD_FRAMES)
     clips = np.stack([np.stack([tf.io.decode_jpeg(jpegs[grid.start(k) + o]).numpy()
@@ -110,9 +111,9 @@ def test_cached_features_equal_the_full_model_on_each_window(tl_model, game):
 
 def test_frames_are_sampled_as_the_records_job_cuts_a_play(game):
     path, plays = game
-    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, FrameSampling.of(RECORD_FRAMES, SIZE))]
+    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, HOW)]
     for play in plays:
-        clip = video_clips.read_clip(path, play.start, play.end, FrameSampling.of(RECORD_FRAMES, SIZE))
+        clip = video_clips.read_clip(path, play.start, play.end, HOW)
         first = round(play.start * RATE)
         assert clip.frames == jpegs[first:first + RECORD_FRAMES]
 

@@ -37,7 +37,6 @@ HEAD_BATCH_SIZE = 64  # windows per head call
 MODES = ("cached", "per_window")
 
 
-
 @dataclasses.dataclass
 class TimelineStats:
     """What a run cost (for the command's output, tests and benchmarks)."""
