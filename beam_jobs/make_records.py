@@ -41,6 +41,7 @@ from beam_jobs.options import (  # pylint: disable=wrong-import-position
     DemoOptions, ManifestOptions, OutputOptions)
 from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
+from schemas.sampling import FrameSampling  # pylint: disable=wrong-import-position
 
 DEFAULT_OUTPUT_DIR = "runs/demo/records"
 
@@ -173,10 +174,12 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
             input_path = write_demo_games(output_dir, args.demo_game_videos, args.demo_seed,
                                           args.num_frames)
             expected_plays = plays.check_input(input_path)
+    how = FrameSampling(num_frames=args.num_frames, height=height, width=width,
+                        resize_mode=args.resize_mode, pad_short=args.pad_short,
+                        jpeg_quality=args.jpeg_quality, frame_rate=frame_rate)
     return records_pipeline.JobConfig(
-        output_dir=output_dir, input=input_path, labels=labels, num_frames=args.num_frames,
-        height=height, width=width, resize_mode=args.resize_mode, pad_short=args.pad_short,
-        jpeg_quality=args.jpeg_quality, frame_rate=frame_rate, splits=split_fractions,
+        output_dir=output_dir, input=input_path, labels=labels, sampling=how,
+        splits=split_fractions,
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
         demo_seed=args.demo_seed, demo_profile=args.demo_profile, demo_label_weights=label_weights,
         video_chunk_seconds=args.video_chunk_seconds,

@@ -9,9 +9,10 @@
       -> WriteCard           predictions.json, last: its presence marks a complete output
 
 A records folder's plays are its records' stored frames; a manifest's plays are
-sampled by the records job's own transform (`pipeline.MakeRecords`, with the
-sampling settings of the model's export metadata), so a play is fed to the
-model exactly as it would be stored in records. `build(pipeline, config)` wires
+grouped as the records job groups them (`records_pipeline.GroupByWork`) and
+sampled by the same function (`media.sample_plays`, with the frame sampling of
+the model's export card), so a play is fed to the model exactly as it would be
+stored in records. `build(pipeline, config)` wires
 it; `predict_plays.py` is the command line.
 """
 
@@ -34,8 +35,13 @@ from beam_jobs.embed_pipeline import ParsePlays, ReadSplitRecords
 from beam_jobs.options import DEFAULT_BATCH_SIZE
 from beam_jobs.outputs import (PLAYS, REJECTED, SHARD_TEMPLATE, JobCounts, WriteCard,
                                WriteRejected, count, rejection)
+from beam_jobs.plays import PlaySpec
+from media.frames import PlayError
+from media.sample_plays import sample_plays
+from media.video_clips import CutStats
 from schemas import dataset_card, predictions_card
 from schemas.predictions_card import PredictionsCard
+from schemas.sampling import FrameSampling
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +61,9 @@ class PredictConfig:
     split_patterns: Dict[str, str] = dataclasses.field(default_factory=dict)
     records_compression: str = "none"
     records_card: Optional[dataset_card.DatasetCard] = None
-    # ... or a manifest, sampled with these settings (the records job's config).
-    sampling: Optional[records_pipeline.JobConfig] = None
+    # ... or a manifest (card.input), its plays sampled as the export card says.
+    sampling: Optional[FrameSampling] = None
+    video_chunk_seconds: float = records_pipeline.DEFAULT_VIDEO_CHUNK_SECONDS
     batch_size: int = DEFAULT_BATCH_SIZE
     num_shards: int = 0
     share_model_across_processes: bool = False
@@ -101,13 +108,25 @@ class ReadRecordPlays(beam.PTransform):
                 "num_input": records | "CountInput" >> beam.combiners.Count.Globally()}
 
 
-class _SampleFramesFn(records_pipeline.MakeRecordsFn):
-    """The records job's sampling, but a sampled play becomes (PlayKey, frames), not a record."""
+class _SampleFramesFn(beam.DoFn):
+    """(work key, specs) -> (PlayKey, JPEG frames) per play, or rejections; the label index is
+    the model's (-1: not in its vocabulary)."""
 
-    def _encode(self, spec, sampled):
-        key = inference.PlayKey(spec.play_id, spec.split, spec.label,
-                                self._label_index.get(spec.label, -1), spec.path)
-        return key, list(sampled.frames)
+    def __init__(self, how: FrameSampling, labels: Sequence[str]):
+        self._how = how
+        self._index = {label: i for i, label in enumerate(labels)}
+
+    def process(self, keyed: Tuple[Tuple[str, str, int], List[PlaySpec]]):
+        (work, _, _), specs = keyed
+        stats = CutStats()
+        for spec, result in sample_plays(list(specs), self._how, stats):
+            if isinstance(result, PlayError):
+                yield records_pipeline.rejected_play(spec, result)
+                continue
+            yield (inference.PlayKey(spec.play_id, spec.split, spec.label,
+                                     self._index.get(spec.label, -1), spec.path),
+                   list(result.frames))
+        records_pipeline.count_video_work(work, stats)
 
 
 class SampleManifestPlays(beam.PTransform):
@@ -119,15 +138,16 @@ class SampleManifestPlays(beam.PTransform):
         self._config = config
 
     def expand(self, pbegin):
-        sampling = self._config.sampling
-        read = pbegin | "ReadPlays" >> records_pipeline.ReadPlays(sampling.input)
+        cfg = self._config
+        read = pbegin | "ReadPlays" >> records_pipeline.ReadPlays(cfg.card.input)
         num_input = ((read[PLAYS], read[REJECTED])
                      | "AllInput" >> beam.Flatten()
                      | "CountInput" >> beam.combiners.Count.Globally())
         unique = read[PLAYS] | "DropDuplicatePlays" >> records_pipeline.DropDuplicatePlays()
-        labels = pbegin | "ModelLabels" >> beam.Create([self._config.labels])
-        made = unique[PLAYS] | "SampleFrames" >> records_pipeline.MakeRecords(
-            sampling, labels, make_fn=_SampleFramesFn(sampling))
+        made = (unique[PLAYS]
+                | "GroupByWork" >> records_pipeline.GroupByWork(cfg.video_chunk_seconds)
+                | "SampleFrames" >> beam.ParDo(_SampleFramesFn(cfg.sampling, cfg.labels))
+                .with_outputs(REJECTED, main=PLAYS))
         rejections = ((read[REJECTED], unique[REJECTED], made[REJECTED])
                       | "AllRejected" >> beam.Flatten())
         return {PLAYS: made[PLAYS], REJECTED: rejections, "num_input": num_input}

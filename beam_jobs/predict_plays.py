@@ -9,7 +9,7 @@ Batch prediction with Beam RunInference over the SavedModel `trainer.serving.exp
 writes (its `serving_default` signature takes a play's JPEG frames and picks
 and decodes them itself). The plays come from a records folder (their stored
 frames) or from a manifest or folder tree, sampled as the records job samples
-them with the settings of the export metadata. Plays with a true label in the
+them with the frame sampling of the export card. Plays with a true label in the
 model's vocabulary are scored: eval.json is the trainer's report over them.
 The job's flags are `PredictOptions` and the shared classes of
 `beam_jobs.options`; the others are Beam's. An unusable run prints one
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -35,12 +35,13 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
     PipelineOptions)
 
 from beam_jobs import options as options_lib, outputs, plays, predict_pipeline  # pylint: disable=wrong-import-position
-from beam_jobs import records_pipeline, records_folder  # pylint: disable=wrong-import-position
+from beam_jobs import records_folder  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     InferenceOptions, ManifestOptions, OutputOptions, RecordsDirOptions)
 from beam_jobs.predict_pipeline import PredictConfig  # pylint: disable=wrong-import-position
-from schemas import predictions_card, sampling  # pylint: disable=wrong-import-position
+from schemas import export_card, predictions_card  # pylint: disable=wrong-import-position
 from schemas.errors import SchemaError, UsageError, one_line  # pylint: disable=wrong-import-position
+from schemas.export_card import ExportCard  # pylint: disable=wrong-import-position
 from schemas.predictions_card import PredictionsCard  # pylint: disable=wrong-import-position
 
 SPLITS = ("test", "val", "train", "all")
@@ -71,29 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         OPTION_CLASSES)
 
 
-def load_export(model: str):
-    """(SavedModel folder, export metadata) of --model; UsageError when it holds no export."""
+def load_export(model: str) -> Tuple[str, ExportCard]:
+    """(SavedModel folder, export card) of --model; UsageError when it holds no export."""
     from trainer.serving import export  # pylint: disable=g-import-not-at-top
     if not model:
         raise UsageError("--model is required (the training JOB_DIR or its saved_model/ folder)")
     try:
         saved_model_dir = export.resolve_saved_model_dir(model)
-        metadata = export.load_metadata(saved_model_dir)
+        card = export_card.read(saved_model_dir)
     except (FileNotFoundError, SchemaError) as err:
         raise UsageError(f"--model={model}: {one_line(err)}") from None
-    return records_folder.absolute(saved_model_dir), metadata
-
-
-def sampling_config(input_path: str, metadata, output_dir: str) -> records_pipeline.JobConfig:
-    """The records job's settings that sample a manifest's plays as the model's records were."""
-    height, width = (int(v) for v in metadata["image_size"])
-    return records_pipeline.JobConfig(
-        output_dir=output_dir, input=input_path, num_frames=int(metadata["record_num_frames"]),
-        height=height, width=width,
-        resize_mode=metadata.get("resize_mode") or sampling.DEFAULT_RESIZE_MODE,
-        pad_short=metadata.get("pad_short") or "",
-        jpeg_quality=int(metadata.get("jpeg_quality") or sampling.DEFAULT_JPEG_QUALITY),
-        frame_rate=float(metadata.get("frame_rate") or sampling.DEFAULT_FRAME_RATE))
+    return records_folder.absolute(saved_model_dir), card
 
 
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
@@ -106,11 +95,10 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
                          "manifest or folder tree), one of them")
     if not args.output_dir:
         raise UsageError("--output_dir is required")
-    saved_model_dir, metadata = load_export(args.model)
-    labels = list(metadata["labels"])
+    saved_model_dir, export = load_export(args.model)
+    labels = list(export.labels)
     common = dict(output_dir=args.output_dir, saved_model_dir=saved_model_dir,
-                  signature=metadata.get("signature") or "serving_default",
-                  input_name=metadata.get("input") or "clips", batch_size=args.batch_size,
+                  signature=export.signature, input_name=export.input, batch_size=args.batch_size,
                   num_shards=args.num_shards,
                   share_model_across_processes=args.share_model_across_processes,
                   model_copies=args.model_copies or None)
@@ -133,8 +121,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
     plays.check_input(args.input)
     outputs.prepare_output_dir(args.output_dir, args.overwrite)
     card.input = args.input
-    return PredictConfig(card=card, sampling=sampling_config(args.input, metadata,
-                                                             args.output_dir), **common)
+    return PredictConfig(card=card, sampling=export.sampling, **common)
 
 
 def read_card(output_dir: str) -> PredictionsCard:

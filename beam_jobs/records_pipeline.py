@@ -1,8 +1,9 @@
 """The records job as PTransforms: plays -> sampled JPEG frames -> sharded TFRecords.
 
     ReadPlays -> DropDuplicatePlays -> AssignSplits (split, label checks)
-      -> MakeRecords               a whole play (folder, video, demo play) alone; plays that
-                                   are time ranges of a video grouped by video, one decode each
+      -> MakeRecords               GroupByWork, then `media.sample_plays` on each group: a whole
+                                   play (folder, video, demo play) alone; plays that are time
+                                   ranges of a video grouped by video, one decode each
       -> WriteSplitShards          <split>-SSSSS-of-NNNNN.tfrecord[.gz]
       -> WriteRejected             rejected-SSSSS-of-NNNNN.jsonl (every play not written)
       -> WritePreview              preview.png (a few plays per label, frame by frame)
@@ -28,7 +29,9 @@ from beam_jobs.outputs import (PLAYS, REJECTED, JobCounts, WriteCard, WriteRejec
                                WriteSplitShards, count, rejected, rejection)
 from beam_jobs.plays import PlaySpec, read_plays
 from media import frames, video_clips
+from media.sample_plays import sample_plays, unexpected, where
 from schemas import dataset_card, sampling
+from schemas.sampling import FrameSampling
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +46,9 @@ class JobConfig:
     output_dir: str
     input: str = ""  # manifest or folder tree; "" = demo plays
     labels: Optional[List[str]] = None  # fixed vocabulary, else the sorted labels seen
-    num_frames: int = sampling.DEFAULT_NUM_FRAMES
-    height: int = sampling.DEFAULT_FRAME_SIZE
-    width: int = sampling.DEFAULT_FRAME_SIZE
-    resize_mode: str = sampling.DEFAULT_RESIZE_MODE
-    pad_short: str = ""
-    jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY
-    frame_rate: float = sampling.DEFAULT_FRAME_RATE
+    # How plays are sampled; frame folders without a frame_rate column are timed at its frame_rate.
+    sampling: FrameSampling = dataclasses.field(
+        default_factory=lambda: FrameSampling(frame_rate=sampling.DEFAULT_FRAME_RATE))
     splits: Dict[str, float] = dataclasses.field(
         default_factory=lambda: splits_lib.parse_splits(splits_lib.DEFAULT_SPLITS))
     num_shards: int = 0
@@ -136,14 +135,7 @@ class _KeepFirstFn(beam.DoFn):
         for dup in ordered[1:]:
             yield rejected(rejection(
                 play_id, dup.path, f"duplicate play_id {play_id!r} (kept row {kept.row}: "
-                f"{_where(kept)})", "duplicate_play_id", dup.row, dup.split))
-
-
-def _where(spec: PlaySpec) -> str:
-    """The spec's path, and its time range when it has one."""
-    if spec.has_range:
-        return f"{spec.path} {spec.start:.3f}-{spec.end:.3f} s"
-    return spec.path
+                f"{where(kept)})", "duplicate_play_id", dup.row, dup.split))
 
 
 class DropDuplicatePlays(beam.PTransform):
@@ -211,49 +203,9 @@ class LabelVocabulary(beam.PTransform):
                 | "Sort" >> beam.Map(sorted))
 
 
-class _EncodeFn(beam.DoFn):
-    """Base of the DoFns that turn sampled plays into (split, label, serialized record)."""
-
-    def __init__(self, config: JobConfig):
-        self._config = config
-
-    def setup(self):
-        # Records are serialized without TensorFlow (schemas.example_proto): workers never import it.
-        from schemas import play_record  # pylint: disable=g-import-not-at-top
-        self._play_record = play_record
-        self._label_index: Dict[str, int] = {}
-        self._labels_seen: Optional[List[str]] = None
-
-    def _use_labels(self, labels: List[str]) -> None:
-        if labels is not self._labels_seen:
-            self._labels_seen = labels
-            self._label_index = {label: i for i, label in enumerate(labels)}
-
-    def _encode(self, spec: PlaySpec, sampled: frames.SampledPlay) -> Tuple[str, str, bytes]:
-        cfg = self._config
-        time_range = {}
-        if spec.has_range:  # MediaSequence clip/start|end/timestamp, only for cut plays
-            time_range = dict(start_us=video_clips.seconds_to_us(spec.start),
-                              end_us=video_clips.seconds_to_us(spec.end))
-        record = self._play_record.PlayRecord(
-            play_id=spec.play_id, label=spec.label, label_index=self._label_index[spec.label],
-            frames=sampled.frames, timestamps_us=sampled.timestamps_us, height=cfg.height,
-            width=cfg.width, game_id=spec.game_id, data_path=spec.path,
-            frame_rate=sampled.frame_rate, source_num_frames=sampled.source_num_frames,
-            pad_mode=sampled.pad_mode, **time_range)
-        count("plays_written")
-        count(f"written_{spec.split}")
-        return spec.split, spec.label, self._play_record.encode_play(record)
-
-
-def _rejected(spec: PlaySpec, err: frames.PlayError):
+def rejected_play(spec: PlaySpec, err: frames.PlayError):
+    """The REJECTED output of a play that could not be sampled (or encoded)."""
     return rejected(rejection(spec.play_id, spec.path, err.reason, err.kind, spec.row, spec.split))
-
-
-def _unexpected(spec: PlaySpec, err: Exception):
-    return rejected(rejection(
-        spec.play_id, spec.path, f"unexpected error: {type(err).__name__}: {err}",
-        "unexpected_error", spec.row, spec.split))
 
 
 def _work_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, str, int]:
@@ -263,97 +215,94 @@ def _work_key(spec: PlaySpec, chunk_seconds: float) -> Tuple[str, str, int]:
     return "video", spec.path, int(spec.start // chunk_seconds) if chunk_seconds > 0 else 0
 
 
-class MakeRecordsFn(_EncodeFn):
-    """(work key, specs) -> (split, label, serialized record) per play, or rejections.
+class GroupByWork(beam.PTransform):
+    """PlaySpecs -> (work key, specs): the units `sample_plays` is called on.
 
-    What a sampled play becomes is `_encode(spec, sampled)`: a subclass that
-    overrides it gets the plays sampled exactly as the records job samples them
-    (the prediction job: the JPEG frames for the model).
+    A whole play (frames folder, video file, demo play) is a unit of work of
+    its own; plays that are time ranges of a video are grouped by video path
+    and by `chunk_seconds` of start time, so that each group opens its video
+    once and decodes forward, and the groups of a long game run on several
+    workers. One GroupByKey spreads both over the workers, and only play specs
+    cross it: what is made of a play comes out of the stage that samples it.
     """
 
-    def process(self, keyed: Tuple[Tuple[str, str, int], Iterable[PlaySpec]], labels: List[str]):
-        self._use_labels(labels)
-        (work, path, _), specs = keyed
-        if work == "play":
-            for spec in specs:
-                yield self._sample(spec)
-        else:
-            yield from self._cut(path, specs)
+    def __init__(self, chunk_seconds: float):
+        super().__init__()
+        self._chunk = chunk_seconds
 
-    def _sample(self, spec: PlaySpec):
-        """A whole play (frames folder, video, demo play): read, sample, resize, encode."""
-        cfg = self._config
-        try:
-            sampled = frames.read_play(
-                spec.path, cfg.num_frames, (cfg.height, cfg.width), resize_mode=cfg.resize_mode,
-                pad_short=cfg.pad_short, jpeg_quality=cfg.jpeg_quality,
-                frame_rate=spec.frame_rate or cfg.frame_rate)
-        except frames.PlayError as err:
-            return _rejected(spec, err)
-        except Exception as err:  # pylint: disable=broad-except
-            logger.exception("play %s (%s) failed", spec.play_id, spec.path)
-            return _unexpected(spec, err)
-        return self._encode(spec, sampled)
+    def expand(self, plays):
+        chunk = self._chunk
+        return (plays
+                | "KeyByWork" >> beam.Map(lambda spec: (_work_key(spec, chunk), spec))
+                | "GroupByWork" >> beam.GroupByKey())
 
-    def _cut(self, path: str, specs: Iterable[PlaySpec]):
-        """The plays cut from one video (one chunk of it) in one forward decode."""
-        todo: Dict[str, PlaySpec] = {}
-        ranges: Dict[Tuple[int, int], PlaySpec] = {}
-        for spec in sorted(specs, key=lambda s: (s.start, s.end, s.row)):
-            key = (video_clips.seconds_to_us(spec.start), video_clips.seconds_to_us(spec.end))
-            if key in ranges:  # the same play under another id
-                yield _rejected(spec, frames.PlayError(
-                    f"same time range as play {ranges[key].play_id!r} (row {ranges[key].row}) "
-                    f"of {_where(spec)}", kind="duplicate_clip"))
-                continue
-            ranges[key] = todo[spec.play_id] = spec
-        cfg = self._config
-        clips = [video_clips.Clip(s.play_id, s.start, s.end) for s in todo.values()]
-        stats = video_clips.CutStats()
-        try:
-            for play_id, result in video_clips.cut_clips(
-                    path, clips, cfg.num_frames, (cfg.height, cfg.width),
-                    resize_mode=cfg.resize_mode, pad_short=cfg.pad_short,
-                    jpeg_quality=cfg.jpeg_quality, stats=stats):
-                spec = todo[play_id]
-                if isinstance(result, frames.PlayError):
-                    out = _rejected(spec, result)
-                else:
-                    out = self._encode(spec, result)
-                del todo[play_id]  # only now: a play whose encoding failed is rejected below
-                yield out
-        except Exception as err:  # pylint: disable=broad-except
-            logger.exception("video %s failed", path)
-            for spec in todo.values():
-                yield _unexpected(spec, err)
+
+def count_video_work(work: str, stats: video_clips.CutStats) -> None:
+    """The counters of a group of plays cut from one video: opens and seeks."""
+    if work == "video":
         count("game_videos_opened", stats.opens)
         count("game_video_seeks", stats.seeks)
 
 
+class MakeRecordsFn(beam.DoFn):
+    """(work key, specs) -> (split, label, serialized record) per play, or rejections."""
+
+    def __init__(self, how: FrameSampling):
+        self._how = how
+
+    def setup(self):
+        # Records are serialized without TensorFlow (schemas.example_proto): workers never import it.
+        from schemas import play_record  # pylint: disable=g-import-not-at-top
+        self._play_record = play_record
+        self._label_index: Dict[str, int] = {}
+        self._labels_seen: Optional[List[str]] = None
+
+    def process(self, keyed: Tuple[Tuple[str, str, int], Iterable[PlaySpec]], labels: List[str]):
+        if labels is not self._labels_seen:
+            self._labels_seen = labels
+            self._label_index = {label: i for i, label in enumerate(labels)}
+        (work, _, _), specs = keyed
+        stats = video_clips.CutStats()
+        for spec, result in sample_plays(list(specs), self._how, stats):
+            if isinstance(result, frames.PlayError):
+                yield rejected_play(spec, result)
+                continue
+            try:
+                out = self._record(spec, result)
+            except Exception as err:  # pylint: disable=broad-except
+                logger.exception("play %s (%s) failed", spec.play_id, spec.path)
+                out = rejected_play(spec, unexpected(err))
+            yield out
+        count_video_work(work, stats)
+
+    def _record(self, spec: PlaySpec, sampled: frames.SampledPlay) -> Tuple[str, str, bytes]:
+        time_range = {}
+        if spec.has_range:  # MediaSequence clip/start|end/timestamp, only for cut plays
+            time_range = dict(start_us=video_clips.seconds_to_us(spec.start),
+                              end_us=video_clips.seconds_to_us(spec.end))
+        record = self._play_record.PlayRecord(
+            play_id=spec.play_id, label=spec.label, label_index=self._label_index[spec.label],
+            frames=sampled.frames, timestamps_us=sampled.timestamps_us, height=self._how.height,
+            width=self._how.width, game_id=spec.game_id, data_path=spec.path,
+            frame_rate=sampled.frame_rate, source_num_frames=sampled.source_num_frames,
+            pad_mode=sampled.pad_mode, **time_range)
+        count("plays_written")
+        count(f"written_{spec.split}")
+        return spec.split, spec.label, self._play_record.encode_play(record)
+
+
 class MakeRecords(beam.PTransform):
-    """Plays -> (split, label, serialized record) (PLAYS) and rejections (REJECTED).
+    """Plays -> (split, label, serialized record) (PLAYS) and rejections (REJECTED)."""
 
-    A whole play (frames folder, video file, demo play) is a unit of work of
-    its own; plays that are time ranges of a video are grouped by video path
-    and by `video_chunk_seconds` of start time, so that each group opens its
-    video once and decodes forward, and the groups of a long game run on
-    several workers. One GroupByKey spreads both over the workers, and only
-    play specs cross it: the records come out of the stage that makes them,
-    which WriteSplitShards joins (so no stage boundary holds them all).
-    """
-
-    def __init__(self, config: JobConfig, labels, make_fn: Optional[MakeRecordsFn] = None):
+    def __init__(self, config: JobConfig, labels):
         super().__init__()
         self._config = config
         self._labels = labels
-        self._make_fn = make_fn or MakeRecordsFn(config)
 
     def expand(self, plays):
-        chunk = self._config.video_chunk_seconds
         return (plays
-                | "KeyByWork" >> beam.Map(lambda spec: (_work_key(spec, chunk), spec))
-                | "GroupByWork" >> beam.GroupByKey()
-                | "Make" >> beam.ParDo(self._make_fn,
+                | "GroupByWork" >> GroupByWork(self._config.video_chunk_seconds)
+                | "Make" >> beam.ParDo(MakeRecordsFn(self._config.sampling),
                                        labels=pvalue.AsSingleton(self._labels))
                 .with_outputs(REJECTED, main=PLAYS))
 
@@ -363,15 +312,13 @@ def dataset_card_of(config: JobConfig, counts: JobCounts, labels: List[str]
     """The run's dataset.json (WriteCard's `make_card`)."""
     splits = list(config.splits)
     return dataset_card.DatasetCard(
-        num_frames=config.num_frames, height=config.height, width=config.width,
-        labels=list(labels), counts={s: counts.written.get(s, 0) for s in splits},
+        sampling=config.sampling, labels=list(labels),
+        counts={s: counts.written.get(s, 0) for s in splits},
         label_counts={s: {label: counts.by_label.get(s, {}).get(label, 0) for label in labels}
                       for s in splits},
         num_input=counts.num_input, num_rejected=counts.num_rejected,
         rejected_reasons=counts.rejected, compression=config.compression,
-        shard_pattern=config.shard_pattern, frame_rate=config.frame_rate,
-        jpeg_quality=config.jpeg_quality, resize_mode=config.resize_mode,
-        pad_short=config.pad_short, args=dict(config.args))
+        shard_pattern=config.shard_pattern, args=dict(config.args))
 
 
 def build(pipeline: beam.Pipeline, config: JobConfig):

@@ -32,6 +32,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 
 from demo_data import games as demo_games  # pylint: disable=wrong-import-position
 from media import video_clips  # pylint: disable=wrong-import-position
+from schemas.sampling import FrameSampling  # pylint: disable=wrong-import-position
 
 FPS = 25
 GOP = 50  # a keyframe every 2 s
@@ -71,7 +72,8 @@ def make_plays(num_plays: int, seconds: float, seed: int = 0):
 def run_grouped(path, clips, num_frames, frame_size):
     stats = video_clips.CutStats()
     start = time.perf_counter()
-    results = dict(video_clips.cut_clips(path, clips, num_frames, frame_size, stats=stats))
+    results = dict(video_clips.cut_clips(
+        path, clips, FrameSampling.of(num_frames, frame_size), stats=stats))
     return time.perf_counter() - start, results, stats
 
 
@@ -80,8 +82,8 @@ def run_naive(path, clips, num_frames, frame_size):
     start = time.perf_counter()
     results = {}
     for clip in clips:
-        results.update(video_clips.cut_clips(path, [clip], num_frames, frame_size, seek_gap=None,
-                                             stats=stats))
+        results.update(video_clips.cut_clips(path, [clip], FrameSampling.of(num_frames, frame_size),
+                                             seek_gap=None, stats=stats))
     return time.perf_counter() - start, results, stats
 
 

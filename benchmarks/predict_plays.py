@@ -3,7 +3,7 @@
 One workload (demo records at the demo's frame count and size, an exported
 model with the given cut layer and random weights: throughput does not depend
 on what the weights learnt), three ways:
-  loop       one process: trainer.predict.Predictor.classify_frames, one call per play
+  loop       one process: trainer.serving.predictor.Predictor.classify_frames, one call per play
              (what a season of plays took before the job)
   direct     the prediction job on the DirectRunner, in memory (one process)
   multiproc  the job on the DirectRunner, multi_processing, --direct_num_workers=2
@@ -33,8 +33,9 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 
 from beam_jobs import make_records, predict_plays  # pylint: disable=wrong-import-position
 from schemas import play_record  # pylint: disable=wrong-import-position
+from schemas.sampling import FrameSampling  # pylint: disable=wrong-import-position
 from trainer.serving import export  # pylint: disable=wrong-import-position
-from trainer import predict  # pylint: disable=wrong-import-position
+from trainer.serving.predictor import Predictor  # pylint: disable=wrong-import-position
 from trainer.data import sources  # pylint: disable=wrong-import-position
 from trainer.modeling import model as model_lib  # pylint: disable=wrong-import-position
 
@@ -63,14 +64,15 @@ def main() -> None:
                                   cut_layer=args.cut_layer, weights="none", rnn="gru",
                                   rnn_units=64)
     export.export_model(model, job, labels=card.labels, image_size=args.size,
-                        num_frames=args.model_frames, record_num_frames=args.frames)
+                        num_frames=args.model_frames,
+                        sampling=FrameSampling(num_frames=args.frames))
     num_plays = card.counts["test"]
     print(f"plays={num_plays} frames={args.frames} model_frames={args.model_frames} "
           f"size={args.size} cut_layer={args.cut_layer} batch_size={args.batch_size} "
           f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.2f}")
 
     start = time.perf_counter()
-    predictor = predict.Predictor(job)
+    predictor = Predictor(job)
     for serialized in tf.data.TFRecordDataset(sources.split_files(records, "test")):
         predictor.classify_frames(play_record.decode_play(serialized.numpy()).frames)
     loop_s = time.perf_counter() - start

@@ -35,6 +35,7 @@ from PIL import Image  # pylint: disable=wrong-import-position
 from beam_jobs import make_records, plays  # pylint: disable=wrong-import-position
 from media import frames  # pylint: disable=wrong-import-position
 from schemas import play_record  # pylint: disable=wrong-import-position
+from schemas.sampling import FrameSampling  # pylint: disable=wrong-import-position
 
 LABELS = ("cut", "isolation", "post_up", "spot_up")
 
@@ -78,7 +79,8 @@ def run_loop(manifest: str, output: str, num_frames: int, frame_size: int) -> in
     written = 0
     with tf.io.TFRecordWriter(output) as writer:
         for spec in specs:
-            sampled = frames.read_play(spec.path, num_frames, frame_size, frame_rate=30.0)
+            sampled = frames.read_play(spec.path, FrameSampling.of(num_frames, frame_size),
+                                       frame_rate=30.0)
             record = play_record.PlayRecord(
                 play_id=spec.play_id, label=spec.label, label_index=labels.index(spec.label),
                 frames=sampled.frames, timestamps_us=sampled.timestamps_us, height=frame_size,

@@ -43,7 +43,9 @@ sys.path.insert(0, ROOT)
 
 from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
 from demo_data import games as demo_games  # noqa: E402
-from trainer import timeline  # noqa: E402
+from schemas.sampling import FrameSampling  # noqa: E402
+from trainer.serving import timeline, timeline_outputs  # noqa: E402
+from trainer.serving.timeline_model import TimelineModel  # noqa: E402
 
 DEMO_RECORD_FLAGS = ["--frame_size=32", "--demo_plays=330"]
 DEMO_EMBED_FLAGS = ["--weights=none", "--cut_layer=block2_pool"]
@@ -101,8 +103,8 @@ def predict_loop_seconds(model_dir: str, result, sample: int) -> float:
     Each call cuts the window from the video (`media.video_clips`: open, seek, decode)
     and runs the SavedModel; measured on `sample` windows spread over the video.
     """
-    from trainer import predict  # pylint: disable=g-import-not-at-top
-    predictor = predict.Predictor(model_dir)
+    from trainer.serving.predictor import Predictor  # pylint: disable=g-import-not-at-top
+    predictor = Predictor(model_dir)
     windows = result["windows"]
     chosen = windows[::max(1, len(windows) // sample)][:sample]
     predictor.classify(result["video"], start=chosen[0]["start"], end=chosen[0]["end"])  # warm-up
@@ -138,7 +140,7 @@ def speed_lines(prefix: str, model, video: str, hop: float, sample: int = 12,
 
 def demo_part(args, work: str):
     model_dir = args.model or train_demo_model(os.path.join(work, "demo"))
-    model = timeline.TimelineModel(model_dir)
+    model = TimelineModel(model_dir)
     games = os.path.join(work, "games")
     manifest = demo_games.write_demo_games(games, args.games, args.game_seed)
     correct = n = 0
@@ -146,7 +148,7 @@ def demo_part(args, work: str):
     for game in range(args.games):
         video = os.path.join(games, f"demo-game-{game:04d}.mp4")
         result, stats = timed(model, video, "cached", args.hop_seconds)
-        score = timeline.score_plays(result, timeline.read_plays(manifest, video))
+        score = timeline_outputs.score_plays(result, timeline_outputs.read_plays(manifest, video))
         correct, n = correct + score["correct"], n + score["n"]
         duration, wall = duration + stats.duration, wall + stats.wall_seconds
     low, high = wilson(correct, n)
@@ -173,12 +175,12 @@ def seed_part(args, work: str):
                                   rnn_units=256)
     job = os.path.join(work, "seed_job")
     export.export_model(model, job, labels=labels, image_size=224, num_frames=40,
-                        record_num_frames=40, frame_rate=25.0)
+                        sampling=FrameSampling(num_frames=40, frame_rate=25.0))
     video = os.path.join(work, "seed_720p.mp4")
     write_video(video, args.seed_seconds / 60, 1280, 720, "veryfast")
     warmup = os.path.join(work, "warmup_720p.mp4")
     write_video(warmup, 2.0 / 60, 1280, 720, "veryfast")
-    tl_model = timeline.TimelineModel(job)
+    tl_model = TimelineModel(job)
     print("seed_settings=224px_block5_pool_40of40_frames_25fps_lstm256_720p_h264")
     for line in speed_lines("seed_", tl_model, video, args.hop_seconds, sample=2,
                             warmup_video=warmup):

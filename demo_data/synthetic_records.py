@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from schemas import dataset_card, play_record
+from schemas import dataset_card, play_record, sampling
 
 MODES = ("square", "static", "index")
 
@@ -141,11 +141,12 @@ def write_dataset(tmp_dir: Union[str, os.PathLike], num_plays: int = 8, num_fram
                           records, compression)
         counts[split] = num_plays
     suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+    how = sampling.FrameSampling(num_frames=num_frames, height=height, width=width,
+                                 frame_rate=25.0, jpeg_quality=jpeg_quality)
     card = dataset_card.DatasetCard(
-        num_frames=num_frames, height=height, width=width, labels=list(labels), counts=counts,
+        sampling=how, labels=list(labels), counts=counts,
         label_counts=label_counts, num_input=num_plays * len(splits), compression=compression,
-        shard_pattern="{split}-*-of-*" + suffix, frame_rate=25.0, jpeg_quality=jpeg_quality,
-        args={"fixture": mode})
+        shard_pattern="{split}-*-of-*" + suffix, args={"fixture": mode})
     with open(os.path.join(tmp_dir, dataset_card.CARD_NAME), "w") as f:
         f.write(card.to_json())
     return card

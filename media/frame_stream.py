@@ -22,8 +22,8 @@ from fractions import Fraction
 from typing import Callable, Iterator, Optional, Tuple
 
 from media import files
-from media.frames import FrameSize, PlayError, encode_jpeg, frame_size_hw, resize_image
-from schemas import sampling
+from media.frames import PlayError, encode_jpeg, resize_image
+from schemas.sampling import FrameSampling
 
 
 @dataclasses.dataclass
@@ -38,19 +38,19 @@ class StreamStats:
     video_size: Optional[Tuple[int, int]] = None  # (height, width) of the decoded frames
 
 
-def sample_video(path: str, rate: float, frame_size: FrameSize, *,
-                 resize_mode: str = sampling.DEFAULT_RESIZE_MODE,
-                 jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
+def sample_video(path: str, rate: float, how: FrameSampling, *,
                  wanted: Optional[Callable[[int], bool]] = None,
                  stats: Optional[StreamStats] = None) -> Iterator[Tuple[int, bytes]]:
     """Yields (j, JPEG bytes) for each wanted sampled frame j, in order; raises PlayError.
+
+    Frames are resized and encoded as `how` says (its size, resize mode and
+    JPEG quality; `rate`, not its frame count, decides which frames are taken).
 
     `stats` (optional) is filled in as frames come; after the generator is
     exhausted it holds the video's duration and the number of sampled frames.
     """
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
-    frame_size_hw(frame_size)
     stats = stats if stats is not None else StreamStats()
     try:
         found = files.exists(path)
@@ -65,15 +65,14 @@ def sample_video(path: str, rate: float, frame_size: FrameSize, *,
                 raise PlayError(f"no video stream in {path}", kind="undecodable_video")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            yield from _resample(container, stream, float(rate), frame_size, resize_mode,
-                                 int(jpeg_quality), wanted, stats)
+            yield from _resample(container, stream, float(rate), how, wanted, stats)
     except (av.FFmpegError, EOFError, OSError, ValueError) as err:
         raise PlayError(f"undecodable video {path}: {err}", kind="undecodable_video") from err
     if not stats.frames_decoded:
         raise PlayError(f"no frames decoded from {path}", kind="no_frames")
 
 
-def _resample(container, stream, rate, frame_size, resize_mode, quality, wanted, stats):
+def _resample(container, stream, rate, how, wanted, stats):
     time_base = Fraction(stream.time_base) if stream.time_base else None
     start_pts = stream.start_time or 0
     video_rate = stream.average_rate or stream.guessed_rate
@@ -88,8 +87,8 @@ def _resample(container, stream, rate, frame_size, resize_mode, quality, wanted,
         while (j + 0.5) / rate < upto:
             if wanted is None or wanted(j):
                 if held[2] is None:
-                    image = resize_image(held[1].to_image(), frame_size, resize_mode)
-                    held = (held[0], held[1], encode_jpeg(image, quality))
+                    image = resize_image(held[1].to_image(), how.size, how.resize_mode)
+                    held = (held[0], held[1], encode_jpeg(image, how.jpeg_quality))
                     stats.frames_converted += 1
                 yield j, held[2]
             j += 1

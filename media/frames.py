@@ -1,8 +1,8 @@
 """Media I/O for one play: sample exactly `num_frames` frames, resize, JPEG-encode.
 
-Pure Python (Pillow for images, PyAV for video), no pipeline code: the records
-job calls `read_play` inside a DoFn and `trainer.predict` calls it to
-classify a folder or a video with the same sampling.
+Pure Python (Pillow for images, PyAV for video), no pipeline code. The
+settings are one `schemas.sampling.FrameSampling`; `media.sample_plays` is
+what the jobs and `trainer.predict` call, whole plays through `read_play`.
 
 A play's `path` is one of:
   * a folder of frame images (any format Pillow reads), in natural order
@@ -22,19 +22,18 @@ import io
 import math
 import posixpath
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from PIL import Image
 
 from media import files
 from schemas import sampling
+from schemas.sampling import FrameSampling, FrameSize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
 DEMO_SCHEME = "demo://"
-
-FrameSize = Union[int, Sequence[int]]
 
 
 class PlayError(Exception):
@@ -106,7 +105,8 @@ def _target_scale(src_w: int, src_h: int, height: int, width: int, resize_mode: 
     return max(sx, sy) if resize_mode == "crop" else min(sx, sy)
 
 
-def resize_image(image: Image.Image, frame_size: FrameSize, resize_mode: str = "crop") -> Image.Image:
+def resize_image(image: Image.Image, frame_size: FrameSize,
+                 resize_mode: str = sampling.DEFAULT_RESIZE_MODE) -> Image.Image:
     """RGB image of exactly `frame_size`.
 
     crop: scale so the shorter side fits, then center-crop the longer side.
@@ -192,7 +192,8 @@ def _timestamps(indices: Iterable[int], frame_rate: float) -> List[int]:
     return [int(round(i * 1e6 / frame_rate)) for i in indices]
 
 
-def _read_folder(path, num_frames, frame_size, resize_mode, pad_short, quality, frame_rate):
+def _read_folder(path: str, how: FrameSampling, frame_rate: Optional[float]) -> SampledPlay:
+    num_frames, pad_short = how.num_frames, how.pad_short
     frame_files = list_frame_files(path)
     indices = sample_indices(len(frame_files), num_frames, pad_short)
     encoded = {}
@@ -203,8 +204,8 @@ def _read_folder(path, num_frames, frame_size, resize_mode, pad_short, quality, 
                 data = f.read()
         except OSError as err:
             raise PlayError(f"unreadable image {name}: {err}", kind="corrupt_image") from err
-        encoded[index] = _image_to_jpeg(data, name, frame_size, resize_mode, quality)
-    rate = float(frame_rate or sampling.DEFAULT_FRAME_RATE)
+        encoded[index] = _image_to_jpeg(data, name, how.size, how.resize_mode, how.jpeg_quality)
+    rate = float(frame_rate or how.folder_frame_rate)
     return SampledPlay(
         frames=[encoded[i] for i in indices], timestamps_us=_timestamps(indices, rate),
         source_num_frames=len(frame_files), frame_rate=rate,
@@ -250,7 +251,8 @@ def _decode_video(fileobj, path, num_frames, pad_short, known_count=None):
     return images, stamps, indices, count, decoded, fps
 
 
-def _read_video(path, num_frames, frame_size, resize_mode, pad_short, quality):
+def _read_video(path: str, how: FrameSampling) -> SampledPlay:
+    num_frames, pad_short = how.num_frames, how.pad_short
     import av  # pylint: disable=g-import-not-at-top
     try:
         found = files.exists(path)
@@ -275,7 +277,7 @@ def _read_video(path, num_frames, frame_size, resize_mode, pad_short, quality):
     if missing:
         raise PlayError(f"undecodable video {path}: decoded {decoded} of {count} frames",
                         kind="undecodable_video")
-    encoded = {i: encode_jpeg(resize_image(img, frame_size, resize_mode), quality)
+    encoded = {i: encode_jpeg(resize_image(img, how.size, how.resize_mode), how.jpeg_quality)
                for i, img in images.items()}
     return SampledPlay(
         frames=[encoded[i] for i in indices], timestamps_us=[stamps[i] for i in indices],
@@ -298,7 +300,8 @@ def demo_source_frames(num_frames: int) -> int:
     return max(40, num_frames)
 
 
-def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
+def _read_demo(path: str, how: FrameSampling) -> SampledPlay:
+    num_frames, pad_short = how.num_frames, how.pad_short
     from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     seed, index, options = parse_demo_path(path)
     play = demo_plays.render_play(seed, index, num_frames=demo_source_frames(num_frames),
@@ -306,8 +309,8 @@ def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
                                   label=options.get("label"))
     count = int(play.frames.shape[0])
     indices = sample_indices(count, num_frames, pad_short)
-    encoded = {i: encode_jpeg(resize_image(Image.fromarray(play.frames[i]), frame_size,
-                                           resize_mode), quality)
+    encoded = {i: encode_jpeg(resize_image(Image.fromarray(play.frames[i]), how.size,
+                                           how.resize_mode), how.jpeg_quality)
                for i in set(indices)}
     rate = float(play.frame_rate)
     return SampledPlay(
@@ -316,30 +319,21 @@ def _read_demo(path, num_frames, frame_size, resize_mode, pad_short, quality):
         pad_mode=pad_short if count < num_frames else "")
 
 
-def read_play(path: str, num_frames: int, frame_size: FrameSize, *,
-              resize_mode: str = sampling.DEFAULT_RESIZE_MODE, pad_short: str = "",
-              jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
-              frame_rate: Optional[float] = None) -> SampledPlay:
-    """Samples `num_frames` frames of the play at `path` as JPEGs of `frame_size`.
+def read_play(path: str, how: FrameSampling, *, frame_rate: Optional[float] = None) -> SampledPlay:
+    """Samples the whole play at `path` as `how` says: `how.num_frames` JPEGs of `how.size`.
 
     Only the sampled frames are decoded (folders: only those files are read;
     video: one decoding pass that keeps the sampled frames). Timestamps come
-    from the video's pts, else from `frame_rate` (default 30 fps) for frame
+    from the video's pts, else from `frame_rate` (default: `how`'s) for frame
     folders. Raises PlayError(reason) for media that cannot make a play.
     """
-    if resize_mode not in sampling.RESIZE_MODES:
-        raise ValueError(f"resize_mode must be one of {sampling.RESIZE_MODES}, got {resize_mode!r}")
-    frame_size_hw(frame_size)
-    if not 1 <= int(jpeg_quality) <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     if not path:
         raise PlayError("empty path", kind="missing_value")
-    args = (path, num_frames, frame_size, resize_mode, pad_short, int(jpeg_quality))
     if path.startswith(DEMO_SCHEME):
-        return _read_demo(*args)
+        return _read_demo(path, how)
     if is_video(path) and not _is_glob(path):
-        return _read_video(*args)
-    return _read_folder(*args, frame_rate)
+        return _read_video(path, how)
+    return _read_folder(path, how, frame_rate)
 
 
 __all__ = ["PlayError", "SampledPlay", "read_play", "sample_indices", "natural_key",

@@ -26,9 +26,8 @@ from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from media import files
-from media.frames import (FrameSize, PlayError, SampledPlay, encode_jpeg, frame_size_hw,
-                          resize_image, sample_indices)
-from schemas import sampling
+from media.frames import PlayError, SampledPlay, encode_jpeg, resize_image, sample_indices
+from schemas.sampling import FrameSampling
 
 logger = logging.getLogger(__name__)
 
@@ -99,22 +98,14 @@ class _Play:
     jpegs: Dict[int, bytes] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    num_frames: int
-    frame_size: FrameSize
-    resize_mode: str
-    pad_short: str
-    jpeg_quality: int
-    seek_gap: Optional[float]
-
-
 class _Cutter:
     """The forward decode of one opened video for its sorted plays (see the module docstring)."""
 
-    def __init__(self, container, stream, clips: Sequence[Clip], settings: _Settings,
+    def __init__(self, container, stream, clips: Sequence[Clip], how: FrameSampling,
+                 seek_gap: Optional[float],
                  stats: CutStats):
-        self._container, self._stream, self._cfg, self._stats = container, stream, settings, stats
+        self._container, self._stream, self._how, self._stats = container, stream, how, stats
+        self._seek_gap = seek_gap
         self._codec = stream.codec_context
         self._tb = Fraction(stream.time_base)
         self._t0 = stream.start_time or 0
@@ -183,13 +174,13 @@ class _Cutter:
         self._todo = inside
 
     def _should_seek(self) -> bool:
-        if self._cfg.seek_gap is None or self._scanning or self._collecting or not self._todo:
+        if self._seek_gap is None or self._scanning or self._collecting or not self._todo:
             return False
         nxt = self._todo[0]
         if self._last_seek_lo is not None and nxt.lo <= self._last_seek_lo:
             return False  # already sought to this play
         here_us = self._us(self._position) if self._position is not None else 0
-        return nxt.clip.start_us - here_us > self._cfg.seek_gap * 1e6
+        return nxt.clip.start_us - here_us > self._seek_gap * 1e6
 
     def _seek(self, lo: int):
         """Seeks to the keyframe at or before pts `lo`; returns a new demux iterator."""
@@ -234,12 +225,12 @@ class _Cutter:
     def _sample(self, play: _Play) -> Iterator[Result]:
         play.pts.sort()
         try:
-            indices = sample_indices(len(play.pts), self._cfg.num_frames, self._cfg.pad_short)
+            indices = sample_indices(len(play.pts), self._how.num_frames, self._how.pad_short)
         except PlayError as err:
             yield play.clip.clip_id, PlayError(f"{play.clip.describe()}: {err.reason}", err.kind)
             return
         play.wanted = [play.pts[i] for i in indices]
-        play.pad_mode = self._cfg.pad_short if len(play.pts) < self._cfg.num_frames else ""
+        play.pad_mode = self._how.pad_short if len(play.pts) < self._how.num_frames else ""
         self._collecting.append(play)
         held = len(self._scanning) + len(self._collecting)
         self._stats.max_held_plays = max(self._stats.max_held_plays, held)
@@ -273,9 +264,9 @@ class _Cutter:
         for play in list(self._collecting):
             if frame.pts in play.wanted and frame.pts not in play.jpegs:
                 if jpeg is None:
-                    image = resize_image(frame.to_image(), self._cfg.frame_size,
-                                         self._cfg.resize_mode)
-                    jpeg = encode_jpeg(image, self._cfg.jpeg_quality)
+                    image = resize_image(frame.to_image(), self._how.size,
+                                         self._how.resize_mode)
+                    jpeg = encode_jpeg(image, self._how.jpeg_quality)
                 play.jpegs[frame.pts] = jpeg
             if len(play.jpegs) == len(set(play.wanted)):
                 self._collecting.remove(play)
@@ -309,22 +300,19 @@ class _Cutter:
         self._collecting = []
 
 
-def cut_clips(path: str, clips: Sequence[Clip], num_frames: int, frame_size: FrameSize, *,
-              resize_mode: str = sampling.DEFAULT_RESIZE_MODE, pad_short: str = "",
-              jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
+def cut_clips(path: str, clips: Sequence[Clip], how: FrameSampling, *,
               seek_gap: Optional[float] = DEFAULT_SEEK_GAP,
               stats: Optional[CutStats] = None) -> Iterator[Result]:
     """Yields (clip_id, SampledPlay or PlayError) for every clip, each as soon as it is done.
 
     The video at `path` is opened once and decoded forward once for all
-    `clips` (ids unique, any order). `seek_gap=None` never seeks (decodes from
-    the start). A video that cannot be read rejects every clip with the reason.
+    `clips` (ids unique, any order), each sampled as `how` says. `seek_gap=None`
+    never seeks (decodes from the start). A video that cannot be read rejects
+    every clip with the reason.
     """
-    frame_size_hw(frame_size)
     ids = [clip.clip_id for clip in clips]
     if len(set(ids)) != len(ids):
         raise ValueError("clip ids must be unique")
-    settings = _Settings(num_frames, frame_size, resize_mode, pad_short, int(jpeg_quality), seek_gap)
     stats = stats if stats is not None else CutStats()
     left: Dict[str, Clip] = {}
     for clip in clips:
@@ -346,7 +334,8 @@ def cut_clips(path: str, clips: Sequence[Clip], num_frames: int, frame_size: Fra
                         raise PlayError(f"no video stream in {path}", kind="undecodable_video")
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
-                    cutter = _Cutter(container, stream, list(left.values()), settings, stats)
+                    cutter = _Cutter(container, stream, list(left.values()), how, seek_gap,
+                                     stats)
                     for clip_id, result in cutter.run():
                         del left[clip_id]
                         yield clip_id, result
@@ -366,11 +355,9 @@ def _missing_video(path: str) -> Optional[PlayError]:
     return None if found else PlayError(f"missing video file {path}", kind="missing_path")
 
 
-def read_clip(path: str, start: float, end: float, num_frames: int, frame_size: FrameSize,
-              **kwargs) -> SampledPlay:
+def read_clip(path: str, start: float, end: float, how: FrameSampling, **kwargs) -> SampledPlay:
     """The sampled frames of one play [start, end) of a video; raises PlayError."""
-    ((_, result),) = list(cut_clips(path, [Clip("clip", start, end)], num_frames, frame_size,
-                                    **kwargs))
+    ((_, result),) = list(cut_clips(path, [Clip("clip", start, end)], how, **kwargs))
     if isinstance(result, PlayError):
         raise result
     return result

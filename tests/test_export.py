@@ -1,4 +1,4 @@
-"""trainer.serving.export: model.keras, the raw-JPEG serving signature and its metadata."""
+"""trainer.serving.export: model.keras, the raw-JPEG serving signature and its export card."""
 
 import json
 import os
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from schemas import play_record
+from schemas import export_card, play_record
+from schemas.sampling import FrameSampling
 from trainer.serving import export
 
 SIZE = 32
@@ -49,8 +50,9 @@ def exported(tmp_path_factory):
     model = tiny_model()
     job_dir = str(tmp_path_factory.mktemp("job"))
     meta = export.export_model(model, job_dir, labels=LABELS, image_size=SIZE,
-                               num_frames=NUM_FRAMES, record_num_frames=RECORD_FRAMES,
-                               resize_mode="crop")
+                               num_frames=NUM_FRAMES,
+                               sampling=FrameSampling(num_frames=RECORD_FRAMES, height=SIZE * 2,
+                                                      resize_mode="pad", frame_rate=25.0))
     loaded = tf.saved_model.load(meta["saved_model_dir"])
     return model, job_dir, meta, loaded
 
@@ -110,15 +112,40 @@ def test_metadata_is_written_and_found_from_job_dir_or_saved_model(exported):
     assert export.resolve_saved_model_dir(job_dir) == saved_model_dir
     assert export.resolve_saved_model_dir(saved_model_dir) == saved_model_dir
     with open(export.metadata_path(saved_model_dir)) as f:
-        on_disk = json.load(f)
-    for source in (on_disk, export.load_metadata(job_dir)):
-        assert source["labels"] == LABELS
-        assert source["image_size"] == [SIZE, SIZE]
-        assert source["num_frames"] == NUM_FRAMES
-        assert source["record_num_frames"] == RECORD_FRAMES
-        assert source["resize_mode"] == "crop"
-        assert source["schema_version"] == play_record.SCHEMA_VERSION
-    assert meta["labels"] == LABELS
+        on_disk = export_card.ExportCard.from_json(f.read())
+    for card in (on_disk, export.load_metadata(job_dir)):
+        assert card.labels == LABELS
+        assert card.image_size == [SIZE, SIZE]
+        assert card.num_frames == NUM_FRAMES
+        assert card.record_num_frames == RECORD_FRAMES
+        # The records' sampling, at the model's frame size: what a client sends.
+        assert card.sampling == FrameSampling(num_frames=RECORD_FRAMES, height=SIZE, width=SIZE,
+                                              resize_mode="pad", frame_rate=25.0)
+        assert (card.signature, card.input) == (export.SIGNATURE_NAME, export.INPUT_NAME)
+        assert card.schema_version == play_record.SCHEMA_VERSION
+    assert meta["labels"] == LABELS and meta["sampling"]["num_frames"] == RECORD_FRAMES
+
+
+def test_export_card_of_an_earlier_version_is_read(tmp_path):
+    """A playclips_export.json with flat sampling keys (export version 1) reads as the same card."""
+    old = {"labels": LABELS, "image_size": [SIZE, SIZE], "num_frames": NUM_FRAMES,
+           "record_num_frames": RECORD_FRAMES, "resize_mode": "pad", "pad_short": "loop",
+           "jpeg_quality": 80, "frame_rate": None, "eval_views": 3, "eval_flip": True,
+           "schema_version": play_record.SCHEMA_VERSION, "signature": "serving_default",
+           "input": "clips"}
+    path = export_card.card_path(str(tmp_path))
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump(old, f)
+    card = export_card.read(str(tmp_path))
+    assert card.sampling == FrameSampling(num_frames=RECORD_FRAMES, height=SIZE, width=SIZE,
+                                          resize_mode="pad", pad_short="loop", jpeg_quality=80)
+    assert (card.num_frames, card.eval_views, card.eval_flip) == (NUM_FRAMES, 3, True)
+    assert export_card.ExportCard.from_json(card.to_json()) == card
+    with pytest.raises(export_card.SchemaError, match="re-export"):
+        export_card.ExportCard.from_json(json.dumps(dict(old, schema_version=0)))
+    with pytest.raises(export_card.SchemaError, match="export version 9"):
+        export_card.ExportCard.from_json(json.dumps(dict(card.to_dict(), export_version=9)))
 
 
 def test_missing_or_wrong_model_dir_errors(tmp_path):
@@ -140,7 +167,7 @@ def test_export_of_a_mirrored_strategy_model(tmp_path):
         model = tiny_model(seed=5)
     meta = export.export_model(model, str(tmp_path), labels=LABELS, image_size=(SIZE, SIZE),
                                num_frames=NUM_FRAMES)
-    assert meta["record_num_frames"] == NUM_FRAMES
+    assert meta["sampling"]["num_frames"] == NUM_FRAMES
     loaded = tf.saved_model.load(meta["saved_model_dir"])
     jpegs = to_jpeg(random_clips(1, NUM_FRAMES, seed=6))
     out = loaded.signatures["serving_default"](clips=jpegs)
@@ -171,7 +198,8 @@ def test_export_of_build_model(tmp_path):
     model = model_lib.build_model(len(LABELS), image_size=(SIZE, SIZE), cut_layer="block1_pool",
                                   weights="none", rnn="gru", rnn_units=4)
     meta = export.export_model(model, str(tmp_path), labels=LABELS, image_size=SIZE,
-                               num_frames=NUM_FRAMES, record_num_frames=RECORD_FRAMES)
+                               num_frames=NUM_FRAMES,
+                               sampling=FrameSampling(num_frames=RECORD_FRAMES))
     jpegs = to_jpeg(random_clips(2, RECORD_FRAMES, seed=7))
     out = tf.saved_model.load(meta["saved_model_dir"]).signatures["serving_default"](clips=jpegs)
     expected = model(decode(jpegs)[:, [0, 2, 4]], training=False).numpy()

@@ -9,6 +9,7 @@ from PIL import Image
 
 from media import frames
 from schemas import sampling
+from schemas.sampling import FrameSampling
 from tests import media_fixtures as mf
 
 
@@ -47,7 +48,7 @@ def test_natural_sort():
 
 def test_frame_folder_samples_natural_order(tmp_path):
     mf.write_frame_folder(str(tmp_path / "p"), 20)  # frame_0 .. frame_19, unpadded
-    play = frames.read_play(str(tmp_path / "p"), 8, 32, frame_rate=10.0)
+    play = frames.read_play(str(tmp_path / "p"), FrameSampling.of(8, 32), frame_rate=10.0)
     expected = frames.sample_indices(20, 8)
     assert [mf.source_index(f, 20) for f in play.frames] == expected
     assert play.timestamps_us == [i * 100_000 for i in expected]
@@ -58,8 +59,8 @@ def test_frame_folder_samples_natural_order(tmp_path):
 def test_frame_folder_default_frame_rate_and_padding(tmp_path):
     mf.write_frame_folder(str(tmp_path / "p"), 5)
     with pytest.raises(frames.PlayError, match="too few frames"):
-        frames.read_play(str(tmp_path / "p"), 8, 32)
-    play = frames.read_play(str(tmp_path / "p"), 8, 32, pad_short="loop")
+        frames.read_play(str(tmp_path / "p"), FrameSampling.of(8, 32))
+    play = frames.read_play(str(tmp_path / "p"), FrameSampling.of(8, 32, pad_short="loop"))
     assert [mf.source_index(f, 5) for f in play.frames] == [0, 1, 2, 3, 4, 0, 1, 2]
     assert play.pad_mode == "loop" and play.source_num_frames == 5
     assert play.timestamps_us[:2] == [0, int(round(1e6 / sampling.DEFAULT_FRAME_RATE))]
@@ -68,7 +69,7 @@ def test_frame_folder_default_frame_rate_and_padding(tmp_path):
 def test_glob_of_frames(tmp_path):
     mf.write_frame_folder(str(tmp_path / "p"), 12, ext="jpg")
     mf.write_frame_folder(str(tmp_path / "p"), 3, ext="png", prefix="other_")
-    play = frames.read_play(str(tmp_path / "p" / "frame_*.jpg"), 4, (24, 40))
+    play = frames.read_play(str(tmp_path / "p" / "frame_*.jpg"), FrameSampling.of(4, (24, 40)))
     assert play.source_num_frames == 12
     assert [mf.source_index(f, 12) for f in play.frames] == frames.sample_indices(12, 4)
     assert all(_size(f) == (40, 24) for f in play.frames)
@@ -86,16 +87,16 @@ def test_resize_modes():
 
 def test_jpeg_passthrough_bytes_identical(tmp_path):
     paths = mf.write_frame_folder(str(tmp_path / "p"), 6, height=32, width=32, ext="jpg")
-    play = frames.read_play(str(tmp_path / "p"), 3, 32, jpeg_quality=50)
+    play = frames.read_play(str(tmp_path / "p"), FrameSampling.of(3, 32, jpeg_quality=50))
     originals = [open(p, "rb").read() for p in paths]
     assert play.frames == [originals[i] for i in frames.sample_indices(6, 3)]
     # Other size or grayscale: re-encoded.
-    other = frames.read_play(str(tmp_path / "p"), 3, 24)
+    other = frames.read_play(str(tmp_path / "p"), FrameSampling.of(3, 24))
     assert all(f not in originals for f in other.frames)
     gray_dir = tmp_path / "g"
     gray_dir.mkdir()
     Image.new("L", (32, 32), 100).save(gray_dir / "0.jpg")
-    gray = frames.read_play(str(gray_dir), 1, 32)
+    gray = frames.read_play(str(gray_dir), FrameSampling.of(1, 32))
     assert gray.frames[0] != (gray_dir / "0.jpg").read_bytes()
     assert Image.open(io.BytesIO(gray.frames[0])).mode == "RGB"
 
@@ -106,7 +107,7 @@ def test_jpeg_passthrough_bytes_identical(tmp_path):
     ("clip.mkv", "libx264")])
 def test_video_files(tmp_path, name, codec):
     path = mf.write_video(str(tmp_path / name), 30, height=48, width=64, codec=codec, fps=25)
-    play = frames.read_play(path, 8, 32)
+    play = frames.read_play(path, FrameSampling.of(8, 32))
     expected = frames.sample_indices(30, 8)
     assert play.source_num_frames == 30
     assert [mf.source_index(f, 30) for f in play.frames] == expected
@@ -118,8 +119,8 @@ def test_video_files(tmp_path, name, codec):
 def test_short_video_padding(tmp_path):
     path = mf.write_video(str(tmp_path / "short.mp4"), 4)
     with pytest.raises(frames.PlayError, match="too few frames: 4"):
-        frames.read_play(path, 8, 32)
-    play = frames.read_play(path, 8, 32, pad_short="last")
+        frames.read_play(path, FrameSampling.of(8, 32))
+    play = frames.read_play(path, FrameSampling.of(8, 32, pad_short="last"))
     assert [mf.source_index(f, 4) for f in play.frames] == [0, 1, 2, 3, 3, 3, 3, 3]
     assert play.pad_mode == "last"
 
@@ -139,15 +140,15 @@ def test_bad_media_raises_play_error(tmp_path):
     cases[str(bad)] = "corrupt_image"
     for path, kind in cases.items():
         with pytest.raises(frames.PlayError) as err:
-            frames.read_play(path, 4, 32)
+            frames.read_play(path, FrameSampling.of(4, 32))
         assert err.value.kind == kind, (path, err.value.reason)
         assert path in err.value.reason or os.path.basename(path) in err.value.reason
 
 
 def test_demo_play_path():
-    play = frames.read_play("demo://3/7", 8, 32)
+    play = frames.read_play("demo://3/7", FrameSampling.of(8, 32))
     assert len(play.frames) == 8 and play.source_num_frames == 40
-    again = frames.read_play("demo://3/7", 8, 32)
+    again = frames.read_play("demo://3/7", FrameSampling.of(8, 32))
     assert play.frames == again.frames  # deterministic
     with pytest.raises(frames.PlayError, match="bad demo play path"):
-        frames.read_play("demo://x", 8, 32)
+        frames.read_play("demo://x", FrameSampling.of(8, 32))

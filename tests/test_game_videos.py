@@ -17,6 +17,7 @@ from beam_jobs import make_records, records_pipeline
 from demo_data import plays as demo_plays
 from media import frames, video_clips
 from schemas import play_record
+from schemas.sampling import FrameSampling
 from tests import media_fixtures as mf
 
 FPS = 25
@@ -100,7 +101,8 @@ def test_plays_cut_from_game_videos_and_every_rejection(tmp_path, monkeypatch):
         assert rec.data_path == str(tmp_path / path)
         assert (rec.start_us, rec.end_us) == (round(float(start) * 1e6), round(float(end) * 1e6))
         assert all(rec.start_us <= t < rec.end_us for t in rec.timestamps_us)
-        direct = video_clips.read_clip(rec.data_path, float(start), float(end), 8, 32)
+        direct = video_clips.read_clip(rec.data_path, float(start), float(end),
+                                       FrameSampling.of(8, 32))
         assert rec.frames == direct.frames and rec.timestamps_us == direct.timestamps_us
         assert rec.source_num_frames == direct.source_num_frames and rec.frame_rate == FPS
     assert written["whole"].start_us is None and written["whole"].end_us is None

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from schemas.sampling import FrameSampling
 from trainer.serving import export
 from trainer import predict
+from trainer.serving.predictor import Predictor
 
 SIZE = 32
 NUM_FRAMES = 4
@@ -45,7 +47,7 @@ def _frames(count, height=48, width=64, seed=0):
 def job_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("job"))
     export.export_model(_tiny_model(), path, labels=LABELS, image_size=SIZE,
-                        num_frames=NUM_FRAMES, record_num_frames=RECORD_FRAMES)
+                        num_frames=NUM_FRAMES, sampling=FrameSampling(num_frames=RECORD_FRAMES))
     return path
 
 
@@ -107,7 +109,7 @@ def test_predict_text_output_from_saved_model_dir(job_dir, frames_dir, capsys):
 
 
 def test_predictor_matches_the_signature_on_the_sampled_frames(job_dir, frames_dir):
-    predictor = predict.Predictor(job_dir)
+    predictor = Predictor(job_dir)
     jpegs = predictor.read(frames_dir)
     assert len(jpegs) == RECORD_FRAMES
     result = predictor.classify(frames_dir, top_k=len(LABELS))
@@ -148,9 +150,10 @@ def test_predict_start_end_cuts_the_play_from_a_long_video(job_dir, tmp_path, ca
     from media import video_clips  # pylint: disable=g-import-not-at-top
     from tests import media_fixtures as mf  # pylint: disable=g-import-not-at-top
     game = mf.write_h264(str(tmp_path / "game.mp4"), 150, gop=25)  # 6 s
-    predictor = predict.Predictor(job_dir)
+    predictor = Predictor(job_dir)
     jpegs = predictor.read(game, 2.0, 3.0)
-    assert jpegs == video_clips.read_clip(game, 2.0, 3.0, RECORD_FRAMES, SIZE).frames
+    how = FrameSampling.of(RECORD_FRAMES, SIZE)
+    assert jpegs == video_clips.read_clip(game, 2.0, 3.0, how).frames
     assert predict.run(["--model", job_dir, game, "--start", "2", "--end", "3", "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert (result["start"], result["end"]) == (2.0, 3.0)

@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 from beam_jobs import make_records, predict_plays  # noqa: E402
 from schemas import play_record  # noqa: E402
 from tests import media_fixtures as mf  # noqa: E402
-from trainer import predict, task  # noqa: E402
+from trainer import task  # noqa: E402
+from trainer.serving.predictor import Predictor  # noqa: E402
 from trainer.data import sources  # noqa: E402
 
 TINY = ["--cut_layer=block1_pool", "--weights=none", "--rnn=gru", "--rnn_units=8",
@@ -67,7 +68,7 @@ def test_test_split_predictions_equal_the_trainers_evaluation(trained, tmp_path)
 
     # Each play's line is what the one-clip client says of the record's frames.
     lines = {line["play_id"]: line for line in _lines(out, "predictions")}
-    predictor = predict.Predictor(job)
+    predictor = Predictor(job)
     shards = sources.split_files(records, "test")
     records_seen = 0
     for serialized in tf.data.TFRecordDataset(shards):
@@ -106,7 +107,7 @@ def _manifest(tmp_path, labels):
 def test_manifest_plays_are_sampled_as_the_records_job_and_a_bad_row_is_rejected(
         trained, tmp_path, capsys):
     _, job = trained
-    predictor = predict.Predictor(job)
+    predictor = Predictor(job)
     manifest = _manifest(tmp_path, predictor.labels)
     out = str(tmp_path / "predictions")
     card = _run(f"--model={job}", f"--input={manifest}", f"--output_dir={out}")

@@ -19,6 +19,7 @@ from beam_jobs import make_records, options as beam_options, outputs, records_pi
 from beam_jobs.plays import PlaySpec
 from media import frames
 from schemas import dataset_card, play_record
+from schemas.sampling import FrameSampling
 from schemas.errors import UsageError
 from tests import media_fixtures as mf
 
@@ -63,8 +64,8 @@ def test_demo_profile_and_label_weights(tmp_path):
     assert [r.label for r in records] == expected
     first = records[0]
     assert first.data_path == f"demo://0/0?profile=hard&label={expected[0]}"
-    hard = frames.read_play(first.data_path, 4, 32)
-    default = frames.read_play("demo://0/0", 4, 32)
+    hard = frames.read_play(first.data_path, FrameSampling.of(4, 32))
+    default = frames.read_play("demo://0/0", FrameSampling.of(4, 32))
     assert list(first.frames) == list(hard.frames) != list(default.frames)
     with pytest.raises(UsageError, match="--demo_profile='harder'"):
         make_records.run([f"--output_dir={tmp_path / 'bad'}", "--demo_profile=harder"])

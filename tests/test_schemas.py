@@ -8,6 +8,7 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 
 from schemas import dataset_card, example_proto, play_record
+from schemas.sampling import FrameSampling
 
 
 def _record(**overrides):
@@ -114,13 +115,43 @@ def test_wrong_schema_version_is_a_clear_error():
 
 def test_dataset_card_round_trip_and_version_check():
     card = dataset_card.DatasetCard(
-        num_frames=40, height=64, width=64, labels=["a", "b"], counts={"train": 3},
+        sampling=FrameSampling(num_frames=40, height=64, width=64, frame_rate=25.0),
+        labels=["a", "b"], counts={"train": 3},
         label_counts={"train": {"a": 2, "b": 1}}, compression="gzip",
         shard_pattern="{split}-*-of-*.tfrecord.gz")
     again = dataset_card.DatasetCard.from_json(card.to_json())
     assert again == card and again.num_classes == 2
+    assert (again.num_frames, again.height, again.width, again.frame_rate) == (40, 64, 64, 25.0)
     assert again.shard_glob("val") == "val-*-of-*.tfrecord.gz"
     data = json.loads(card.to_json())
     data["schema_version"] = 0
     with pytest.raises(play_record.SchemaError, match="re-run the records job"):
         dataset_card.DatasetCard.from_json(json.dumps(data))
+
+
+def test_dataset_card_with_flat_sampling_keys_is_read():
+    """A dataset.json that holds the sampling settings as top-level keys reads as the same card."""
+    old = {"num_frames": 8, "height": 32, "width": 48, "labels": ["a"], "counts": {"train": 1},
+           "label_counts": {"train": {"a": 1}}, "frame_rate": 25.0, "jpeg_quality": 80,
+           "resize_mode": "pad", "pad_short": "loop", "args": {"x": 1},
+           "schema_version": play_record.SCHEMA_VERSION}
+    card = dataset_card.DatasetCard.from_json(json.dumps(old))
+    assert card.sampling == FrameSampling(num_frames=8, height=32, width=48, resize_mode="pad",
+                                          pad_short="loop", jpeg_quality=80, frame_rate=25.0)
+    assert (card.num_frames, card.height, card.width, card.jpeg_quality, card.resize_mode,
+            card.pad_short, card.frame_rate) == (8, 32, 48, 80, "pad", "loop", 25.0)
+    assert json.loads(card.to_json())["sampling"]["width"] == 48
+    minimal = dict(old, frame_rate=None)
+    for key in ("jpeg_quality", "resize_mode", "pad_short"):
+        del minimal[key]
+    assert dataset_card.DatasetCard.from_json(json.dumps(minimal)).sampling == FrameSampling(
+        num_frames=8, height=32, width=48)
+
+
+def test_frame_sampling_checks_its_settings():
+    assert FrameSampling.of(8, (24, 40)).size == (24, 40)
+    assert FrameSampling().folder_frame_rate == 30.0
+    for bad in (dict(num_frames=0), dict(resize_mode="stretch"), dict(pad_short="x"),
+                dict(jpeg_quality=101), dict(frame_rate=-1.0)):
+        with pytest.raises(ValueError):
+            FrameSampling(**bad)

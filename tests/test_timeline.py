@@ -12,7 +12,10 @@ import pytest
 
 from demo_data import games as demo_games
 from media import frame_stream, video_clips
+from schemas.sampling import FrameSampling
 from trainer.serving import export, segments
+from trainer.serving import timeline as timeline_lib
+from trainer.serving.timeline_model import TimelineModel
 from trainer.modeling import model as model_lib
 from trainer import timeline
 
@@ -21,6 +24,7 @@ NUM_FRAMES = 4  # frames the model sees of each window
 RECORD_FRAMES = 8  # frames per record (one window)
 RATE = 25.0  # the demo's frame rate: windows of 0.32 s
 LABELS = ["cut", "handoff", "isolation"]
+HOW = FrameSampling.of(RECORD_FRAMES, SIZE)  # how the records were sampled
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,7 +37,7 @@ def job_dir(tmp_path_factory):
                                   cut_layer="block1_pool", weights="none", rnn="gru", rnn_units=4)
     path = str(tmp_path_factory.mktemp("job"))
     export.export_model(model, path, labels=LABELS, image_size=SIZE, num_frames=NUM_FRAMES,
-                        record_num_frames=RECORD_FRAMES, frame_rate=RATE)
+                        sampling=FrameSampling(num_frames=RECORD_FRAMES, frame_rate=RATE))
     return path
 
 
@@ -48,7 +52,7 @@ def game(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tl_model(job_dir):
-    return timeline.TimelineModel(job_dir)
+    return TimelineModel(job_dir)
 
 
 def _video_frames(path):
@@ -64,7 +68,7 @@ def test_windows_segments_and_one_base_call_per_frame(tl_model, game):
     real_features = tl_model.features
     tl_model.features = lambda jpegs: calls.append(len(jpegs)) or real_features(jpegs)
     try:
-        result = timeline.compute_timeline(tl_model, path, hop_seconds=0.1)
+        result = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.1)
     finally:
         del tl_model.features
     hop_frames = 0.1 * RATE
@@ -91,9 +95,9 @@ def test_windows_segments_and_one_base_call_per_frame(tl_model, game):
 def test_cached_features_equal_the_full_model_on_each_window(tl_model, game):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     path, _ = game
-    cached = timeline.compute_timeline(tl_model, path, hop_seconds=0.2)
-    per_window = timeline.compute_timeline(tl_model, path, hop_seconds=0.2, mode="per_window")
-    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, SIZE)]
+    cached = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.2)
+    per_window = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.2, mode="per_window")
+    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, HOW)]
     grid = segments.WindowGrid(RATE, RECORD_FRAMES, 0.2 * RATE)
     offsets = tl_model.window_offsets(RECORD_FRAMES)
     clips = np.stack([np.stack([tf.io.decode_jpeg(jpegs[grid.start(k) + o]).numpy()
@@ -107,9 +111,9 @@ def test_cached_features_equal_the_full_model_on_each_window(tl_model, game):
 
 def test_frames_are_sampled_as_the_records_job_cuts_a_play(game):
     path, plays = game
-    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, SIZE)]
+    jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, HOW)]
     for play in plays:
-        clip = video_clips.read_clip(path, play.start, play.end, RECORD_FRAMES, SIZE)
+        clip = video_clips.read_clip(path, play.start, play.end, HOW)
         first = round(play.start * RATE)
         assert clip.frames == jpegs[first:first + RECORD_FRAMES]
 
@@ -118,7 +122,7 @@ def test_a_video_shorter_than_one_window_is_one_segment(tl_model, tmp_path):
     path = str(tmp_path / "short.mp4")
     frames = np.full((5, SIZE, SIZE, 3), 120, np.uint8)
     demo_games.write_h264(path, list(frames), fps=int(RATE))
-    result = timeline.compute_timeline(tl_model, path, hop_seconds=0.2)
+    result = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.2)
     assert len(result["windows"]) == 1 and len(result["segments"]) == 1
     assert result["segments"][0]["start"] == 0
     assert result["segments"][0]["end"] == pytest.approx(5 / RATE)

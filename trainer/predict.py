@@ -5,14 +5,14 @@
 
 A PLAY is a folder of frame images or a video file; with `--start` and `--end`
 (seconds) the play is that range of the video, as a manifest row with start
-and end is in the records job. Frames are sampled the way the records job
-samples them (`media.frames.read_play`, `media.video_clips.read_clip`, with the
-frame count, size and resize mode stored in the export metadata) and sent as JPEG
-bytes to the SavedModel's `serving_default` signature, which picks and decodes
-the frames itself and averages the views the training run evaluated (`--eval_views`,
-`--eval_flip`, stored in the export metadata), so a play gets the probabilities that the run's
-`eval.json` scored at play level (up to the float16 rounding of cached features, when the run
-evaluated those). JOB_DIR may also be the `saved_model/` folder.
+and end is in the records job. `trainer.serving.predictor.Predictor` samples
+each play the way the records job samples it (`media.sample_plays`, with the
+frame sampling of the export card) and sends its JPEG bytes to the SavedModel's
+`serving_default` signature, which picks and decodes the frames itself and
+averages the views the training run evaluated (`--eval_views`, `--eval_flip`, in
+the export card), so a play gets the probabilities that the run's `eval.json`
+scored at play level (up to the float16 rounding of cached features, when the
+run evaluated those). JOB_DIR may also be the `saved_model/` folder.
 
 Exit status: 0 when every play was classified, 2 on a usage error, a missing
 or unreadable model, or when any play could not be read (one line per play on
@@ -33,64 +33,7 @@ from media import frames, video_clips  # noqa: E402
 from schemas import sampling  # noqa: E402
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
 from trainer import logs  # noqa: E402
-
-
-class Predictor:
-    """An exported model plus the frame sampling its metadata describes."""
-
-    def __init__(self, model_dir: str, pad_short: Optional[str] = None):
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        from trainer.serving import export  # pylint: disable=g-import-not-at-top
-        self.saved_model_dir = export.resolve_saved_model_dir(model_dir)
-        self.metadata = export.load_metadata(self.saved_model_dir)
-        self._loaded = tf.saved_model.load(self.saved_model_dir)
-        signature = self.metadata.get("signature", export.SIGNATURE_NAME)
-        if signature not in self._loaded.signatures:
-            raise UsageError(f"{self.saved_model_dir!r} has no {signature!r} signature")
-        self._serve = self._loaded.signatures[signature]
-        self._input = self.metadata.get("input", export.INPUT_NAME)
-        self.labels: List[str] = list(self.metadata["labels"])
-        self.pad_short = self.metadata.get("pad_short", "") if pad_short is None else pad_short
-
-    def read(self, path: str, start: Optional[float] = None,
-             end: Optional[float] = None) -> List[bytes]:
-        """The play's sampled JPEG frames, of [start, end) seconds when given (raises PlayError)."""
-        height, width = (int(v) for v in self.metadata["image_size"])
-        num_frames = int(self.metadata["record_num_frames"])
-        options = dict(
-            resize_mode=self.metadata.get("resize_mode", sampling.DEFAULT_RESIZE_MODE),
-            pad_short=self.pad_short,
-            jpeg_quality=int(self.metadata.get("jpeg_quality", sampling.DEFAULT_JPEG_QUALITY)))
-        if start is not None:
-            if not frames.is_video(path):
-                raise frames.PlayError(f"--start/--end need a video file, got {path}",
-                                       kind="bad_range")
-            sampled = video_clips.read_clip(path, start, end, num_frames, (height, width),
-                                            **options)
-        else:
-            sampled = frames.read_play(path, num_frames, (height, width),
-                                       frame_rate=self.metadata.get("frame_rate"), **options)
-        return list(sampled.frames)
-
-    def classify_frames(self, jpegs: Sequence[bytes]) -> List[float]:
-        """Class probabilities (label order) of one clip given as JPEG bytes."""
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        outputs = self._serve(**{self._input: tf.constant([list(jpegs)], tf.string)})
-        return [float(p) for p in outputs["probabilities"].numpy()[0]]
-
-    def classify(self, path: str, top_k: int = 3, start: Optional[float] = None,
-                 end: Optional[float] = None) -> Dict[str, Any]:
-        """{'path', ['start', 'end'], 'top': [{'label', 'probability'}...], 'probabilities'}."""
-        probabilities = self.classify_frames(self.read(path, start, end))
-        order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
-        where = {} if start is None else {"start": start, "end": end}
-        return {
-            "path": path,
-            **where,
-            "top": [{"label": self.labels[i], "probability": probabilities[i]}
-                    for i in order[:max(1, top_k)]],
-            "probabilities": dict(zip(self.labels, probabilities)),
-        }
+from trainer.serving.predictor import Predictor  # noqa: E402
 
 
 def format_result(result: Dict[str, Any]) -> str:
@@ -117,9 +60,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="seconds: classify the play that starts here in each video (with --end)")
     parser.add_argument("--end", type=float, default=None,
                         help="seconds: where that play ends (exclusive)")
-    parser.add_argument("--pad_short", choices=("", "loop", "last"), default=None,
+    parser.add_argument("--pad_short", choices=sampling.PAD_SHORT_MODES, default=None,
                         help="pad plays with fewer frames than the records hold "
-                             "(default: what the export metadata says, else reject them)")
+                             "(default: what the export card says, else reject them)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be >= 1, got {args.top_k}")

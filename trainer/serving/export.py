@@ -19,14 +19,15 @@ averages the views' log-probabilities per play, as the evaluation does
 Serving therefore needs no Python preprocessing. Both outputs are written under a
 temporary name beside their final one and then renamed, so that a killed
 export never leaves a half-written model under the final name. `saved_model/assets.extra/`
-holds `playclips_export.json` (labels, image size, frame counts, views, resize
-mode, schema version) so that clients (`trainer.predict`) sample frames from a video
+holds the export card `playclips_export.json` (`schemas.export_card`: labels, the
+model's frame count and size, views, and the frame sampling of its records) so
+that clients (`trainer.predict`, the prediction job, the timeline) sample a play
 the way the records job did.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -35,21 +36,21 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import keras
 import tensorflow as tf
 
-from schemas import play_record, sampling
+from schemas import export_card
+from schemas.export_card import ExportCard
+from schemas.sampling import FrameSampling
 from trainer.data import parsers
 from trainer.serving.averaging import average_log_probabilities
 
 MODEL_FILENAME = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
-METADATA_DIR = "assets.extra"  # TF Serving's folder for files beside the SavedModel
-METADATA_FILENAME = "playclips_export.json"
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "clips"
+SIGNATURE_NAME = export_card.SIGNATURE_NAME
+INPUT_NAME = export_card.INPUT_NAME
 
 
 def metadata_path(saved_model_dir: str) -> str:
-    """Where `export_model` writes the metadata JSON inside a SavedModel folder."""
-    return os.path.join(saved_model_dir, METADATA_DIR, METADATA_FILENAME)
+    """Where `export_model` writes the export card inside a SavedModel folder."""
+    return export_card.card_path(saved_model_dir)
 
 
 def resolve_saved_model_dir(model_dir: str) -> str:
@@ -68,17 +69,9 @@ def resolve_saved_model_dir(model_dir: str) -> str:
         f"pass the training job's JOB_DIR or its {SAVED_MODEL_DIR}/ folder")
 
 
-def load_metadata(model_dir: str) -> Dict[str, Any]:
-    """Reads the export metadata of a JOB_DIR or saved_model/ folder."""
-    path = metadata_path(resolve_saved_model_dir(model_dir))
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{path!r} is missing: the SavedModel was not written by trainer.serving.export")
-    with tf.io.gfile.GFile(path, "r") as f:
-        meta = json.load(f)
-    play_record.check_schema_version(meta.get("schema_version"), f"the export {path!r}",
-                                     ": re-export the model with this version")
-    return meta
+def load_metadata(model_dir: str) -> ExportCard:
+    """The export card of a JOB_DIR or saved_model/ folder (FileNotFoundError, SchemaError)."""
+    return export_card.read(resolve_saved_model_dir(model_dir))
 
 
 def make_serving_fn(model: keras.Model, labels: Sequence[str], image_size: Tuple[int, int],
@@ -141,10 +134,7 @@ def _replace_dir(partial: str, path: str) -> None:
 
 def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
                  image_size: Union[int, Tuple[int, int]], num_frames: int,
-                 record_num_frames: Optional[int] = None,
-                 resize_mode: str = sampling.DEFAULT_RESIZE_MODE, pad_short: str = "",
-                 jpeg_quality: int = sampling.DEFAULT_JPEG_QUALITY,
-                 frame_rate: Optional[float] = None, eval_views: int = 1,
+                 sampling: Optional[FrameSampling] = None, eval_views: int = 1,
                  eval_flip: bool = False) -> Dict[str, Any]:
     """Writes JOB_DIR/model.keras and JOB_DIR/saved_model/ (raw-JPEG serving signature).
 
@@ -154,15 +144,14 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
       labels: the C label names, index order.
       image_size: (height, width) the model takes (an int means square).
       num_frames: frames the model sees; the signature picks them from the given frames.
-      record_num_frames: frames per play in the records (what clients should
-        send; defaults to num_frames).
-      resize_mode, pad_short, jpeg_quality, frame_rate: the records job's frame
-        sampling settings (dataset.json), stored for clients such as predict.
+      sampling: how the model's records were sampled (`dataset.json`'s); the
+        card stores it at `image_size`, for clients that sample plays. None:
+        `num_frames` frames a play and the default settings.
       eval_views, eval_flip: the views the signature averages per play
         (`parsers.EvalViews`; 1 and False: the centred clip alone).
 
     Returns:
-      The metadata dict, plus `model_path` and `saved_model_dir`.
+      The export card as a dict, plus `model_path` and `saved_model_dir`.
     """
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
@@ -173,21 +162,11 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
         raise ValueError(f"the model has {num_classes} outputs but {len(labels)} labels were given")
     if int(num_frames) < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    metadata = {
-        "labels": labels,
-        "image_size": [height, width],
-        "num_frames": int(num_frames),
-        "record_num_frames": int(record_num_frames or num_frames),
-        "resize_mode": resize_mode,
-        "pad_short": pad_short,
-        "jpeg_quality": int(jpeg_quality),
-        "frame_rate": float(frame_rate) if frame_rate else None,
-        "eval_views": int(eval_views),
-        "eval_flip": bool(eval_flip),
-        "schema_version": play_record.SCHEMA_VERSION,
-        "signature": SIGNATURE_NAME,
-        "input": INPUT_NAME,
-    }
+    sampling = sampling or FrameSampling(num_frames=int(num_frames))
+    card = ExportCard(labels=labels, image_size=[height, width], num_frames=int(num_frames),
+                      sampling=dataclasses.replace(sampling, height=height, width=width),
+                      eval_views=int(eval_views), eval_flip=bool(eval_flip),
+                      signature=SIGNATURE_NAME, input=INPUT_NAME)
 
     tf.io.gfile.makedirs(job_dir)
     model_path = os.path.join(job_dir, MODEL_FILENAME)
@@ -203,8 +182,6 @@ def export_model(model: keras.Model, job_dir: str, *, labels: Sequence[str],
                            parsers.EvalViews(int(eval_views), bool(eval_flip))),
         input_signature=[tf.TensorSpec([None, None], tf.string, name=INPUT_NAME)])
     archive.write_out(partial, verbose=False)
-    tf.io.gfile.makedirs(os.path.dirname(metadata_path(partial)))
-    with tf.io.gfile.GFile(metadata_path(partial), "w") as f:
-        f.write(json.dumps(metadata, indent=2, sort_keys=True))
+    export_card.write(card, partial)
     _replace_dir(partial, saved_model_dir)
-    return dict(metadata, model_path=model_path, saved_model_dir=saved_model_dir)
+    return dict(card.to_dict(), model_path=model_path, saved_model_dir=saved_model_dir)

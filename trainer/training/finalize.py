@@ -16,7 +16,6 @@ from typing import Any, Dict, Optional
 
 import keras
 
-from schemas import sampling
 from schemas.errors import UsageError
 from trainer.evaluation import predictions, reports
 from trainer.serving import export
@@ -109,11 +108,7 @@ def export_classifier(task: PlayClassificationTask, model: keras.Model,
     exported = export.export_model(
         model, job_dir, labels=list(plays.labels),
         image_size=plays.image_size, num_frames=plays.num_frames,
-        record_num_frames=card.num_frames if card else plays.num_frames,
-        resize_mode=card.resize_mode if card else sampling.DEFAULT_RESIZE_MODE,
-        pad_short=card.pad_short if card else "",
-        jpeg_quality=card.jpeg_quality if card else sampling.DEFAULT_JPEG_QUALITY,
-        frame_rate=card.frame_rate if card else None,
+        sampling=card.sampling if card else None,
         eval_views=views.windows, eval_flip=views.flip)
     logger.info("exported %s and %s", exported["model_path"], exported["saved_model_dir"])
     return {"model_path": exported["model_path"],

@@ -1,0 +1,259 @@
+"""A game video's timeline: windows of sampled frames, their probabilities, and segments.
+
+The video is decoded once, forward (`media.frame_stream`), and resampled at the
+rate the model's records were made at (the export card's `frame_rate`; with
+`window_seconds`, `record_num_frames / window_seconds`), each frame resized and
+JPEG-encoded as the records job stores it (the card's frame sampling). A window
+is one record's worth of sampled frames (`record_num_frames`), every
+`hop_seconds`; of each window the model sees the frames evaluation picks from a
+record (`trainer.data.clips.frame_indices`, centred and evenly spaced). The
+model's per-frame part runs once per sampled frame that some window uses, in
+batches; the features wait in a buffer that holds one window's span, and the
+head runs on each window's features. Memory therefore stays the same for any
+length of video (plus a few numbers per window for the output).
+
+How windows map to time and merge into segments is `trainer.serving.segments`;
+the files written are `trainer.serving.timeline_outputs`'; the command is
+`python -m trainer.timeline`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from media import frame_stream
+from media.frames import PlayError
+from schemas.errors import UsageError
+from trainer.serving import segments as segments_lib
+from trainer.serving.timeline_model import TimelineModel
+
+DEFAULT_HOP_SECONDS = 0.5
+DEFAULT_MIN_CONFIDENCE = 0.5
+DEFAULT_BATCH_SIZE = 32  # sampled frames per base call
+HEAD_BATCH_SIZE = 64  # windows per head call
+MODES = ("cached", "per_window")
+
+
+@dataclasses.dataclass
+class TimelineStats:
+    """What a run cost (for the command's output, tests and benchmarks)."""
+
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    frames_embedded: int = 0  # frames the base ran on (each once in the cached mode)
+    windows: int = 0
+    wall_seconds: float = 0.0
+    duration: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.duration / self.wall_seconds if self.wall_seconds > 0 else math.inf
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_sampled / self.wall_seconds if self.wall_seconds > 0 else math.inf
+
+
+def window_grid(model: TimelineModel, hop_seconds: float = DEFAULT_HOP_SECONDS,
+                window_seconds: Optional[float] = None) -> segments_lib.WindowGrid:
+    """The sampling rate and windows for this model and these flags (UsageError if they do not fit)."""
+    frames = model.record_num_frames
+    if window_seconds is None:
+        if not model.frame_rate:
+            raise UsageError("the export records no frame_rate: pass --window_seconds (the length "
+                             f"in seconds of the plays the model was trained on, {frames} frames)")
+        window_seconds = frames / model.frame_rate
+    if not (window_seconds > 0 and math.isfinite(window_seconds)):
+        raise UsageError(f"--window_seconds must be a positive number, got {window_seconds}")
+    rate = frames / window_seconds
+    if not (hop_seconds > 0 and math.isfinite(hop_seconds)):
+        raise UsageError(f"--hop_seconds must be a positive number, got {hop_seconds}")
+    hop_frames = hop_seconds * rate
+    if hop_frames < 1 - 1e-9:
+        raise UsageError(f"--hop_seconds={hop_seconds} is shorter than one sampled frame: the "
+                         f"model samples {rate:g} frames/s, use --hop_seconds >= {1 / rate:.4g}")
+    if hop_frames > frames + 1e-9:
+        raise UsageError(f"--hop_seconds={hop_seconds} is longer than the window "
+                         f"({window_seconds:g} s) and would skip video: use --hop_seconds <= "
+                         f"{window_seconds:g}")
+    return segments_lib.WindowGrid(rate=rate, window_frames=frames, hop_frames=hop_frames)
+
+
+class _WindowRunner:
+    """Streams sampled frames into windows' probabilities (cached features or the full model)."""
+
+    def __init__(self, model: TimelineModel, grid: segments_lib.WindowGrid, mode: str,
+                 batch_size: int, stats: TimelineStats):
+        self.model, self.grid, self.mode, self.stats = model, grid, mode, stats
+        self.batch_size = batch_size
+        self.offsets = model.window_offsets(grid.window_frames)
+        self.seen = 0  # sampled frames the stream has reached
+        self.pending: List[tuple] = []  # (j, jpeg) waiting for the base
+        self.cache: Dict[int, Any] = {}  # j -> features (cached) or jpeg (per_window)
+        self.early: Dict[int, bytes] = {}  # unused frames of the first window, for a short video
+        self.next_window = 0
+        self.ready: List[int] = []  # windows whose frames are all in the cache
+        self.probabilities: List[List[float]] = []
+        self.embedded_indices: List[int] = []
+
+    def wanted(self, j: int) -> bool:
+        """Called for every sampled frame in order: whether the stream should encode it."""
+        self.seen = j + 1
+        if j >= self.grid.window_frames:
+            self.early.clear()
+        return self.needed(j) or j < self.grid.window_frames
+
+    def needed(self, j: int) -> bool:
+        return any(j - self.grid.start(k) in self.offsets for k in self.grid.windows_holding(j))
+
+    def add(self, j: int, jpeg: bytes) -> None:
+        if not self.needed(j):
+            self.early[j] = jpeg
+            return
+        if self.mode == "per_window":
+            self.cache[j] = jpeg
+        else:
+            self.pending.append((j, jpeg))
+            if len(self.pending) >= self.batch_size:
+                self._embed()
+        self._collect(final=False)
+
+    def _embed(self) -> None:
+        if not self.pending:
+            return
+        features = self.model.features([jpeg for _, jpeg in self.pending])
+        for (j, _), row in zip(self.pending, features):
+            self.cache[j] = row
+            self.embedded_indices.append(j)
+        self.stats.frames_embedded += len(self.pending)
+        self.pending = []
+
+    def _collect(self, final: bool) -> None:
+        """Moves complete windows to `ready`; runs them in batches; drops frames no window needs."""
+        while True:
+            k = self.next_window
+            start = self.grid.start(k)
+            if start + self.grid.window_frames > self.seen:
+                break
+            if any(start + o not in self.cache for o in self.offsets):
+                break
+            self.ready.append(k)
+            self.next_window += 1
+        if len(self.ready) >= HEAD_BATCH_SIZE or (final and self.ready):
+            self._run_ready(self.offsets)
+        low = self.grid.start(self.ready[0] if self.ready else self.next_window)
+        for j in [j for j in self.cache if j < low]:
+            del self.cache[j]
+
+    def _run_ready(self, offsets: Sequence[int], frames_of: Optional[Callable] = None) -> None:
+        import numpy as np  # pylint: disable=g-import-not-at-top
+        frames_of = frames_of or (lambda k: [self.grid.start(k) + o for o in offsets])
+        if self.mode == "per_window":
+            windows = [[self.cache[j] for j in frames_of(k)] for k in self.ready]
+            self.stats.frames_embedded += sum(len(w) for w in windows)
+            probs = self.model.full_probabilities(windows)
+        else:
+            probs = self.model.head_probabilities(
+                np.stack([np.stack([self.cache[j] for j in frames_of(k)]) for k in self.ready]))
+        self.probabilities.extend(p.tolist() for p in probs)
+        self.ready = []
+
+    def finish(self, num_sampled: int) -> None:
+        self.seen = num_sampled
+        if num_sampled < self.grid.window_frames:
+            self._finish_short(num_sampled)
+            return
+        self._embed()
+        self._collect(final=True)
+
+    def _finish_short(self, num_sampled: int) -> None:
+        """One window over the whole (short) video, with evaluation's choice of its frames."""
+        offsets = self.model.window_offsets(num_sampled)
+        jpegs = dict(self.early)
+        if self.mode == "per_window":
+            jpegs.update(self.cache)
+        else:
+            jpegs.update(self.pending)
+            self.pending = [(j, jpegs[j]) for j in sorted(set(offsets)) if j not in self.cache]
+            self._embed()
+        if self.mode == "per_window":
+            self.cache.update(jpegs)
+        self.ready = [0]
+        self._run_ready(offsets, frames_of=lambda k: offsets)
+
+
+def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = DEFAULT_HOP_SECONDS,
+                     window_seconds: Optional[float] = None,
+                     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                     batch_size: int = DEFAULT_BATCH_SIZE, mode: str = "cached",
+                     stats: Optional[TimelineStats] = None) -> Dict[str, Any]:
+    """The timeline of one video as the `timeline.json` dict (raises UsageError on bad input).
+
+    mode "cached" runs the base once per used sampled frame and the head per
+    window; "per_window" runs the full model on each window's frames (the
+    baseline the cached mode must equal, and be faster than).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0 <= min_confidence <= 1:
+        raise UsageError(f"--min_confidence must be in [0, 1], got {min_confidence}")
+    if batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {batch_size}")
+    grid = window_grid(model, hop_seconds, window_seconds)
+    stats = stats if stats is not None else TimelineStats()
+    runner = _WindowRunner(model, grid, mode, batch_size, stats)
+    stream = frame_stream.StreamStats()
+    began = time.perf_counter()
+    try:
+        for j, jpeg in frame_stream.sample_video(
+                video, grid.rate, model.sampling, wanted=runner.wanted, stats=stream):
+            runner.add(j, jpeg)
+    except PlayError as err:
+        fix = {"missing_path": "check the path",
+               "no_frames": "the file holds no video frames: pass a game video"}.get(
+                   err.kind, "pass a video file PyAV/FFmpeg can decode (mp4, mkv, mov, ...)")
+        raise UsageError(f"{err.reason}: {fix}") from err
+    runner.finish(stream.frames_sampled)
+    stats.wall_seconds = time.perf_counter() - began
+    stats.frames_decoded, stats.frames_sampled = stream.frames_decoded, stream.frames_sampled
+    stats.duration, stats.windows = stream.duration, len(runner.probabilities)
+
+    num_sampled = stream.frames_sampled
+    notes = []
+    window_seconds = grid.window_frames / grid.rate
+    if num_sampled < grid.window_frames:
+        notes.append(f"the video ({stream.duration:.2f} s) is shorter than one window "
+                     f"({window_seconds:g} s): one window over all its {num_sampled} sampled frames")
+    if model.frame_rate and abs(grid.rate - model.frame_rate) > 1e-6 * model.frame_rate:
+        notes.append(f"windows of {window_seconds:g} s are sampled at {grid.rate:g} frames/s; the "
+                     f"model was trained at {model.frame_rate:g} frames/s "
+                     f"({model.record_num_frames / model.frame_rate:g} s plays)")
+    stride = max(grid.window_frames // model.num_frames, 1)  # evaluation's frame stride
+    steps = grid.hop_frames / stride
+    if num_sampled >= grid.window_frames and abs(steps - round(steps)) > 1e-6:
+        notes.append(f"windows share more of their frames (the base runs on fewer) when "
+                     f"--hop_seconds is a multiple of {stride / grid.rate:g} s, the model's "
+                     f"frame stride")
+    windows = segments_lib.describe_windows(
+        grid, runner.probabilities, model.labels, stream.duration, min_confidence,
+        num_sampled=num_sampled)
+    return {
+        "video": video,
+        "model": model.model_path,
+        "labels": model.labels,
+        "window_seconds": window_seconds,
+        "hop_seconds": grid.hop_frames / grid.rate,
+        "frame_rate": grid.rate,
+        "num_frames": model.num_frames,
+        "min_confidence": min_confidence,
+        "uncertain_label": segments_lib.UNCERTAIN,
+        "duration": stream.duration,
+        "notes": notes,
+        "counts": {"frames_decoded": stats.frames_decoded, "frames_sampled": num_sampled,
+                   "frames_embedded": stats.frames_embedded, "windows": len(windows)},
+        "segments": segments_lib.merge_segments(windows, model.labels),
+        "windows": windows,
+    }

@@ -1,0 +1,75 @@
+"""The timeline's files and its score against true plays.
+
+`write_outputs` writes `timeline.json` (the whole `compute_timeline` result),
+`timeline.csv` (one row per segment) and `timeline.png`
+(`trainer.serving.timeline_plot`); `read_plays` reads a video's true plays from a
+records-job manifest and `score_plays` scores the segments against them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import posixpath
+from typing import Any, Dict, List, Optional, Sequence
+
+from schemas.errors import UsageError, one_line
+from trainer.serving import segments as segments_lib
+
+JSON_NAME, CSV_NAME, PNG_NAME = "timeline.json", "timeline.csv", "timeline.png"
+
+
+def read_plays(manifest: str, video: str) -> List[Dict[str, Any]]:
+    """The rows of a records-job manifest (CSV with start/end) whose path names `video`."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+        with tf.io.gfile.GFile(manifest, "r") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, tf.errors.OpError) as err:
+        raise UsageError(f"cannot read --plays {manifest!r}: {one_line(err)}") from err
+    name = posixpath.basename(video)
+    plays = []
+    for number, row in enumerate(rows, 2):
+        if posixpath.basename(row.get("path") or "") != name:
+            continue
+        try:
+            plays.append({"play_id": row.get("play_id", ""), "label": row["label"],
+                          "start": float(row["start"]), "end": float(row["end"])})
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(f"--plays {manifest!r} row {number}: needs label, start and end "
+                             f"({one_line(err)})") from err
+    if not plays:
+        raise UsageError(f"--plays {manifest!r} has no row whose path is {name!r}")
+    return plays
+
+
+def score_plays(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Each true play's covering segment (majority overlap) and whether its label is right."""
+    scored = []
+    for play in plays:
+        found = segments_lib.majority_label(timeline["segments"], play["start"], play["end"])
+        scored.append(dict(play, found=found, correct=found == play["label"]))
+    correct = sum(p["correct"] for p in scored)
+    return {"plays": scored, "correct": correct, "n": len(scored),
+            "play_majority_accuracy": correct / len(scored) if scored else float("nan")}
+
+
+def write_outputs(timeline: Dict[str, Any], output_dir: str,
+                  plays: Optional[Sequence[Dict[str, Any]]] = None) -> None:
+    """timeline.json, timeline.csv and timeline.png into `output_dir` (local or gs://)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from trainer.serving import timeline_plot  # pylint: disable=g-import-not-at-top
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(posixpath.join(output_dir, JSON_NAME), "w") as f:
+        f.write(json.dumps(timeline, indent=1))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["start", "end", "label", "confidence", "first_window", "last_window"])
+    for s in timeline["segments"]:
+        writer.writerow([f"{s['start']:.3f}", f"{s['end']:.3f}", s["label"],
+                         f"{s['confidence']:.4f}", s["first_window"], s["last_window"]])
+    with tf.io.gfile.GFile(posixpath.join(output_dir, CSV_NAME), "w") as f:
+        f.write(text.getvalue())
+    with tf.io.gfile.GFile(posixpath.join(output_dir, PNG_NAME), "wb") as f:
+        f.write(timeline_plot.render_png(timeline, plays))
