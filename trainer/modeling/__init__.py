@@ -1,4 +1,4 @@
 """The classifier: the VGG16 cut on clips (TimeDistributed) and the heads that see the frames.
 
-Imports: schemas, backbone.
+Imports: schemas, backbone, trainer.flags.
 """
