@@ -88,9 +88,9 @@ def save_base(args: argparse.Namespace, records: dataset_card.DatasetCard,
     """Builds the base the flags name, saves it at `path`; returns (its sha256, feature dim)."""
     import hashlib  # pylint: disable=g-import-not-at-top
     import keras  # pylint: disable=g-import-not-at-top
-    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(args.seed)  # makes a --weights=none base reproducible
-    base = frame_features.build_base(args.cut_layer, args.weights, (records.height, records.width))
+    base = vgg16.build_base(args.cut_layer, args.weights, (records.height, records.width))
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, features_card.BASE_FILE)
         base.save(local)
@@ -103,8 +103,8 @@ def save_base(args: argparse.Namespace, records: dataset_card.DatasetCard,
 
 def check_base_flags(args: argparse.Namespace) -> None:
     """UsageError for a cut layer or weights file that cannot work, before the output is touched."""
-    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
-    frame_features.check_layer(args.cut_layer, "--cut_layer", frame_features.vgg16_layer_names())
+    from backbone import vgg16  # pylint: disable=g-import-not-at-top
+    vgg16.check_layer(args.cut_layer, "--cut_layer", vgg16.vgg16_layer_names())
     key = args.weights.strip()
     if key.lower() not in ("none", "imagenet") and "://" not in key and not os.path.isfile(key):
         raise UsageError(f"--weights={key!r}: no such file (give 'imagenet', 'none' or a VGG16 "

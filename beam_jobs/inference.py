@@ -131,7 +131,7 @@ class FrameFeaturesHandler(ModelHandler):
     def load_model(self) -> FrameBase:
         """Loads base.keras once per worker: every worker holds the weights the launcher saved."""
         import keras  # pylint: disable=g-import-not-at-top
-        from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
+        from backbone import vgg16  # pylint: disable=g-import-not-at-top
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, features_card.BASE_FILE)
             with FileSystems.open(self._base_path,
@@ -140,10 +140,10 @@ class FrameFeaturesHandler(ModelHandler):
                     dst.write(src.read())
             base = keras.saving.load_model(
                 local, compile=False, safe_mode=True,
-                custom_objects={"VGGPreprocess": frame_features.VGGPreprocess})
-        frame_features.set_compute_dtype(base, self._compute_dtype)
+                custom_objects={"VGGPreprocess": vgg16.VGGPreprocess})
+        vgg16.set_compute_dtype(base, self._compute_dtype)
         logger.info("loaded the base %s (computes in %s)", self._base_path, self._compute_dtype)
-        return FrameBase(base, frame_features.VGGPreprocess(), self._frames_per_call)
+        return FrameBase(base, vgg16.VGGPreprocess(), self._frames_per_call)
 
     def run_inference(self, batch: Sequence[List[bytes]], model: FrameBase,
                       inference_args: Optional[Dict[str, Any]] = None

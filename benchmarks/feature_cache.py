@@ -152,14 +152,14 @@ def _base_interleaved(args, frames: int = 8, repeats: int = 5) -> Dict[str, floa
     """
     import keras  # pylint: disable=g-import-not-at-top
     from beam_jobs import inference  # pylint: disable=g-import-not-at-top
-    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16  # pylint: disable=g-import-not-at-top
     size = (args.frame_size, args.frame_size)
     keras.utils.set_random_seed(0)
-    fp32 = frame_features.build_base(args.cut_layer, "none", size)
-    bf16 = frame_features.build_base(args.cut_layer, "none", size)
+    fp32 = vgg16.build_base(args.cut_layer, "none", size)
+    bf16 = vgg16.build_base(args.cut_layer, "none", size)
     bf16.set_weights(fp32.get_weights())
-    frame_features.set_compute_dtype(bf16, "bfloat16")
-    models = {dtype: inference.FrameBase(base, frame_features.VGGPreprocess())
+    vgg16.set_compute_dtype(bf16, "bfloat16")
+    models = {dtype: inference.FrameBase(base, vgg16.VGGPreprocess())
               for dtype, base in (("float32", fp32), ("bfloat16", bf16))}
     batch = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     best = {dtype: float("inf") for dtype in models}
@@ -175,13 +175,13 @@ def _base_interleaved(args, frames: int = 8, repeats: int = 5) -> Dict[str, floa
 
 def _dtype_results(records: str, tmp: str, args, frames_total: int) -> Dict:
     """The base in float32 and in bfloat16 (one worker each): frames/s, GFLOP/s, cosine."""
-    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16  # pylint: disable=g-import-not-at-top
     outs = {dtype: os.path.join(tmp, f"features_{dtype}") for dtype in ("float32", "bfloat16")}
     seconds = {dtype: _embed(records, out, args, 1, dtype) for dtype, out in outs.items()}
     a, b = _stored_features(outs["float32"]), _stored_features(outs["bfloat16"])
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                          1e-12)
-    gflop = frame_features.conv_flops(frame_features.build_base(
+    gflop = vgg16.conv_flops(vgg16.build_base(
         args.cut_layer, "none", (args.frame_size, args.frame_size))) / 1e9
     fps = {dtype: frames_total / s for dtype, s in seconds.items()}
     base = _base_interleaved(args)

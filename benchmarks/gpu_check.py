@@ -143,12 +143,12 @@ def _embed_peak_mb(features: str, card, batch_size: int) -> float:
     import keras  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     from beam_jobs import inference  # pylint: disable=g-import-not-at-top
-    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16  # pylint: disable=g-import-not-at-top
     base = keras.saving.load_model(os.path.join(features, card.base_model), compile=False,
-                                   custom_objects={"VGGPreprocess": frame_features.VGGPreprocess})
-    frame_features.set_compute_dtype(base, card.compute_dtype)
+                                   custom_objects={"VGGPreprocess": vgg16.VGGPreprocess})
+    vgg16.set_compute_dtype(base, card.compute_dtype)
     _peak_mb()
-    model = inference.FrameBase(base, frame_features.VGGPreprocess())
+    model = inference.FrameBase(base, vgg16.VGGPreprocess())
     model.features(np.zeros((batch_size * card.num_frames, card.height, card.width, 3),
                             np.uint8))
     return _peak_mb()

@@ -48,11 +48,11 @@ COLUMNS = ("row", "play accuracy (n, 95% CI)", "macro-F1 (95% CI)", "embed s", "
 
 def check_weights(weights: str) -> None:
     """imagenet without the Keras cache's file, or a missing PATH: UsageError saying what to do."""
-    from backbone import vgg16 as frame_features  # pylint: disable=g-import-not-at-top
+    from backbone import vgg16  # pylint: disable=g-import-not-at-top
     if weights.lower() == "imagenet":
         path = features_card.imagenet_weights_path()
         if not os.path.exists(path):
-            raise frame_features.imagenet_unavailable(f"no {path}")
+            raise vgg16.imagenet_unavailable(f"no {path}")
     elif weights.lower() != "none" and not os.path.exists(weights):
         raise UsageError(f"--weights={weights!r}: no such file. Give a VGG16 notop weights file "
                          f"(.h5 or .weights.h5), 'imagenet' or 'none'")

@@ -8,7 +8,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from backbone import vgg16 as frame_features  # noqa: E402
+from backbone import vgg16  # noqa: E402
 from trainer.modeling.config import HEADS  # noqa: E402
 from trainer.modeling import heads  # noqa: E402
 from trainer.modeling import model as model_lib  # noqa: E402
@@ -31,7 +31,7 @@ def clips(batch=2, frames=4, seed=0):
 
 def test_layer_names_match_keras_vgg16():
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(*SIZE, 3))
-    assert frame_features.vgg16_layer_names() == [layer.name for layer in base.layers[1:]]
+    assert vgg16.vgg16_layer_names() == [layer.name for layer in base.layers[1:]]
 
 
 @pytest.mark.parametrize("rnn,bidirectional", [("lstm", False), ("gru", True)])
@@ -47,17 +47,17 @@ def test_output_shapes_and_any_frame_count(rnn, bidirectional):
 
 @pytest.mark.parametrize("cut,channels", [("block1_pool", 64), ("block2_conv2", 128), ("block3_pool", 256)])
 def test_cut_layer(cut, channels):
-    base = frame_features.build_base(cut, "none", SIZE)
+    base = vgg16.build_base(cut, "none", SIZE)
     names = [layer.name for layer in base.layers]
     assert cut in names
-    later = frame_features.vgg16_layer_names()[frame_features.vgg16_layer_names().index(cut) + 1:]
+    later = vgg16.vgg16_layer_names()[vgg16.vgg16_layer_names().index(cut) + 1:]
     assert not set(later) & set(names)
     assert base.output_shape == (None, channels)
 
 
 def test_unknown_cut_layer_lists_valid_names():
     with pytest.raises(UsageError, match="block5_pool") as info:
-        frame_features.build_base("block9_conv1", "none", SIZE)
+        vgg16.build_base("block9_conv1", "none", SIZE)
     assert "--cut_layer='block9_conv1'" in str(info.value)
 
 
@@ -124,12 +124,12 @@ def test_weights_from_file(tmp_path, fmt):
 
 
 def test_weights_file_errors(tmp_path):
-    with pytest.raises(frame_features.WeightsUnavailableError, match="no such file"):
-        frame_features.build_base("block1_pool", str(tmp_path / "missing.h5"), SIZE)
+    with pytest.raises(vgg16.WeightsUnavailableError, match="no such file"):
+        vgg16.build_base("block1_pool", str(tmp_path / "missing.h5"), SIZE)
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5")
-    with pytest.raises(frame_features.WeightsUnavailableError, match="not a VGG16 notop weights file"):
-        frame_features.build_base("block1_pool", str(bad), SIZE)
+    with pytest.raises(vgg16.WeightsUnavailableError, match="not a VGG16 notop weights file"):
+        vgg16.build_base("block1_pool", str(bad), SIZE)
 
 
 def test_imagenet_unavailable_says_what_to_do(monkeypatch):
@@ -140,8 +140,8 @@ def test_imagenet_unavailable_says_what_to_do(monkeypatch):
                         "[Errno -2] Name or service not known")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(frame_features.WeightsUnavailableError) as info:
-        frame_features.build_base("block1_pool", "imagenet", SIZE)
+    with pytest.raises(vgg16.WeightsUnavailableError) as info:
+        vgg16.build_base("block1_pool", "imagenet", SIZE)
     message = str(info.value)
     for hint in (features_card.IMAGENET_WEIGHTS_FILE, ".keras/models", "--weights=PATH", "--weights=none"):
         assert hint in message
@@ -149,7 +149,7 @@ def test_imagenet_unavailable_says_what_to_do(monkeypatch):
 
 def test_preprocessing_inside_model_matches_keras():
     frames = clips(batch=1, frames=2)
-    ours = frame_features.VGGPreprocess()(frames).numpy()
+    ours = vgg16.VGGPreprocess()(frames).numpy()
     expected = keras.applications.vgg16.preprocess_input(frames.astype("float32"))
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-4)
 
@@ -161,8 +161,8 @@ def test_stock_preprocessing_equals_the_custom_layer(policy):
         for shape in ((3, *SIZE, 3), (2, 4, *SIZE, 3)):  # frames and clips
             frames = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
             inputs = keras.Input(shape[1:], dtype="uint8")
-            stock = keras.Model(inputs, frame_features.vgg_preprocess(inputs))
-            custom = frame_features.VGGPreprocess()
+            stock = keras.Model(inputs, vgg16.vgg_preprocess(inputs))
+            custom = vgg16.VGGPreprocess()
             np.testing.assert_array_equal(np.asarray(stock(frames)), np.asarray(custom(frames)))
             assert stock.trainable_weights == []
     finally:
@@ -185,9 +185,9 @@ def test_head_registry_names_are_the_head_choices():
 def test_models_with_the_custom_layers_still_load(tmp_path):
     """A classifier saved with VGGPreprocess and MiddleFrame (registered) loads with this package."""
     keras.utils.set_random_seed(0)
-    base = frame_features.build_base("block1_pool", "none", SIZE)
+    base = vgg16.build_base("block1_pool", "none", SIZE)
     inputs = keras.Input((None, *SIZE, 3), dtype="uint8")
-    x = frame_features.VGGPreprocess(name="vgg_preprocess")(inputs)
+    x = vgg16.VGGPreprocess(name="vgg_preprocess")(inputs)
     x = keras.layers.TimeDistributed(base, name=model_lib.FEATURES_NAME)(x)
     x = heads.MiddleFrame(name="middle_frame")(x)
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="logits")(x))

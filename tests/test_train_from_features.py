@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_jobs import embed_records, make_records  # noqa: E402
-from backbone import vgg16 as frame_features  # noqa: E402
+from backbone import vgg16  # noqa: E402
 from schemas import feature_record, play_record  # noqa: E402
 from trainer.data import parsers, reader, sources  # noqa: E402
 from trainer.data.config import ReaderConfig  # noqa: E402
@@ -93,7 +93,7 @@ def test_export_equals_base_plus_head_on_the_plays_jpegs(demo_dirs, tmp_path):
             window = [record.frames[start + i * stride] for i in range(4)]
             frames = parsers.ClipParser(4, (record.height, record.width)).eval_clip(window)
             for clip in (frames, tf.reverse(frames, axis=[2])):
-                per_frame = base(frame_features.VGGPreprocess()(clip), training=False)
+                per_frame = base(vgg16.VGGPreprocess()(clip), training=False)
                 log_probs.append(np.log(head(per_frame[tf.newaxis], training=False).numpy()[0]))
         mean = np.mean(log_probs, axis=0)
         ours = np.exp(mean - mean.max()) / np.exp(mean - mean.max()).sum()
