@@ -44,6 +44,7 @@ sys.path.insert(0, ROOT)
 from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
 from demo_data import games as demo_games  # noqa: E402
 from schemas.sampling import FrameSampling  # noqa: E402
+from trainer.evaluation import detection  # noqa: E402
 from trainer.serving import timeline, timeline_outputs  # noqa: E402
 from trainer.serving.timeline_model import TimelineModel  # noqa: E402
 
@@ -145,18 +146,27 @@ def demo_part(args, work: str):
     manifest = demo_games.write_demo_games(games, args.games, args.game_seed)
     correct = n = 0
     duration = wall = 0.0
+    truth, found = [], []
     for game in range(args.games):
         video = os.path.join(games, f"demo-game-{game:04d}.mp4")
         result, stats = timed(model, video, "cached", args.hop_seconds)
-        score = timeline_outputs.score_plays(result, timeline_outputs.read_plays(manifest, video))
+        plays = timeline_outputs.read_plays(manifest, video)
+        score = timeline_outputs.score_plays(result, plays)
         correct, n = correct + score["correct"], n + score["n"]
         duration, wall = duration + stats.duration, wall + stats.wall_seconds
+        name = os.path.basename(video)
+        truth += [detection.Segment(name, p["start"], p["end"], p["label"]) for p in plays]
+        found += timeline_outputs.detected_plays(result, name)
     low, high = wilson(correct, n)
     print(f"demo_model={model_dir} game_seed={args.game_seed} games={args.games} "
           f"hop_seconds={args.hop_seconds}")
     print(f"play_majority_accuracy={correct / n:.4f} n={n} wilson95_low={low:.3f} "
           f"wilson95_high={high:.3f}")
     print(f"demo_real_time_factor_all_games={duration / wall:.2f}")
+    report = detection.detection_report(truth, found)
+    print(f"num_true_plays={report['num_true_plays']} num_detections={report['num_detections']}")
+    for key, (low, high) in report["intervals"].items():  # bootstrap over games
+        print(f"{key}={report[key]:.4f} boot95_low={low:.3f} boot95_high={high:.3f}")
     for hop in [args.hop_seconds] + [float(h) for h in args.more_hops.split(",") if h]:
         prefix = "demo_" if hop == args.hop_seconds else f"demo_hop{hop:g}_"
         for line in speed_lines(prefix, model, os.path.join(games, "demo-game-0000.mp4"), hop):

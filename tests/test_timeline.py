@@ -164,6 +164,14 @@ def test_command_writes_the_outputs(job_dir, game, tmp_path):
     rows = (out / "timeline.csv").read_text().splitlines()
     assert rows[0].startswith("start,end,label") and len(rows) == len(result["segments"]) + 1
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "eval.json").read_text())
+    labelled = [s for s in result["segments"] if s["label"] != segments.UNCERTAIN]
+    assert report["num_true_plays"] == len(plays) and report["num_detections"] == len(labelled)
+    assert report["play_majority_accuracy"] == result["truth"]["play_majority_accuracy"]
+    for key in ("map_tiou_0_5", "f1_tiou_0_5", "map_tiou_avg"):
+        assert float(lines[key]) == pytest.approx(report[key], abs=1e-4)
+        low, high = report["intervals"][key]
+        assert 0 <= low <= report[key] + 1e-9 and report[key] - 1e-9 <= high <= 1
 
 
 @pytest.mark.parametrize("case, expected", [

@@ -49,7 +49,8 @@ from trainer.serving.timeline import (  # noqa: E402
     DEFAULT_BATCH_SIZE, DEFAULT_HOP_SECONDS, DEFAULT_MIN_CONFIDENCE, TimelineStats,
     compute_timeline)
 from trainer.serving.timeline_model import TimelineModel  # noqa: E402
-from trainer.serving.timeline_outputs import read_plays, score_plays, write_outputs  # noqa: E402
+from trainer.serving.timeline_outputs import (  # noqa: E402
+    read_plays, score_detections, score_plays, write_outputs)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -90,6 +91,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         output_dir = args.output_dir or os.path.splitext(args.video)[0] + "_timeline"
         if plays is not None:
             timeline["truth"] = score_plays(timeline, plays)
+            timeline["detection"] = score_detections(timeline, plays,
+                                                     os.path.basename(args.video))
         write_outputs(timeline, output_dir, plays)
     except UsageError as err:
         print(f"timeline: error: {one_line(err)}", file=sys.stderr)
@@ -105,6 +108,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         truth = timeline["truth"]
         print(f"play_majority_accuracy={truth['play_majority_accuracy']:.4f} "
               f"(n={truth['n']})")
+        report = timeline["detection"]
+        for key in ("map_tiou_0_3", "map_tiou_0_5", "map_tiou_0_7", "map_tiou_avg",
+                    "precision_tiou_0_5", "recall_tiou_0_5", "f1_tiou_0_5"):
+            print(f"{key}={report[key]:.4f}")
+        print(f"num_true_plays={report['num_true_plays']} "
+              f"num_detections={report['num_detections']}")
     print(f"real_time_factor={stats.real_time_factor:.2f}")
     print(f"frames_per_s={stats.frames_per_s:.1f}")
     return 0

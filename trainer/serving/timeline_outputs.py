@@ -15,9 +15,11 @@ import posixpath
 from typing import Any, Dict, List, Optional, Sequence
 
 from schemas.errors import UsageError, one_line
+from trainer.evaluation import detection
 from trainer.serving import segments as segments_lib
 
 JSON_NAME, CSV_NAME, PNG_NAME = "timeline.json", "timeline.csv", "timeline.png"
+EVAL_NAME = "eval.json"  # with --plays: the detection report
 
 
 def read_plays(manifest: str, video: str) -> List[Dict[str, Any]]:
@@ -55,6 +57,29 @@ def score_plays(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]]) -> Di
             "play_majority_accuracy": correct / len(scored) if scored else float("nan")}
 
 
+def detected_plays(timeline: Dict[str, Any], game: str) -> List[detection.Segment]:
+    """The timeline's labelled segments as detected plays (score: the segment's confidence).
+
+    Uncertain segments (below --min_confidence) are not plays.
+    """
+    return [detection.Segment(game, float(s["start"]), float(s["end"]), s["label"],
+                              float(s["confidence"]))
+            for s in timeline["segments"] if s["label"] != segments_lib.UNCERTAIN]
+
+
+def score_detections(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]],
+                     game: str) -> Dict[str, Any]:
+    """The detection report (mAP at tIoU, precision/recall/F1 at tIoU 0.5, intervals over
+    games: one game here) with `play_majority_accuracy` and its n."""
+    truth = [detection.Segment(game, float(p["start"]), float(p["end"]), p["label"])
+             for p in plays]
+    report = detection.detection_report(truth, detected_plays(timeline, game))
+    majority = score_plays(timeline, plays)
+    report["play_majority_accuracy"] = majority["play_majority_accuracy"]
+    report["play_majority_n"] = majority["n"]
+    return report
+
+
 def write_outputs(timeline: Dict[str, Any], output_dir: str,
                   plays: Optional[Sequence[Dict[str, Any]]] = None) -> None:
     """timeline.json, timeline.csv and timeline.png into `output_dir` (local or gs://)."""
@@ -73,3 +98,6 @@ def write_outputs(timeline: Dict[str, Any], output_dir: str,
         f.write(text.getvalue())
     with tf.io.gfile.GFile(posixpath.join(output_dir, PNG_NAME), "wb") as f:
         f.write(timeline_plot.render_png(timeline, plays))
+    if "detection" in timeline:
+        with tf.io.gfile.GFile(posixpath.join(output_dir, EVAL_NAME), "w") as f:
+            f.write(json.dumps(timeline["detection"], indent=1, sort_keys=True))
