@@ -1,6 +1,8 @@
 """trainer.timeline on a demo game video: windows, segments, cached features equal the full model,
 frames sampled as the records job samples them, bad input."""
 
+import csv
+import io
 import json
 import math
 import os
@@ -144,6 +146,19 @@ def test_segments_tile_and_merge():
     assert segments.majority_label(got, 0.9, 1.6) == "b"
 
 
+def test_no_play_and_uncertain_segments_are_not_plays():
+    got = [{"start": 0.0, "end": 1.0, "label": "no_play", "confidence": 0.9},
+           {"start": 1.0, "end": 2.5, "label": "cut", "confidence": 0.8},
+           {"start": 2.5, "end": 3.0, "label": segments.UNCERTAIN, "confidence": 0.3},
+           {"start": 3.0, "end": 4.0, "label": "iso", "confidence": 0.7},
+           {"start": 4.0, "end": 5.0, "label": "no_play", "confidence": 0.95}]
+    assert segments.detected_plays(got) == [
+        {"start": 1.0, "end": 2.5, "label": "cut", "confidence": 0.8},
+        {"start": 3.0, "end": 4.0, "label": "iso", "confidence": 0.7}]
+    assert [p["label"] for p in segments.detected_plays(got, "other")] == [
+        "no_play", "cut", "iso", "no_play"]
+
+
 def test_command_writes_the_outputs(job_dir, game, tmp_path):
     path, plays = game
     manifest = tmp_path / "plays.csv"
@@ -166,7 +181,14 @@ def test_command_writes_the_outputs(job_dir, game, tmp_path):
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "eval.json").read_text())
     labelled = [s for s in result["segments"] if s["label"] != segments.UNCERTAIN]
+    assert [(p["start"], p["label"]) for p in result["plays"]] == [
+        (s["start"], s["label"]) for s in labelled]  # the model has no no_play label
     assert report["num_true_plays"] == len(plays) and report["num_detections"] == len(labelled)
+    table = list(csv.DictReader(io.StringIO((out / "plays.csv").read_text())))
+    assert list(table[0]) == ["play_id", "label", "path", "game_id", "start", "end", "confidence"]
+    assert len(table) == len(labelled) and {row["path"] for row in table} == {path}
+    assert [float(row["start"]) for row in table] == pytest.approx(
+        [p["start"] for p in result["plays"]], abs=1e-3)
     assert report["play_majority_accuracy"] == result["truth"]["play_majority_accuracy"]
     for key in ("map_tiou_0_5", "f1_tiou_0_5", "map_tiou_avg"):
         assert float(lines[key]) == pytest.approx(report[key], abs=1e-4)

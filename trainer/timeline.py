@@ -71,6 +71,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              f"(default {DEFAULT_MIN_CONFIDENCE})")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"frames per base call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--no_play_label", default=segments_lib.NO_PLAY,
+                        help="the model's label for time that is no play: its windows separate "
+                             "plays and are not detected plays (default %(default)s)")
     parser.add_argument("--plays", default=None,
                         help="a manifest with the video's true plays (label,path,start,end; e.g. "
                              "the demo games' plays.csv): drawn, and scored")
@@ -87,7 +90,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         timeline = compute_timeline(model, args.video, hop_seconds=args.hop_seconds,
                                     window_seconds=args.window_seconds,
                                     min_confidence=args.min_confidence,
-                                    batch_size=args.batch_size, stats=stats)
+                                    batch_size=args.batch_size, stats=stats,
+                                    no_play_label=args.no_play_label)
         output_dir = args.output_dir or os.path.splitext(args.video)[0] + "_timeline"
         if plays is not None:
             timeline["truth"] = score_plays(timeline, plays)
@@ -99,8 +103,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     for note in timeline["notes"]:
         print(f"note: {note}")
-    found = [s for s in timeline["segments"] if s["label"] != segments_lib.UNCERTAIN]
-    print(f"{len(timeline['segments'])} segments ({len(found)} labelled) from "
+    print(f"{len(timeline['plays'])} plays in {len(timeline['segments'])} segments from "
           f"{stats.windows} windows over {stats.duration:.1f} s -> {output_dir}")
     print(f"windows={stats.windows} frames_sampled={stats.frames_sampled} "
           f"frames_embedded={stats.frames_embedded}")

@@ -31,6 +31,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence
 
 UNCERTAIN = "uncertain"
+NO_PLAY = "no_play"  # the label a model uses for time that is no play (dead ball, replays)
 _EPS = 1e-9  # float slack in frame arithmetic (0.5 s * 25 fps * k)
 
 
@@ -147,6 +148,22 @@ def merge_segments(windows: Sequence[Dict[str, Any]], labels: Sequence[str]) -> 
     return segments
 
 
+def detected_plays(segments: Sequence[Dict[str, Any]],
+                   no_play_label: str = NO_PLAY) -> List[Dict[str, Any]]:
+    """The segments that are plays: neither uncertain nor `no_play_label`.
+
+    A detected play is a run of consecutive windows of one play label; its start
+    and end are its segment's, halfway between the centres of its first (last)
+    window and the window before (after) it: a window's label speaks for its
+    centre, so the boundary between two labels is placed where neither
+    window's centre is closer. Its confidence is the segment's (the mean
+    probability of its label over its windows), the detection's score.
+    """
+    return [{"start": s["start"], "end": s["end"], "label": s["label"],
+             "confidence": s["confidence"]}
+            for s in segments if s["label"] not in (UNCERTAIN, no_play_label)]
+
+
 def majority_label(segments: Sequence[Dict[str, Any]], start: float, end: float) -> Optional[str]:
     """The label of the segment that overlaps [start, end) the most (None if none does)."""
     best, best_overlap = None, 0.0
@@ -157,5 +174,6 @@ def majority_label(segments: Sequence[Dict[str, Any]], start: float, end: float)
     return best
 
 
-__all__ = ["UNCERTAIN", "WindowGrid", "describe_windows", "majority_label", "merge_segments",
+__all__ = ["NO_PLAY", "UNCERTAIN", "WindowGrid", "describe_windows", "detected_plays",
+           "majority_label", "merge_segments",
            "owned_intervals"]

@@ -189,7 +189,8 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
                      window_seconds: Optional[float] = None,
                      min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                      batch_size: int = DEFAULT_BATCH_SIZE, mode: str = "cached",
-                     stats: Optional[TimelineStats] = None) -> Dict[str, Any]:
+                     stats: Optional[TimelineStats] = None,
+                     no_play_label: str = segments_lib.NO_PLAY) -> Dict[str, Any]:
     """The timeline of one video as the `timeline.json` dict (raises UsageError on bad input).
 
     mode "cached" runs the base once per used sampled frame and the head per
@@ -240,6 +241,7 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
     windows = segments_lib.describe_windows(
         grid, runner.probabilities, model.labels, stream.duration, min_confidence,
         num_sampled=num_sampled)
+    segments = segments_lib.merge_segments(windows, model.labels)
     return {
         "video": video,
         "model": model.model_path,
@@ -254,6 +256,8 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
         "notes": notes,
         "counts": {"frames_decoded": stats.frames_decoded, "frames_sampled": num_sampled,
                    "frames_embedded": stats.frames_embedded, "windows": len(windows)},
-        "segments": segments_lib.merge_segments(windows, model.labels),
+        "no_play_label": no_play_label,
+        "segments": segments,
+        "plays": segments_lib.detected_plays(segments, no_play_label),
         "windows": windows,
     }

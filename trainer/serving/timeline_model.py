@@ -23,7 +23,8 @@ class TimelineModel:
     def __init__(self, model_dir: str):
         import keras  # pylint: disable=g-import-not-at-top
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        from backbone import vgg16  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top  (registers the custom layers of older exports)
+        # Registers the custom layers of older exports, so that they load too.
+        from backbone import vgg16  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
         from trainer.serving import export  # pylint: disable=g-import-not-at-top
         from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
         try:

@@ -19,6 +19,8 @@ from trainer.evaluation import detection
 from trainer.serving import segments as segments_lib
 
 JSON_NAME, CSV_NAME, PNG_NAME = "timeline.json", "timeline.csv", "timeline.png"
+PLAYS_NAME = "plays.csv"  # the detected plays as a records-job manifest (+ confidence)
+PLAYS_COLUMNS = ("play_id", "label", "path", "game_id", "start", "end", "confidence")
 EVAL_NAME = "eval.json"  # with --plays: the detection report
 
 
@@ -58,13 +60,25 @@ def score_plays(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]]) -> Di
 
 
 def detected_plays(timeline: Dict[str, Any], game: str) -> List[detection.Segment]:
-    """The timeline's labelled segments as detected plays (score: the segment's confidence).
+    """The timeline's detected plays (`plays`: neither uncertain nor no play) as scored
+    segments (score: the play's confidence)."""
+    return [detection.Segment(game, float(p["start"]), float(p["end"]), p["label"],
+                              float(p["confidence"]))
+            for p in timeline["plays"]]
 
-    Uncertain segments (below --min_confidence) are not plays.
-    """
-    return [detection.Segment(game, float(s["start"]), float(s["end"]), s["label"],
-                              float(s["confidence"]))
-            for s in timeline["segments"] if s["label"] != segments_lib.UNCERTAIN]
+
+def game_id_of(video: str) -> str:
+    """A game's id in plays.csv: the video's file name without its extension."""
+    return posixpath.splitext(posixpath.basename(video.replace("\\", "/")))[0]
+
+
+def plays_rows(timeline: Dict[str, Any]) -> List[List[str]]:
+    """plays.csv's rows: the records job's manifest columns and the confidence, so that the
+    detected plays go back into the records job (to label or correct) or the prediction job."""
+    game = game_id_of(timeline["video"])
+    return [[f"{game}-{k:04d}", p["label"], timeline["video"], game, f"{p['start']:.3f}",
+             f"{p['end']:.3f}", f"{p['confidence']:.4f}"]
+            for k, p in enumerate(timeline["plays"])]
 
 
 def score_detections(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]],
@@ -82,7 +96,8 @@ def score_detections(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]],
 
 def write_outputs(timeline: Dict[str, Any], output_dir: str,
                   plays: Optional[Sequence[Dict[str, Any]]] = None) -> None:
-    """timeline.json, timeline.csv and timeline.png into `output_dir` (local or gs://)."""
+    """timeline.json, timeline.csv, plays.csv and timeline.png (and eval.json when scored)
+    into `output_dir` (local or gs://)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from trainer.serving import timeline_plot  # pylint: disable=g-import-not-at-top
     tf.io.gfile.makedirs(output_dir)
@@ -95,6 +110,12 @@ def write_outputs(timeline: Dict[str, Any], output_dir: str,
         writer.writerow([f"{s['start']:.3f}", f"{s['end']:.3f}", s["label"],
                          f"{s['confidence']:.4f}", s["first_window"], s["last_window"]])
     with tf.io.gfile.GFile(posixpath.join(output_dir, CSV_NAME), "w") as f:
+        f.write(text.getvalue())
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(PLAYS_COLUMNS)
+    writer.writerows(plays_rows(timeline))
+    with tf.io.gfile.GFile(posixpath.join(output_dir, PLAYS_NAME), "w") as f:
         f.write(text.getvalue())
     with tf.io.gfile.GFile(posixpath.join(output_dir, PNG_NAME), "wb") as f:
         f.write(timeline_plot.render_png(timeline, plays))
