@@ -172,7 +172,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         frame_rate = float(demo_plays.DEMO_FRAME_RATE)
         if args.demo_game_videos:
             input_path = write_demo_games(output_dir, args.demo_game_videos, args.demo_seed,
-                                          args.num_frames)
+                                          args.num_frames, args.demo_profile)
             expected_plays = plays.check_input(input_path)
     how = FrameSampling(num_frames=args.num_frames, height=height, width=width,
                         resize_mode=args.resize_mode, pad_short=args.pad_short,
@@ -196,14 +196,15 @@ def demo_flags(args: argparse.Namespace) -> Dict[str, int]:
     return demo_plays.parse_label_weights(args.demo_label_weights)
 
 
-def write_demo_games(output_dir: str, num_games: int, seed: int, num_frames: int) -> str:
+def write_demo_games(output_dir: str, num_games: int, seed: int, num_frames: int,
+                     profile: str = "default") -> str:
     """Renders the demo game videos and their manifest into OUTPUT_DIR/demo_games; returns its path."""
     from demo_data import games as demo_games  # pylint: disable=g-import-not-at-top
     from media import frames  # pylint: disable=g-import-not-at-top
     folder = FileSystems.join(output_dir, "demo_games")
     local = folder if "://" not in folder else tempfile.mkdtemp(prefix="demo_games_")
     demo_games.write_demo_games(local, num_games, seed,
-                                num_frames=frames.demo_source_frames(num_frames))
+                                num_frames=frames.demo_source_frames(num_frames), profile=profile)
     if local != folder:  # an object store: upload what was rendered locally
         for name in sorted(os.listdir(local)):
             with open(os.path.join(local, name), "rb") as src, \

@@ -253,6 +253,14 @@ def _render(script: Script, rng: np.random.Generator, num_frames: int, size: int
     return out
 
 
+def render_script(script: Script, rng: np.random.Generator, num_frames: int, size: int,
+                  side: float, zoom_profile: Sequence[float],
+                  profile: str = "default") -> np.ndarray:
+    """Frames uint8 [num_frames, size, size, 3] of any script (dead-ball time too), drawn as
+    the plays are, with the named rendering profile."""
+    return _render(script, rng, num_frames, size, side, zoom_profile, profile_of(profile))
+
+
 def _degrade(frames: np.ndarray, rng: np.random.Generator, profile: Profile) -> np.ndarray:
     """Blur (box, then the previous frame blended in) and coarse grain; frames unchanged by default."""
     if not (profile.blur or profile.motion_blur or profile.grain[1]):
