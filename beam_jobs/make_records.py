@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
     PipelineOptions)
 
 from beam_jobs import options as options_lib  # pylint: disable=wrong-import-position
+from beam_jobs import no_play as no_play_lib  # pylint: disable=wrong-import-position
 from beam_jobs import outputs, records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
 from beam_jobs import progress  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
@@ -99,6 +100,16 @@ class RecordsOptions(PipelineOptions):
             help="plays cut from one video are grouped by video and by this many seconds of "
                  "start time; each group opens its video once and decodes forward, and groups "
                  "run in parallel (0: one group per video)")
+        parser.add_argument(
+            "--no_play_clips", default="0",
+            help="plays cut from game videos: also cut this many background clips per game video "
+                 "from the time no play covers (N, or a ratio to its plays such as 1x), a quarter "
+                 "of them hard negatives that overlap a play with tIoU below 0.3, labelled "
+                 "--no_play_label (0: none)")
+        parser.add_argument(
+            "--no_play_label", default=no_play_lib.DEFAULT_LABEL,
+            help="the reserved label of the background clips (a user label of the same name is "
+                 "refused: rename it here)")
 
 
 def demo_plays_per_game() -> int:
@@ -157,6 +168,17 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     split_fractions = splits_lib.parse_splits(args.splits)
     labels = labels_lib.label_vocabulary(args.label_vocabulary, "--label_vocabulary",
                                          read_label_file)
+    per_game, ratio = no_play_lib.parse_amount(args.no_play_clips)
+    no_play = no_play_lib.NoPlayConfig(label=args.no_play_label.strip(), per_game=per_game,
+                                       ratio=ratio, seed=args.demo_seed)
+    if no_play.enabled:
+        if not no_play.label:
+            raise UsageError("--no_play_label must not be empty")
+        if labels and no_play.label in labels:
+            raise UsageError(f"--label_vocabulary holds {no_play.label!r}, the reserved label of "
+                             f"the background clips: rename it with --no_play_label")
+        if labels:
+            labels = labels + [no_play.label]
     expected_plays = args.demo_plays
     if args.input:
         expected_plays = plays.check_input(args.input)
@@ -182,7 +204,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
         splits=split_fractions,
         num_shards=args.num_shards, compression=args.compression, demo_plays=args.demo_plays,
         demo_seed=args.demo_seed, demo_profile=args.demo_profile, demo_label_weights=label_weights,
-        video_chunk_seconds=args.video_chunk_seconds,
+        video_chunk_seconds=args.video_chunk_seconds, no_play=no_play,
         expected_plays=expected_plays, progress_seconds=args.progress_seconds,
         args=dict(sorted(vars(args).items())))
 

@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from beam_jobs import splits as splits_lib
+from beam_jobs import no_play as no_play_lib
 from beam_jobs import preview, progress
 from beam_jobs.outputs import (PLAYS, REJECTED, JobCounts, WriteCard, WriteRejected,
                                WriteSplitShards, count, rejected, rejection)
@@ -58,6 +59,7 @@ class JobConfig:
     demo_profile: str = "default"  # demo_data.plays.PROFILES
     demo_label_weights: Dict[str, int] = dataclasses.field(default_factory=dict)  # {}: balanced
     video_chunk_seconds: float = DEFAULT_VIDEO_CHUNK_SECONDS  # groups of plays by start; 0: one
+    no_play: no_play_lib.NoPlayConfig = dataclasses.field(default_factory=no_play_lib.NoPlayConfig)
     expected_plays: int = 0  # input rows, for the progress lines (0: unknown)
     progress_seconds: float = progress.DEFAULT_INTERVAL_S  # 0: no progress lines
     num_workers: int = 1  # worker processes sharing the work, for the time-left estimate
@@ -151,11 +153,22 @@ class DropDuplicatePlays(beam.PTransform):
 class _AssignSplitFn(beam.DoFn):
     """Sets each spec's split (column value, else stable hash); rejects unknown splits/labels."""
 
-    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]]):
+    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]],
+                 reserved: str = ""):
         self._splits = dict(splits)
         self._labels = set(labels) if labels else None
+        self._reserved = reserved
 
     def process(self, spec: PlaySpec):
+        # The reserved no-play label is the background clips'; a folder tree's own no_play/
+        # folder holds no-play examples and keeps it.
+        if (self._reserved and spec.label == self._reserved
+                and f"/{self._reserved}/" not in spec.path.replace("\\", "/")):
+            yield rejected(rejection(
+                spec.play_id, spec.path, f"label {spec.label!r} is the reserved label of the "
+                f"background clips: rename it with --no_play_label", "reserved_label", spec.row,
+                spec.split))
+            return
         if self._labels is not None and spec.label not in self._labels:
             yield rejected(rejection(
                 spec.play_id, spec.path, f"unknown label {spec.label!r} (not in --label_vocabulary)",
@@ -176,14 +189,17 @@ class _AssignSplitFn(beam.DoFn):
 class AssignSplits(beam.PTransform):
     """Split per play (grouped by game) and the label check; rejections to REJECTED."""
 
-    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]] = None):
+    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]] = None,
+                 reserved: str = ""):
         super().__init__()
         self._splits = splits
         self._labels = labels
+        self._reserved = reserved
 
     def expand(self, plays):
         return plays | "Assign" >> beam.ParDo(
-            _AssignSplitFn(self._splits, self._labels)).with_outputs(REJECTED, main=PLAYS)
+            _AssignSplitFn(self._splits, self._labels, self._reserved)).with_outputs(
+                REJECTED, main=PLAYS)
 
 
 class LabelVocabulary(beam.PTransform):
@@ -318,20 +334,27 @@ def dataset_card_of(config: JobConfig, counts: JobCounts, labels: List[str]
                       for s in splits},
         num_input=counts.num_input, num_rejected=counts.num_rejected,
         rejected_reasons=counts.rejected, compression=config.compression,
-        shard_pattern=config.shard_pattern, args=dict(config.args))
+        shard_pattern=config.shard_pattern, args=dict(config.args),
+        no_play_label=config.no_play.label if config.no_play.enabled else "")
 
 
 def build(pipeline: beam.Pipeline, config: JobConfig):
     """Adds the records job to `pipeline`; returns the PCollection holding the card's path."""
     read = pipeline | "ReadPlays" >> ReadPlays(config.input, config.demo_plays, config.demo_seed,
                                                    config.demo_profile, config.demo_label_weights)
-    num_input = ((read[PLAYS], read[REJECTED])
-                 | "AllInput" >> beam.Flatten()
-                 | "CountInput" >> beam.combiners.Count.Globally())
+    inputs = [read[PLAYS], read[REJECTED]]
     unique = read[PLAYS] | "DropDuplicatePlays" >> DropDuplicatePlays()
-    checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
-    labels = checked[PLAYS] | "LabelVocabulary" >> LabelVocabulary(config.labels)
-    made = checked[PLAYS] | "MakeRecords" >> MakeRecords(config, labels)
+    checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(
+        config.splits, config.labels, config.no_play.label if config.no_play.enabled else "")
+    plays = checked[PLAYS]
+    if config.no_play.enabled:  # background clips join the plays, and count as input
+        plays, generated = plays | "AddNoPlayClips" >> no_play_lib.AddNoPlayClips(config.no_play)
+        plays = (plays, generated) | "WithNoPlayClips" >> beam.Flatten()
+        inputs.append(generated)
+    num_input = (inputs | "AllInput" >> beam.Flatten()
+                 | "CountInput" >> beam.combiners.Count.Globally())
+    labels = plays | "LabelVocabulary" >> LabelVocabulary(config.labels)
+    made = plays | "MakeRecords" >> MakeRecords(config, labels)
     records = made[PLAYS]
     shard_files = records | "WriteSplitShards" >> WriteSplitShards(
         config.output_dir, list(config.splits), config.num_shards, config.compression)

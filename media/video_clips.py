@@ -355,6 +355,23 @@ def _missing_video(path: str) -> Optional[PlayError]:
     return None if found else PlayError(f"missing video file {path}", kind="missing_path")
 
 
+def video_duration(path: str) -> Optional[float]:
+    """The video's duration in seconds from its container (None when unreadable or unknown)."""
+    if _missing_video(path) is not None:
+        return None
+    import av  # pylint: disable=g-import-not-at-top
+    try:
+        with files.open_read(path) as f, av.open(f, mode="r") as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * Fraction(stream.time_base))
+            return container.duration / 1e6 if container.duration is not None else None
+    except (av.FFmpegError, EOFError, OSError, ValueError):
+        return None
+
+
 def read_clip(path: str, start: float, end: float, how: FrameSampling, **kwargs) -> SampledPlay:
     """The sampled frames of one play [start, end) of a video; raises PlayError."""
     ((_, result),) = list(cut_clips(path, [Clip("clip", start, end)], how, **kwargs))
@@ -364,4 +381,4 @@ def read_clip(path: str, start: float, end: float, how: FrameSampling, **kwargs)
 
 
 __all__ = ["Clip", "CutStats", "DEFAULT_SEEK_GAP", "cut_clips", "range_problem", "read_clip",
-           "seconds_to_us"]
+           "seconds_to_us", "video_duration"]

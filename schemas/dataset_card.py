@@ -76,6 +76,9 @@ class DatasetCard(Card):
     compression: str = "none"  # "none" or "gzip"
     shard_pattern: str = "{split}-*-of-*.tfrecord"  # glob per split, relative to the card
     args: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The reserved label of the background clips cut from game videos ("" when there are none):
+    # the time no play covers (`beam_jobs.no_play`); its plays per split are in label_counts.
+    no_play_label: str = ""
     schema_version: int = play_record.SCHEMA_VERSION
 
     num_frames = property(lambda self: self.sampling.num_frames)

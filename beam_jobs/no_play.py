@@ -1,0 +1,171 @@
+"""The no-play class: background clips cut from the time of each game video that no play covers.
+
+A model that can only name plays labels every second of a game as some play; to
+find plays it must also learn what is not one. For each game video with plays
+given by start and end, this cuts clips of the reserved label (`no_play` by
+default, `--no_play_label`): lengths drawn from that game's play lengths, placed
+uniformly in the spans no play covers (rows that overlap each other are merged
+first), and a share of hard negatives that overlap a play with temporal IoU
+below 0.3 (the start or end of a play: what a detector must not call a play).
+They take the split of their game's plays, so a game stays in one split, and
+they are sampled like every play. A game with no span long enough gives no
+clip and is counted (`no_play_no_free_span`); that is not an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+
+from beam_jobs.outputs import METRICS_NAMESPACE
+from beam_jobs.plays import PlaySpec
+from schemas.errors import UsageError
+
+DEFAULT_LABEL = "no_play"
+HARD_TIOU = 0.3  # a hard negative overlaps a play, with tIoU below this
+GENERATED = "generated"  # the tagged output of the clips made here
+Span = Tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class NoPlayConfig:
+    """How many background clips per game video, and their label."""
+
+    label: str = DEFAULT_LABEL
+    per_game: int = 0  # clips per game video
+    ratio: float = 0.0  # ... or this many per play of the video
+    hard_share: float = 0.25  # the share of them that are hard negatives
+    seed: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_game > 0 or self.ratio > 0
+
+    def clips_for(self, num_plays: int) -> int:
+        return self.per_game if self.per_game else int(round(self.ratio * num_plays))
+
+
+def parse_amount(text: str) -> Tuple[int, float]:
+    """--no_play_clips: '0' (none), 'N' clips per game video, or 'Rx' (R per play) -> (N, R)."""
+    text = (text or "0").strip().lower()
+    match = re.fullmatch(r"(\d+)|(\d+(?:\.\d+)?)x", text)
+    if not match:
+        raise UsageError(f"--no_play_clips must be a whole number of clips per game video or a "
+                         f"ratio to its plays such as 1x or 0.5x, got {text!r}")
+    return (int(match.group(1)), 0.0) if match.group(1) else (0, float(match.group(2)))
+
+
+def tiou(a: Span, b: Span) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def free_spans(duration: float, plays: Sequence[Span]) -> List[Span]:
+    """The spans of [0, duration) that no play covers (overlapping plays merged)."""
+    spans, position = [], 0.0
+    for start, end in sorted(plays):
+        if start > position:
+            spans.append((position, min(start, duration)))
+        position = max(position, end)
+    if position < duration:
+        spans.append((position, duration))
+    return [(s, e) for s, e in spans if e > s]
+
+
+def draw_clips(plays: Sequence[Span], duration: float, count: int, hard_share: float,
+               rng: np.random.Generator) -> List[Tuple[float, float, bool]]:
+    """Up to `count` background clips (start, end, is_hard): lengths like the plays', none
+    overlapping any play with tIoU >= HARD_TIOU (free ones overlap none)."""
+    if not plays or count <= 0:
+        return []
+    lengths = [e - s for s, e in plays]
+    spans = free_spans(duration, plays)
+    num_hard = int(round(count * hard_share))
+    clips: List[Tuple[float, float, bool]] = []
+    for k in range(count):
+        hard = k < num_hard
+        for _ in range(20):  # a few tries; a game with no room gives fewer clips
+            length = float(rng.choice(lengths))
+            clip = _hard_clip(plays, length, duration, rng) if hard else _free_clip(
+                spans, length, rng)
+            if clip is not None and max(tiou(clip, p) for p in plays) < HARD_TIOU:
+                clips.append((clip[0], clip[1], hard))
+                break
+    return sorted(clips)
+
+
+def _free_clip(spans: Sequence[Span], length: float, rng) -> Optional[Span]:
+    room = [(s, e) for s, e in spans if e - s >= length]
+    if not room:
+        return None
+    weights = np.array([e - s - length + 1e-6 for s, e in room])
+    s, e = room[int(rng.choice(len(room), p=weights / weights.sum()))]
+    start = float(rng.uniform(s, e - length))
+    return start, start + length
+
+
+def _hard_clip(plays: Sequence[Span], length: float, duration: float, rng) -> Optional[Span]:
+    play = plays[int(rng.integers(0, len(plays)))]
+    play_length = play[1] - play[0]
+    # tIoU = overlap / (length + play_length - overlap) < HARD_TIOU
+    most = min(length, play_length, HARD_TIOU * (length + play_length) / (1 + HARD_TIOU))
+    overlap = float(rng.uniform(0.2, 0.9)) * most
+    start = play[1] - overlap if rng.random() < 0.5 else play[0] - length + overlap
+    if start < 0 or start + length > duration:
+        return None
+    return start, start + length
+
+
+class _AddClipsFn(beam.DoFn):
+    """The plays of one game video -> themselves, and its background clips to GENERATED."""
+
+    def __init__(self, config: NoPlayConfig):
+        self._config = config
+        self._no_room = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "no_play_no_free_span")
+
+    def process(self, keyed: Tuple[str, Iterable[PlaySpec]]):
+        path, specs = keyed
+        specs = sorted(specs, key=lambda s: (s.start, s.play_id))
+        yield from specs
+        from media import video_clips  # pylint: disable=g-import-not-at-top
+        duration = video_clips.video_duration(path)
+        if duration is None:  # unreadable: its plays are dead-lettered when they are cut
+            return
+        ranges = [(s.start, s.end) for s in specs if s.end > s.start]
+        rng = np.random.default_rng([self._config.seed, zlib.crc32(path.encode("utf-8"))])
+        clips = draw_clips(ranges, duration, self._config.clips_for(len(specs)),
+                           self._config.hard_share, rng)
+        if not clips:
+            self._no_room.inc()
+        first = specs[0]
+        base = first.game_id or re.sub(r"\W+", "_", path.rsplit("/", 1)[-1])
+        for k, (start, end, hard) in enumerate(clips):
+            yield beam.pvalue.TaggedOutput(GENERATED, PlaySpec(
+                play_id=f"{base}-{self._config.label}-{'hard-' if hard else ''}{k:03d}",
+                label=self._config.label, path=path, game_id=first.game_id, split=first.split,
+                frame_rate=first.frame_rate, row=0, start=start, end=end))
+
+
+class AddNoPlayClips(beam.PTransform):
+    """Play specs -> (the same specs, the background clips of their game videos [GENERATED])."""
+
+    def __init__(self, config: NoPlayConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, plays):
+        ranged = plays | "Ranged" >> beam.Filter(lambda spec: spec.has_range)
+        whole = plays | "Whole" >> beam.Filter(lambda spec: not spec.has_range)
+        added = (ranged
+                 | "KeyByVideo" >> beam.Map(lambda spec: (spec.path, spec))
+                 | "GroupByVideo" >> beam.GroupByKey()
+                 | "AddClips" >> beam.ParDo(_AddClipsFn(self._config)).with_outputs(
+                     GENERATED, main="plays"))
+        merged = (whole, added["plays"]) | "AllPlays" >> beam.Flatten()
+        return merged, added[GENERATED]
