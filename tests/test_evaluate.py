@@ -261,3 +261,18 @@ def test_tensorflow_play_average_equals_the_numpy_one():
     got = averaging.average_log_probabilities(tf.constant(probs, tf.float32)).numpy()
     np.testing.assert_allclose(got, metrics.average_log_probabilities(probs), rtol=1e-5,
                                atol=1e-7)
+
+
+def test_play_labels_are_reported_with_and_without_the_no_play_class():
+    names = ["cut", "no_play", "iso"]
+    labels = np.array([0, 1, 1, 1, 2, 2])
+    predicted = np.array([0, 1, 1, 0, 2, 1])  # one no-play called cut, one iso called no play
+    scores = (np.eye(3)[predicted] * 0.9 + 0.05)[:, None, :]
+    report = reports.view_report(labels, scores, names, averaged=1, centre=0, flip=False,
+                                 no_play_label="no_play")
+    assert report["play"]["n"] == 6 and report["play"]["accuracy"] == pytest.approx(4 / 6)
+    plays_only = report["play_labels"]
+    assert plays_only["without"] == "no_play" and plays_only["n"] == 3
+    assert plays_only["accuracy"] == pytest.approx(2 / 3)  # cut right, iso right, iso missed
+    assert "play_labels" not in reports.view_report(labels, scores, names, averaged=1, centre=0,
+                                                    flip=False)

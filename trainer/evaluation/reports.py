@@ -39,7 +39,7 @@ def level_summary(labels: np.ndarray, probabilities: np.ndarray,
 
 def view_report(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[str], *,
                 averaged: int, centre: int, flip: bool,
-                top_k: Iterable[int] = (1, 3)) -> Dict[str, Any]:
+                top_k: Iterable[int] = (1, 3), no_play_label: str = "") -> Dict[str, Any]:
     """eval.json of a multi-view evaluation.
 
     Args:
@@ -50,6 +50,9 @@ def view_report(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
       averaged: the number of views averaged per play (--eval_views, doubled by --eval_flip).
       centre: the centred clip's view.
       flip: whether the views include flipped ones (reported).
+      no_play_label: the dataset's no-play label, if it has one: `play_labels` then
+        gives the play level over the plays whose true label is a play label (each
+        still predicted among all labels, no-play included), beside the level over all.
 
     The top-level keys (`classification_metrics`) describe the play level, what
     the exported model computes; `clip` and `play` give the headline metrics of
@@ -66,6 +69,10 @@ def view_report(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
     report["clip"] = level_summary(labels, clip, label_names)
     report["play"] = level_summary(labels, play, label_names)
     report["views"] = {"eval_views": averaged // (2 if flip else 1), "eval_flip": bool(flip)}
+    if no_play_label and no_play_label in label_names:
+        keep = np.asarray(labels).reshape(-1) != list(label_names).index(no_play_label)
+        report["play_labels"] = dict(level_summary(np.asarray(labels)[keep], play[keep],
+                                                   label_names), without=no_play_label)
     return report
 
 

@@ -84,8 +84,9 @@ def evaluate_model(task: PlayClassificationTask, model: keras.Model, weights: Di
         return None
     with task.reading():
         labels, scores = predictions.predict_views(model, task.eval_dataset(split))
+    no_play_label = getattr(plays.card, "no_play_label", "") if plays.card else ""
     report = reports.view_report(labels, scores, list(plays.labels), averaged=views.count,
-                                 centre=views.centre, flip=views.flip)
+                                 centre=views.centre, flip=views.flip, no_play_label=no_play_label)
     report["views"]["source"] = source.record_kind
     report["weights"] = weights
     reports.write_report(report, list(plays.labels), job_dir)
@@ -94,6 +95,9 @@ def evaluate_model(task: PlayClassificationTask, model: keras.Model, weights: Di
                     split, len(source.corrupt_files[split]))
     logger.info(reports.format_summary(split, report["clip"], "clip"))
     logger.info(reports.format_summary(split, report["play"], "play"))
+    if "play_labels" in report:
+        logger.info(reports.format_summary(split, report["play_labels"],
+                                           f"play (without {no_play_label})"))
     return {"split": split, "accuracy": report["accuracy"],
             "num_examples": report["num_examples"], "clip": report["clip"],
             "play": report["play"], "weights": weights}
