@@ -107,6 +107,15 @@ class RecordsOptions(PipelineOptions):
                  "of them hard negatives that overlap a play with tIoU below 0.3, labelled "
                  "--no_play_label (0: none)")
         parser.add_argument(
+            "--shifted_plays", type=int, default=0,
+            help="plays cut from game videos: also cut this many copies of each training play "
+                 "with its range moved by up to --max_shift of its length, under its label, so "
+                 "that a model for the timeline names a window that holds most of a play "
+                 "(0: none)")
+        parser.add_argument(
+            "--max_shift", type=float, default=0.3,
+            help="how far --shifted_plays move a play, as a share of its length (at most 0.5)")
+        parser.add_argument(
             "--no_play_label", default=no_play_lib.DEFAULT_LABEL,
             help="the reserved label of the background clips (a user label of the same name is "
                  "refused: rename it here)")
@@ -169,8 +178,12 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     labels = labels_lib.label_vocabulary(args.label_vocabulary, "--label_vocabulary",
                                          read_label_file)
     per_game, ratio = no_play_lib.parse_amount(args.no_play_clips)
+    if args.shifted_plays < 0 or not 0 < args.max_shift <= 0.5:
+        raise UsageError("--shifted_plays must be >= 0 and --max_shift in (0, 0.5]")
     no_play = no_play_lib.NoPlayConfig(label=args.no_play_label.strip(), per_game=per_game,
-                                       ratio=ratio, seed=args.demo_seed)
+                                       ratio=ratio, seed=args.demo_seed,
+                                       shifted_per_play=args.shifted_plays,
+                                       max_shift=args.max_shift)
     if no_play.enabled:
         if not no_play.label:
             raise UsageError("--no_play_label must not be empty")

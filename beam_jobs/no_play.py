@@ -8,7 +8,18 @@ uniformly in the spans no play covers (rows that overlap each other are merged
 first), and a share of hard negatives that overlap a play with temporal IoU
 below 0.3 (the start or end of a play: what a detector must not call a play).
 They take the split of their game's plays, so a game stays in one split, and
-they are sampled like every play. A game with no span long enough gives no
+they are sampled like every play.
+
+Shifted plays (`--shifted_plays=N`) teach the other side of the same boundary:
+N more copies of each training play, cut from its range moved by up to
+`max_shift` of its length (tIoU with the play at least (1 - s) / (1 + s): 0.54
+at 0.3), under the play's own label. The timeline labels overlapping windows,
+and a window that holds most of a play should name that play, not only the
+window that happens to line up with it; between the shifted plays (tIoU >= 0.54)
+and the hard negatives (< 0.3) the model draws the line, and the timeline's
+detected plays then reach from about the first to about the last window whose
+centre lies in the play (`trainer.serving.segments.detected_plays`). Only the
+training split gets them: evaluation scores the plays as they are. A game with no span long enough gives no
 clip and is counted (`no_play_no_free_span`); that is not an error.
 """
 
@@ -41,10 +52,18 @@ class NoPlayConfig:
     ratio: float = 0.0  # ... or this many per play of the video
     hard_share: float = 0.25  # the share of them that are hard negatives
     seed: int = 0
+    shifted_per_play: int = 0  # shifted copies of each training play (its own label)
+    max_shift: float = 0.3  # ... moved by up to this share of the play's length
 
     @property
     def enabled(self) -> bool:
+        """Whether background clips of the reserved label are cut."""
         return self.per_game > 0 or self.ratio > 0
+
+    @property
+    def adds_clips(self) -> bool:
+        """Whether the job adds any clip (background clips or shifted plays)."""
+        return self.enabled or self.shifted_per_play > 0
 
     def clips_for(self, num_plays: int) -> int:
         return self.per_game if self.per_game else int(round(self.ratio * num_plays))
@@ -100,6 +119,21 @@ def draw_clips(plays: Sequence[Span], duration: float, count: int, hard_share: f
     return sorted(clips)
 
 
+def shifted_ranges(play: Span, duration: float, count: int, max_shift: float,
+                   rng: np.random.Generator) -> List[Span]:
+    """`count` copies of `play` moved by up to `max_shift` of its length, inside [0, duration)."""
+    length = play[1] - play[0]
+    ranges: List[Span] = []
+    for _ in range(count):
+        for _ in range(20):  # a play at the video's edge has room on one side only
+            shift = float(rng.uniform(-max_shift, max_shift)) * length
+            start, end = play[0] + shift, play[1] + shift
+            if start >= 0 and end <= duration:
+                ranges.append((start, end))
+                break
+    return ranges
+
+
 def _free_clip(spans: Sequence[Span], length: float, rng) -> Optional[Span]:
     room = [(s, e) for s, e in spans if e - s >= length]
     if not room:
@@ -128,6 +162,7 @@ class _AddClipsFn(beam.DoFn):
     def __init__(self, config: NoPlayConfig):
         self._config = config
         self._no_room = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "no_play_no_free_span")
+        self._shifted = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "shifted_plays")
 
     def process(self, keyed: Tuple[str, Iterable[PlaySpec]]):
         path, specs = keyed
@@ -139,6 +174,9 @@ class _AddClipsFn(beam.DoFn):
             return
         ranges = [(s.start, s.end) for s in specs if s.end > s.start]
         rng = np.random.default_rng([self._config.seed, zlib.crc32(path.encode("utf-8"))])
+        yield from self._shifted_plays(specs, duration, rng)
+        if not self._config.enabled:
+            return
         clips = draw_clips(ranges, duration, self._config.clips_for(len(specs)),
                            self._config.hard_share, rng)
         if not clips:
@@ -152,8 +190,21 @@ class _AddClipsFn(beam.DoFn):
                 frame_rate=first.frame_rate, row=0, start=start, end=end))
 
 
+    def _shifted_plays(self, specs: Sequence[PlaySpec], duration: float, rng):
+        for spec in specs:
+            if spec.split != "train" or not spec.end > spec.start:
+                continue
+            moved = shifted_ranges((spec.start, spec.end), duration,
+                                   self._config.shifted_per_play, self._config.max_shift, rng)
+            for k, (start, end) in enumerate(moved):
+                self._shifted.inc()
+                yield beam.pvalue.TaggedOutput(GENERATED, dataclasses.replace(
+                    spec, play_id=f"{spec.play_id}-shifted-{k}", start=start, end=end, row=0))
+
+
 class AddNoPlayClips(beam.PTransform):
-    """Play specs -> (the same specs, the background clips of their game videos [GENERATED])."""
+    """Play specs -> (the same specs, the background clips and shifted plays of their game
+    videos [GENERATED])."""
 
     def __init__(self, config: NoPlayConfig):
         super().__init__()

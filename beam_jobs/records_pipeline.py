@@ -347,7 +347,7 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
     checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(
         config.splits, config.labels, config.no_play.label if config.no_play.enabled else "")
     plays = checked[PLAYS]
-    if config.no_play.enabled:  # background clips join the plays, and count as input
+    if config.no_play.adds_clips:  # background clips (shifted plays) join, and count as input
         plays, generated = plays | "AddNoPlayClips" >> no_play_lib.AddNoPlayClips(config.no_play)
         plays = (plays, generated) | "WithNoPlayClips" >> beam.Flatten()
         inputs.append(generated)

@@ -1,13 +1,23 @@
 """The game timeline (`trainer.timeline`): how well it finds the plays, and how fast it runs.
 
-    python benchmarks/timeline.py [--model=runs/demo/job] [--games=3] [--seed_seconds=8]
+    python benchmarks/timeline.py [--model=JOB_DIR] [--games=10] [--profile=default|hard]
+        [--no_baseline] [--seed_seconds=8] [--work_dir=DIR]
 
-1. Accuracy at the demo's settings: demo game videos made with `--game_seed` (7),
-   whose plays the demo model never saw (it trains on demo seed 0), each run
-   through the timeline at the default hop (0.5 s). `play_majority_accuracy` is
-   the share of true plays whose most overlapping segment has the right label
-   (n plays, 95% Wilson interval). Without `--model` the demo model is trained
-   first, with the Makefile's `make demo` commands (about 2 minutes).
+1. The timeline as a detector, on demo game videos made with `--game_seed` (7)
+   whose plays no model saw (they train on demo seed 0). The detector is trained
+   as a user would: the records job cuts the 330 plays of 33 demo game videos and
+   as many `no_play` clips from their dead-ball time (`--no_play_clips=1x`), the
+   embed job caches the features and the head trains from them with the demo's
+   settings. Each test game runs through the timeline at the default hop (0.5 s);
+   its detected plays are scored as `trainer.timeline --plays` scores them
+   (`trainer.evaluation.detection`: ActivityNet's mAP at tIoU, precision, recall
+   and F1 at tIoU 0.5, 95% bootstrap intervals over games) with
+   `play_majority_accuracy` (the share of true plays whose most overlapping
+   segment has the right label; n plays, 95% Wilson interval) and
+   `detections_inside_long_dead_ball` (detected plays lying wholly inside a
+   dead-ball span longer than a window: false plays a coach would get). The
+   baseline, `baseline_*`, is `make demo`'s model (plays only, no no_play class)
+   on the same games, and `*_vs_baseline` the ratios.
 2. Speed: `real_time_factor` (video seconds per wall second) of those runs, and
    `speedup_vs_per_window`: the timeline (the base once per used frame, the head
    per window) against the full model run on each window's frames, on the same
@@ -49,6 +59,10 @@ from trainer.serving import timeline, timeline_outputs  # noqa: E402
 from trainer.serving.timeline_model import TimelineModel  # noqa: E402
 
 DEMO_RECORD_FLAGS = ["--frame_size=32", "--demo_plays=330"]
+# The detector: the same 330 plays cut from 33 demo game videos, with background clips of
+# no_play (one per play: three quarters from dead-ball time, a quarter hard negatives).
+DETECTOR_RECORD_FLAGS = ["--frame_size=32", "--demo_game_videos=33", "--no_play_clips=1x",
+                         "--shifted_plays=2"]
 DEMO_EMBED_FLAGS = ["--weights=none", "--cut_layer=block2_pool"]
 DEMO_TRAIN_FLAGS = ["--num_frames=8", "--trainable_from=none", "--rnn=gru", "--rnn_units=64",
                     "--epochs=60", "--batch_size=8", "--learning_rate=3e-3"]
@@ -75,17 +89,18 @@ def wilson(successes: int, n: int, z: float = 1.96):
     return centre - half, centre + half
 
 
-def train_demo_model(work: str) -> str:
-    """The demo model, as `make demo` makes it (records, embed, head from the cache)."""
+def train_demo_model(work: str, record_flags=DEMO_RECORD_FLAGS, profile: str = "default",
+                     train_flags=()) -> str:
+    """A demo model as `make demo` makes it (records, embed, head from the cache)."""
     py = sys.executable
     records, features, job = (os.path.join(work, name) for name in ("records", "features", "job"))
     steps = [
         [py, "beam_jobs/make_records.py", "--runner=DirectRunner", f"--output_dir={records}",
-         "--overwrite", *DEMO_RECORD_FLAGS],
+         "--overwrite", f"--demo_profile={profile}", *record_flags],
         [py, "beam_jobs/embed_records.py", "--runner=DirectRunner", f"--records_dir={records}",
          f"--output_dir={features}", "--overwrite", *DEMO_EMBED_FLAGS],
         [py, "-m", "trainer.task", f"--features_dir={features}", f"--job_dir={job}",
-         *DEMO_TRAIN_FLAGS],
+         *DEMO_TRAIN_FLAGS, *train_flags],
     ]
     for step in steps:
         subprocess.run(step, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -139,12 +154,21 @@ def speed_lines(prefix: str, model, video: str, hop: float, sample: int = 12,
     ]
 
 
-def demo_part(args, work: str):
-    model_dir = args.model or train_demo_model(os.path.join(work, "demo"))
-    model = TimelineModel(model_dir)
-    games = os.path.join(work, "games")
-    manifest = demo_games.write_demo_games(games, args.games, args.game_seed)
-    correct = n = 0
+def dead_ball_spans(plays, duration: float):
+    """The spans of a game that no true play covers."""
+    spans, position = [], 0.0
+    for play in sorted(plays, key=lambda p: p["start"]):
+        if play["start"] > position:
+            spans.append((position, play["start"]))
+        position = max(position, play["end"])
+    if duration > position:
+        spans.append((position, duration))
+    return spans
+
+
+def score_games(model, games: str, manifest: str, args):
+    """The timeline of each test game, scored as `trainer.timeline --plays` scores it."""
+    correct = n = inside_dead_ball = 0
     duration = wall = 0.0
     truth, found = [], []
     for game in range(args.games):
@@ -156,17 +180,54 @@ def demo_part(args, work: str):
         duration, wall = duration + stats.duration, wall + stats.wall_seconds
         name = os.path.basename(video)
         truth += [detection.Segment(name, p["start"], p["end"], p["label"]) for p in plays]
-        found += timeline_outputs.detected_plays(result, name)
-    low, high = wilson(correct, n)
-    print(f"demo_model={model_dir} game_seed={args.game_seed} games={args.games} "
-          f"hop_seconds={args.hop_seconds}")
-    print(f"play_majority_accuracy={correct / n:.4f} n={n} wilson95_low={low:.3f} "
-          f"wilson95_high={high:.3f}")
-    print(f"demo_real_time_factor_all_games={duration / wall:.2f}")
+        detected = timeline_outputs.detected_plays(result, name)
+        found += detected
+        long_spans = [(a, b) for a, b in dead_ball_spans(plays, stats.duration)
+                      if b - a > result["window_seconds"]]
+        inside_dead_ball += sum(1 for d in detected for a, b in long_spans
+                                if d.start >= a - 1e-6 and d.end <= b + 1e-6)
     report = detection.detection_report(truth, found)
-    print(f"num_true_plays={report['num_true_plays']} num_detections={report['num_detections']}")
+    return correct, n, duration / wall, report, inside_dead_ball
+
+
+def detection_lines(prefix: str, model, games: str, manifest: str, args):
+    correct, n, real_time, report, inside = score_games(model, games, manifest, args)
+    low, high = wilson(correct, n)
+    lines = [f"{prefix}play_majority_accuracy={correct / n:.4f} n={n} wilson95_low={low:.3f} "
+             f"wilson95_high={high:.3f}",
+             f"{prefix}demo_real_time_factor_all_games={real_time:.2f}",
+             f"{prefix}num_true_plays={report['num_true_plays']} "
+             f"num_detections={report['num_detections']}",
+             f"{prefix}detections_inside_long_dead_ball={inside}"]
     for key, (low, high) in report["intervals"].items():  # bootstrap over games
-        print(f"{key}={report[key]:.4f} boot95_low={low:.3f} boot95_high={high:.3f}")
+        lines.append(f"{prefix}{key}={report[key]:.4f} boot95_low={low:.3f} boot95_high={high:.3f}")
+    return lines, report
+
+
+def demo_part(args, work: str):
+    """The detector (trained with no_play clips from demo games) against the clip-only model."""
+    games = os.path.join(work, "games")
+    manifest = demo_games.write_demo_games(games, args.games, args.game_seed,
+                                           profile=args.profile)
+    print(f"game_seed={args.game_seed} games={args.games} hop_seconds={args.hop_seconds} "
+          f"profile={args.profile}", flush=True)
+    model_dir = args.model or train_demo_model(
+        os.path.join(work, "detector"), DETECTOR_RECORD_FLAGS, args.profile,
+        args.train_flags.split())
+    model = TimelineModel(model_dir)
+    print(f"detector_model={model_dir} labels={len(model.labels)}", flush=True)
+    lines, report = detection_lines("", model, games, manifest, args)
+    print("\n".join(lines), flush=True)
+    if args.baseline:
+        baseline_dir = args.baseline_model or train_demo_model(
+            os.path.join(work, "baseline"), DEMO_RECORD_FLAGS, args.profile)
+        baseline = TimelineModel(baseline_dir)
+        print(f"baseline_model={baseline_dir} (plays only, no no_play class)", flush=True)
+        base_lines, base = detection_lines("baseline_", baseline, games, manifest, args)
+        print("\n".join(base_lines), flush=True)
+        for key in ("map_tiou_0_5", "f1_tiou_0_5"):
+            ratio = report[key] / base[key] if base[key] > 0 else math.inf
+            print(f"{key}_vs_baseline={ratio:.2f}")
     for hop in [args.hop_seconds] + [float(h) for h in args.more_hops.split(",") if h]:
         prefix = "demo_" if hop == args.hop_seconds else f"demo_hop{hop:g}_"
         for line in speed_lines(prefix, model, os.path.join(games, "demo-game-0000.mp4"), hop):
@@ -199,8 +260,21 @@ def seed_part(args, work: str):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="the demo JOB_DIR (default: train one)")
-    parser.add_argument("--games", type=int, default=3, help="demo game videos (10 plays each)")
+    parser.add_argument("--model", default=None,
+                        help="the detector's JOB_DIR (default: train one on demo games with "
+                             "no_play clips)")
+    parser.add_argument("--baseline_model", default=None,
+                        help="the baseline's JOB_DIR (default: train `make demo`'s model)")
+    parser.add_argument("--no_baseline", dest="baseline", action="store_false",
+                        help="skip the baseline (the plays-only model)")
+    parser.add_argument("--profile", default="default", choices=("default", "hard"),
+                        help="demo profile of the training and test games")
+    parser.add_argument("--train_flags", default="",
+                        help="more trainer.task flags for the detector (space-separated)")
+    parser.add_argument("--work_dir", default="",
+                        help="keep the models, records and games here (default: a temporary "
+                             "folder)")
+    parser.add_argument("--games", type=int, default=10, help="demo game videos (10 plays each)")
     parser.add_argument("--game_seed", type=int, default=7,
                         help="demo seed of the games (the demo model trains on seed 0)")
     parser.add_argument("--hop_seconds", type=float, default=timeline.DEFAULT_HOP_SECONDS)
@@ -212,7 +286,9 @@ def main(argv=None) -> None:
     print(f"cpu_model={cpu_model()} cpus={os.cpu_count()} "
           f"loadavg_1min_before={os.getloadavg()[0]:.2f}", flush=True)
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="timeline_bench_") as work:
+    with tempfile.TemporaryDirectory(prefix="timeline_bench_") as temp:
+        work = args.work_dir or temp
+        os.makedirs(work, exist_ok=True)
         demo_part(args, work)
         if args.seed_seconds > 0:
             seed_part(args, work)

@@ -46,6 +46,18 @@ def test_a_game_with_no_free_span_gives_no_free_clip():
     assert no_play.draw_clips([(0.0, 10.0)], 10.0, 3, 0.0, np.random.default_rng(0)) == []
 
 
+def test_shifted_ranges_stay_near_the_play_and_inside_the_video():
+    rng = np.random.default_rng(0)
+    moved = no_play.shifted_ranges((1.0, 3.0), 10.0, 200, 0.3, rng)
+    assert len(moved) == 200
+    for start, end in moved:
+        assert 0 <= start and end <= 10.0 and end - start == pytest.approx(2.0)
+        assert abs(start - 1.0) <= 0.6 + 1e-9
+        assert no_play.tiou((start, end), (1.0, 3.0)) >= (1 - 0.3) / (1 + 0.3) - 1e-9
+    assert max(abs(s - 1.0) for s, _ in moved) > 0.4  # they spread over the allowed shift
+    assert no_play.shifted_ranges((0.0, 2.0), 2.0, 5, 0.3, rng) == []  # no room to move
+
+
 def _records(folder):
     """(split, PlayRecord) of every record in a records folder."""
     out = []
@@ -81,6 +93,28 @@ def test_records_job_cuts_background_clips_by_game(tmp_path):
         span = (record.start_us / 1e6, record.end_us / 1e6)
         assert max(no_play.tiou(span, p) for p in truth[video]) < no_play.HARD_TIOU
     assert sum(card.label_counts[s].get("no_play", 0) for s in card.label_counts) == len(background)
+
+
+def test_shifted_plays_only_in_the_training_split(tmp_path):
+    out = tmp_path / "records"
+    make_records.run([f"--output_dir={out}", "--demo_game_videos=3", "--num_frames=4",
+                      "--frame_size=16", "--shifted_plays=2", "--progress_seconds=0",
+                      "--splits=train=0.5,test=0.5"])
+    data = json.loads((out / "dataset.json").read_text())
+    with_splits = _records(out)
+    plays = {row["play_id"]: row for row in csv.DictReader(open(out / "demo_games" / "plays.csv"))}
+    shifted = [(s, r) for s, r in with_splits if "-shifted-" in r.play_id]
+    originals = [(s, r) for s, r in with_splits if "-shifted-" not in r.play_id]
+    train = [r for s, r in originals if s == "train"]
+    assert train and len(originals) < len(with_splits)
+    assert len(shifted) == 2 * len(train) and {s for s, _ in shifted} == {"train"}
+    assert data["num_input"] == len(plays) + len(shifted) == len(with_splits)
+    assert data["no_play_label"] == ""  # no background clips asked for
+    for _, record in shifted:
+        play = plays[record.play_id.split("-shifted-")[0]]
+        assert record.label == play["label"]
+        span = (record.start_us / 1e6, record.end_us / 1e6)
+        assert no_play.tiou(span, (float(play["start"]), float(play["end"]))) > 0.5
 
 
 def test_the_reserved_label_is_refused_in_the_vocabulary(tmp_path, capsys):
