@@ -12,6 +12,7 @@ from backbone import vgg16  # noqa: E402
 from trainer.modeling.config import HEADS  # noqa: E402
 from trainer.modeling import heads  # noqa: E402
 from trainer.modeling import model as model_lib  # noqa: E402
+from trainer.serving import export  # noqa: E402
 from schemas import features_card  # noqa: E402
 from schemas.errors import UsageError  # noqa: E402
 
@@ -20,7 +21,7 @@ SIZE = (32, 32)
 
 def tiny(num_classes=3, **kwargs):
     args = dict(image_size=SIZE, num_frames=None, cut_layer="block1_pool", weights="none",
-                rnn_units=4, dropout=0.0)
+                rnn_units=4, dropout=0.0, max_frames=8)
     args.update(kwargs)
     return model_lib.build_model(num_classes, **args)
 
@@ -222,10 +223,10 @@ def test_keras_save_load_round_trip(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
-def _head_model(head, feature_dim=6, num_classes=3, seed=0):
+def _head_model(head, feature_dim=6, num_classes=3, seed=0, max_frames=8, **options):
     keras.utils.set_random_seed(seed)
     return model_lib.build_head_model(num_classes, feature_dim, head=head, rnn="gru",
-                                      rnn_units=4, dropout=0.0)
+                                      rnn_units=4, dropout=0.0, max_frames=max_frames, **options)
 
 
 def _features(batch=2, frames=5, dim=6, seed=0):
@@ -262,8 +263,93 @@ def test_order_agnostic_heads_cannot_tell_a_clip_from_its_reverse():
     np.testing.assert_allclose(single.predict(other, verbose=0), single.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     assert np.abs(single.predict(x[:, ::-1], verbose=0) - single.predict(x, verbose=0)).max() > 1e-3
+    for head in ("temporal_conv", "transformer"):  # the frames' order reaches the summary
+        model = _head_model(head)
+        reversed_, forward = model.predict(backwards, verbose=0), model.predict(x, verbose=0)
+        assert np.abs(reversed_ - forward).max() > 1e-4
 
 
 def test_unknown_head_names_the_choices():
     with pytest.raises(UsageError, match="--head='attention'.*rnn, mean_pool, single_frame"):
         _head_model("attention")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_frame_positions_count_the_frames_for_any_count(policy):
+    """Index t (+ 0.5, truncated by the Embedding) for T below, at and past max_frames, exact
+    in float32 under mixed precision too (bfloat16 holds no 299.5)."""
+    try:
+        keras.mixed_precision.set_global_policy(policy)
+        features = keras.Input((None, 3))
+        positions = keras.Model(features, heads.frame_positions(features, 300))
+        for frames in (1, 5, 300, 303):
+            got = np.asarray(positions(_features(frames=frames, dim=3)))
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, np.tile(np.minimum(np.arange(frames), 299) + 0.5,
+                                                       (2, 1)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_transformer_on_fewer_frames_uses_the_first_positions():
+    """A clip of T < max_frames frames gets positions 0..T-1: the head built for 6 frames equals,
+    on 3 frames, the head built for 3 with the same weights and the first 3 position rows."""
+    long, short = _head_model("transformer", max_frames=6), _head_model("transformer", max_frames=3)
+    for layer in short.layers:
+        if layer.name == "frame_index":  # the counter: a kernel of max_frames fixed ones
+            continue
+        weights = long.get_layer(layer.name).get_weights()
+        if layer.name == "position_embedding":
+            weights = [weights[0][:3]]
+        layer.set_weights(weights)
+    x = _features(frames=3, seed=4)
+    np.testing.assert_allclose(short.predict(x, verbose=0), long.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_needs_max_frames():
+    with pytest.raises(UsageError, match="transformer head needs .*max_frames"):
+        model_lib.build_head_model(3, 6, head="transformer", rnn_units=4)
+    # A known frame count is enough: build_model(num_frames=...) sizes the positions.
+    model = tiny(head="transformer", num_frames=4, max_frames=None)
+    assert model.get_layer("position_embedding").get_weights()[0].shape == (4, 4)
+
+
+@pytest.mark.parametrize("head,options", [
+    ("temporal_conv", dict(head_layers=2, head_kernel_size=2)),
+    ("transformer", dict(head_layers=2, head_heads=2)),
+])
+def test_new_heads_fit_export_and_reload_in_safe_mode(tmp_path, head, options):
+    """A real fit, the trainer's export (trainer.serving.export), a safe_mode reload of
+    model.keras: the same predictions, and the head's weights move from cached features to
+    the classifier on clips (copy_head_weights)."""
+    keras.utils.set_random_seed(0)
+    model = tiny(num_classes=2, head=head, max_frames=4, **options)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    trained_before = [np.array(w) for w in model.trainable_weights]
+    frozen_before = [np.array(w) for w in model.non_trainable_weights]
+    history = model.fit(clips(batch=4, frames=4, seed=3), np.array([0, 1, 0, 1]), epochs=1,
+                        batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert any(not np.array_equal(b, np.array(a))
+               for b, a in zip(trained_before, model.trainable_weights))
+    for b, a in zip(frozen_before, model.non_trainable_weights):  # the frame counter too
+        np.testing.assert_array_equal(b, np.array(a))
+
+    exported = export.export_model(model, str(tmp_path / "job"), labels=["a", "b"],
+                                   image_size=SIZE, num_frames=4)
+    loaded = keras.saving.load_model(exported["model_path"], safe_mode=True, compile=False)
+    # Direct calls, not `predict`: a second frame count retraces predict with T unknown, and
+    # Keras 3.15's TimeDistributed then maps over range(batch), not range(T) (any head).
+    for frames in (4, 3):  # the exported frame count, and fewer
+        x = clips(frames=frames, seed=5)
+        np.testing.assert_allclose(np.asarray(loaded(x, training=False)),
+                                   np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6)
+
+    on_features = _head_model(head, num_classes=2, feature_dim=64, max_frames=4, **options)
+    model_lib.copy_head_weights(model, on_features)
+    frame_model, _ = model_lib.split_model(model)
+    x = clips(batch=1, frames=4, seed=6)
+    features = np.asarray(frame_model(x[0]))[np.newaxis]
+    np.testing.assert_allclose(np.asarray(on_features(features, training=False)),
+                               np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6)

@@ -83,7 +83,8 @@ def test_exported_classifiers_load_without_playclips(tmp_path):
     for head in HEADS:
         keras.utils.set_random_seed(0)
         model = model_lib.build_model(3, image_size=(SIZE, SIZE), cut_layer="block1_pool",
-                                      weights="none", head=head, rnn="gru", rnn_units=4)
+                                      weights="none", head=head, rnn="gru", rnn_units=4,
+                                      max_frames=4)
         if head == "single_frame":  # through the export itself
             meta = export.export_model(model, str(tmp_path / "job"), labels=["a", "b", "c"],
                                        image_size=SIZE, num_frames=4)

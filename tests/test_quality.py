@@ -239,8 +239,10 @@ def test_class_weights_ride_with_the_training_batches(data_dir):
 
 
 @pytest.mark.parametrize("head,extra", [("mean_pool", dict(class_weight="balanced")),
-                                        ("single_frame", dict(balanced_sampling=True))])
+                                        ("single_frame", dict(balanced_sampling=True)),
+                                        ("transformer", dict(head_layers=1, head_heads=2))])
 def test_baseline_heads_train_and_export(data_dir, tmp_path, head, extra):
+    """The baselines, and the transformer (its positions sized by the run's --num_frames)."""
     job = tmp_path / "job"
     summary = _train(data_dir, job, epochs=1, head=head, eval_views=2, **extra)
     assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
@@ -252,8 +254,12 @@ def test_baseline_heads_train_and_export(data_dir, tmp_path, head, extra):
     if "class_weight" in extra:
         assert config["resolved"]["class_weights"] == {"pick_and_roll": 1.0, "isolation": 1.0}
     model = keras.models.load_model(str(job / "model.keras"), compile=False, safe_mode=True)
-    layer = {"mean_pool": "mean_pool", "single_frame": "middle_frame"}[head]
+    layer = {"mean_pool": "mean_pool", "single_frame": "middle_frame",
+             "transformer": "position_embedding"}[head]
     assert model.get_layer(layer) is not None
+    if head == "transformer":
+        assert config["config"]["model"]["head_layers"] == 1
+        assert model.get_layer(layer).get_weights()[0].shape == (4, 8)  # --num_frames=4 rows
     record = play_record.decode_play(next(iter(tf.data.TFRecordDataset(
         sources.split_files(data_dir, "test")))).numpy())
     play = metrics.average_log_probabilities(_views_by_hand(model, record, 2)[np.newaxis])[0]

@@ -58,6 +58,17 @@ def test_demo_path_trains_evaluates_and_exports(demo_dirs, tmp_path):
     assert len(history) == 3  # header + 2 epochs of the head phase
 
 
+def test_transformer_head_from_features_becomes_the_classifier(demo_dirs, tmp_path):
+    """The head trained on cached features moves into the classifier on clips with its learned
+    positions (one table of --num_frames rows in both), and model.keras loads in safe mode."""
+    _, features = demo_dirs
+    job = tmp_path / "job"
+    assert _train(features, job, "--head=transformer", "--head_layers=1", "--head_heads=2") == 0
+    model = keras.saving.load_model(str(job / "model.keras"), safe_mode=True, compile=False)
+    assert model.get_layer("position_embedding").get_weights()[0].shape == (4, 8)
+    assert json.loads((job / "config.json").read_text())["config"]["model"]["head_heads"] == 2
+
+
 def _window_starts(total, num_frames, windows):
     """Eval's stride and the windows' first frames, by hand (spread from first to last start)."""
     stride = max(total // num_frames, 1)

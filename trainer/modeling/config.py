@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 from trainer.flags import flag
 
-HEADS = ("rnn", "mean_pool", "single_frame")
+HEADS = ("rnn", "mean_pool", "single_frame", "temporal_conv", "transformer")
 RNN_TYPES = ("lstm", "gru")
 
 
@@ -25,19 +25,30 @@ class ModelConfig:
                                   "the features card's, else imagenet)", group="model", parse=str)
     trainable_from: str = flag("none", "first trainable VGG16 layer | none (frozen base) | all",
                                group="model")
-    head: str = flag("rnn", "what sees the frames: the recurrent layer (rnn), or an order-agnostic "
+    head: str = flag("rnn", "what sees the frames: the recurrent layer (rnn), an order-agnostic "
                      "baseline: the frames' mean (mean_pool) or the middle frame (single_frame), "
-                     "each then a Dense layer of --rnn_units", group="model", choices=HEADS)
+                     "each then a Dense layer of --rnn_units, dilated 1-D convolutions over the "
+                     "frames (temporal_conv) or a transformer encoder with learned frame positions "
+                     "(transformer), each then the mean over the frames", group="model",
+                     choices=HEADS)
     rnn: str = flag("lstm", "recurrent layer (--head=rnn)", group="model", choices=RNN_TYPES)
-    rnn_units: int = flag(256, "units of the recurrent layer (of the Dense layer of the baseline "
-                          "heads)", group="model", minimum=1)
+    rnn_units: int = flag(256, "units of the recurrent layer (the width of the other heads: their "
+                          "Dense layer, convolutions, encoder)", group="model", minimum=1)
     bidirectional: bool = flag(False, "a bidirectional recurrent layer", group="model")
     dropout: float = flag(0.3, "dropout before the softmax, in [0, 1)", group="model", minimum=0)
     feature_norm: bool = flag(True, "layer-normalize the pooled frame features before the RNN",
                               group="model")
+    head_layers: int = flag(2, "layers of --head=temporal_conv (convolutions of dilation 1, 2, 4, "
+                            "...) and of --head=transformer (encoder layers)", group="model",
+                            minimum=1)
+    head_heads: int = flag(4, "attention heads of each encoder layer (--head=transformer)",
+                           group="model", minimum=1)
+    head_kernel_size: int = flag(3, "frames each convolution reads (--head=temporal_conv)",
+                                 group="model", minimum=1)
 
     def head_options(self) -> Dict[str, Any]:
         """The keyword arguments of `model.build_head` (and build_model, build_head_model)."""
         return dict(head=self.head, rnn=self.rnn, rnn_units=self.rnn_units,
                     bidirectional=self.bidirectional, dropout=self.dropout,
-                    feature_norm=self.feature_norm)
+                    feature_norm=self.feature_norm, head_layers=self.head_layers,
+                    head_heads=self.head_heads, head_kernel_size=self.head_kernel_size)

@@ -8,6 +8,8 @@
       -> head="rnn": LSTM | GRU (optionally bidirectional)                         [B, U]
          head="mean_pool": average over frames, Dense(U, relu)   (order-agnostic)  [B, U]
          head="single_frame": the middle frame, Dense(U, relu)   (order-agnostic)  [B, U]
+         head="temporal_conv": dilated Conv1D layers, mean over frames            [B, U]
+         head="transformer": Dense(U) + learned positions, encoder layers, mean   [B, U]
                                          (the heads: `trainer.modeling.heads`)
       -> Dropout
       -> Dense + softmax (float32)       probabilities over dataset.json's labels  [B, K]
@@ -99,16 +101,21 @@ def set_trainable_from(base: keras.Model, trainable_from: str) -> None:
 
 def build_head(features, num_classes: int, *, head: str = "rnn", rnn: str = "lstm",
                rnn_units: int = 256, bidirectional: bool = False, dropout: float = 0.3,
-               feature_norm: bool = True):
+               feature_norm: bool = True, head_layers: int = 2, head_heads: int = 4,
+               head_kernel_size: int = 3, max_frames: Optional[int] = None):
     """The classifier's head on per-frame features [B, T, C] -> probabilities [B, num_classes].
 
     The one definition of the head, used on top of the base (`build_model`) and on
     cached features (`build_head_model`); its layers have the same names in both,
     so weights move between them by name (`copy_head_weights`). `head` picks the
-    layer that sees the frames: the recurrent layer (`rnn`), or one of the two
-    order-agnostic baselines, which measure what the sequence model adds: the
-    frames' mean (`mean_pool`) or the middle frame alone (`single_frame`), each
-    followed by a Dense layer of `rnn_units` (`heads.HEAD_BUILDERS`).
+    layers that see the frames (`heads.HEAD_BUILDERS`), each giving `rnn_units`
+    values: the recurrent layer (`rnn`), the two order-agnostic baselines, which
+    measure what the sequence models add: the frames' mean (`mean_pool`) or the
+    middle frame alone (`single_frame`), each followed by a Dense layer; or
+    `head_layers` dilated convolutions of `head_kernel_size` frames
+    (`temporal_conv`) or transformer encoder layers of `head_heads` attention
+    heads (`transformer`). The transformer's learned positions need `max_frames`,
+    the most frames a clip has (default: the features' T when it is known).
     """
     if num_classes < 2:
         raise UsageError(f"need at least 2 labels, got {num_classes}")
@@ -119,7 +126,11 @@ def build_head(features, num_classes: int, *, head: str = "rnn", rnn: str = "lst
     x = features
     if feature_norm:
         x = layers.LayerNormalization(name="feature_norm")(x)
-    x = heads.HEAD_BUILDERS[head](x, units=rnn_units, rnn=rnn, bidirectional=bidirectional)
+    if max_frames is None and features.shape[1] is not None:
+        max_frames = int(features.shape[1])
+    x = heads.HEAD_BUILDERS[head](x, units=rnn_units, rnn=rnn, bidirectional=bidirectional,
+                                  head_layers=head_layers, head_heads=head_heads,
+                                  head_kernel_size=head_kernel_size, max_frames=max_frames)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
@@ -149,13 +160,15 @@ def build_model(num_classes: int, *, image_size: Tuple[int, int], num_frames: Op
     Args:
       num_classes: size of the label vocabulary (dataset.json).
       image_size: (height, width) of the frames.
-      num_frames: T, or None to take any number of frames.
+      num_frames: T, or None to take any number of frames (the transformer head then
+        needs max_frames in **head).
       cut_layer: the last VGG16 layer kept (see `vgg16_layer_names`).
       weights: "imagenet", "none" or the path of a VGG16 notop weights file.
       trainable_from: the first trainable base layer, "none" (frozen base) or "all".
       base: a ready base ([H, W, 3] -> [C], e.g. the embed job's base.keras) instead of
         building one from `cut_layer` and `weights`.
-      **head: head, rnn, rnn_units, bidirectional, dropout, feature_norm (see `build_head`;
+      **head: head, rnn, rnn_units, bidirectional, dropout, feature_norm, head_layers,
+        head_heads, head_kernel_size, max_frames (see `build_head`;
         feature_norm: pooled conv features carry a large constant offset, normalizing
         lets the RNN see how they change).
     """

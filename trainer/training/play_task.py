@@ -120,6 +120,13 @@ class PlayClassificationTask:
                 or model_lib.default_fine_tune_from(self.cut_layer))
 
     @property
+    def max_frames(self) -> int:
+        """The most frames a clip of this run has: the transformer head's learned positions (the
+        head on cached features and the classifier on clips get the same table)."""
+        return max(source.num_frames for source in (self.plays, self.features)
+                   if source is not None)
+
+    @property
     def eval_views(self) -> parsers.EvalViews:
         """The views of a play scored by the evaluation (with the centred clip) and the export."""
         evaluation = self.config.evaluation
@@ -214,11 +221,12 @@ class PlayClassificationTask:
             len(self.plays.labels), image_size=self.plays.image_size, num_frames=None,
             cut_layer=self.cut_layer, weights=self.weights if weights is None else weights,
             trainable_from=model.trainable_from if trainable_from is None else trainable_from,
-            base=base, **model.head_options())
+            base=base, max_frames=self.max_frames, **model.head_options())
 
     def build_head_model(self) -> keras.Model:
         """The head alone, on the cached features."""
         return model_lib.build_head_model(len(self.plays.labels), self.features.card.feature_dim,
+                                          max_frames=self.max_frames,
                                           **self.config.model.head_options())
 
     def classifier(self, head: keras.Model) -> keras.Model:
