@@ -1,7 +1,8 @@
 """Which compute dtype this machine runs fast: bfloat16 where the hardware has it, else float32.
 
-One place for the question both the embed job (`--compute_dtype=auto`) and the
-trainer (`--mixed_precision`'s warning) ask:
+One place for the question that the embed job, the prediction job, `trainer.predict`
+and the timeline (`--compute_dtype=auto`) and the trainer (`--mixed_precision`'s
+warning) ask:
 
 - CPUs: bfloat16 is native with the `avx512_bf16` or `amx_bf16` flags
   (/proc/cpuinfo, Linux); oneDNN then runs bfloat16 convolutions about twice
@@ -14,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional
 
+from schemas.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -21,6 +24,13 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Keras dtype policy per compute dtype: weights stay float32, the layers compute in the dtype.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 CPUINFO = "/proc/cpuinfo"
+
+
+def compute_dtype_help(what: str, where: str) -> str:
+    """The `--compute_dtype` help of every command: `what` computes in it, resolved `where`."""
+    return (f"dtype {what} computes in (its weights stay float32): auto = bfloat16 where the "
+            f"hardware has it (GPUs of compute capability >= 8.0, CPUs with avx512_bf16 or AMX), "
+            f"else float32; {where}")
 
 
 def cpu_flags(cpuinfo_text: Optional[str] = None) -> set:
@@ -66,12 +76,30 @@ def bf16_is_native(cpuinfo_text: Optional[str] = None,
 
 def resolve_compute_dtype(name: str, cpuinfo_text: Optional[str] = None,
                           compute_capabilities: Optional[Iterable[tuple]] = None) -> str:
-    """`auto` -> bfloat16 where it is native (`bf16_is_native`), else float32; others as given."""
+    """`auto` -> bfloat16 where it is native (`bf16_is_native`), else float32; others as given.
+
+    UsageError (a ValueError) for a name not in COMPUTE_DTYPES.
+    """
     if name not in COMPUTE_DTYPES:
-        raise ValueError(f"compute dtype {name!r}: use one of {', '.join(COMPUTE_DTYPES)}")
+        raise UsageError(f"--compute_dtype={name}: use one of {', '.join(COMPUTE_DTYPES)}")
     if name != "auto":
         return name
     return "bfloat16" if bf16_is_native(cpuinfo_text, compute_capabilities) else "float32"
+
+
+def compute_dtype_warning(compute_dtype: str, cpuinfo_text: Optional[str] = None,
+                          compute_capabilities: Optional[Iterable[tuple]] = None) -> str:
+    """Why inference in `compute_dtype` (resolved) is slow here; "" where it is not.
+
+    Allowed anyway, as the embed job allows it: float16 without GPUs, and
+    bfloat16 where it is not native (`bf16_is_native`), are emulated.
+    """
+    if compute_dtype == "float16" and gpus_have_bf16(compute_capabilities) is None:
+        return "--compute_dtype=float16 is meant for GPUs; on CPU it is emulated and slow"
+    if compute_dtype == "bfloat16" and not bf16_is_native(cpuinfo_text, compute_capabilities):
+        return ("--compute_dtype=bfloat16 is emulated on this machine (no GPU of compute "
+                "capability >= 8.0, no CPU avx512_bf16 or AMX): slower than float32")
+    return ""
 
 
 def mixed_precision_warning(mixed_precision: str, tpu: bool = False,

@@ -41,7 +41,6 @@ from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
     InferenceOptions, OutputOptions, RecordsDirOptions)
 from beam_jobs import progress  # pylint: disable=wrong-import-position
-from backbone import precision  # pylint: disable=wrong-import-position
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 from schemas.features_card import FeaturesCard  # pylint: disable=wrong-import-position
@@ -63,11 +62,6 @@ class EmbedOptions(PipelineOptions):
                             help="flip: also store the left-right flipped frames' features as view 1")
         parser.add_argument("--feature_dtype", choices=feature_record.DTYPES, default="float16",
                             help="dtype of the stored features")
-        parser.add_argument("--compute_dtype", choices=precision.COMPUTE_DTYPES, default="auto",
-                            help="dtype the base computes in (its weights stay float32): auto = "
-                                 "bfloat16 where the hardware has it (GPUs of compute capability "
-                                 ">= 8.0, CPUs with avx512_bf16 or AMX), else float32; resolved "
-                                 "on the launching machine and recorded in features.json")
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the random base with --weights=none")
 
@@ -115,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
     """Validates the flags (UsageError), checks input and output, and saves the base."""
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
+    compute_dtype = options_lib.compute_dtype(args)
     if args.num_shards < 0:
         raise UsageError(f"--num_shards must be >= 0, got {args.num_shards}")
     if args.model_copies < 0:
@@ -134,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> EmbedConfig:
         feature_dim=feature_dim, num_frames=records.num_frames, labels=list(records.labels),
         counts={split: 0 for split in records.counts},
         records_dir=records_folder.absolute(args.records_dir), seed=args.seed,
-        compute_dtype=precision.resolve_compute_dtype(args.compute_dtype))
+        compute_dtype=compute_dtype)
     return EmbedConfig(
         records_dir=args.records_dir, output_dir=args.output_dir, split_patterns=patterns,
         records_compression=records.compression, card=card, batch_size=args.batch_size,

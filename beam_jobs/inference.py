@@ -7,8 +7,10 @@ the model, and only a play's JPEG frames go in.
   keyed_handler     the embed job: `FrameFeaturesHandler`, the saved base; a
                     prediction's inference is the play's features
                     `[views, frames, dim]` (float32)
-  serving_handler   the prediction job: `ServingHandler`, the SavedModel's
-                    `serving_default` signature on raw JPEG bytes; a
+  serving_handler   the prediction job: `ServingHandler`, the export's
+                    `serving_default` signature on raw JPEG bytes (in float32 the
+                    SavedModel's, else the same function on model.keras rebuilt in
+                    the compute dtype: `trainer.serving.compute_dtype`); a
                     prediction's inference is the play's class probabilities `[C]`
 """
 
@@ -176,24 +178,6 @@ def keyed_handler(base_path: str, views: Sequence[str], batch_size: int,
         model_copies=model_copies))
 
 
-class ServingModel:
-    """A loaded SavedModel's serving signature: JPEG clips [B, T] -> probabilities [B, C].
-
-    A class with a named method for the same reasons as `FrameBase`.
-    """
-
-    def __init__(self, loaded, signature: str, input_name: str):
-        self.loaded = loaded  # keeps the signature's variables alive
-        self.serve = loaded.signatures[signature]
-        self.input_name = input_name
-
-    def probabilities(self, clips: List[List[bytes]]) -> np.ndarray:
-        """Probabilities (label order) of clips that all have the same number of frames."""
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        outputs = self.serve(**{self.input_name: tf.constant(clips, tf.string)})
-        return np.asarray(outputs["probabilities"], np.float32)
-
-
 class ServingHandler(ModelHandler):
     """RunInference's model: the exported classifier (`trainer.serving.export`) on batches of plays.
 
@@ -204,26 +188,29 @@ class ServingHandler(ModelHandler):
     files only, and imports tensorflow_hub. Plays of a batch with different
     frame counts go to the signature in groups of equal count (its input is
     rectangular); results keep the batch's order, which `KeyedModelHandler`
-    pairs with the keys.
+    pairs with the keys. The model computes in `compute_dtype` (float32 |
+    bfloat16 | float16, resolved at launch); its probabilities are float32.
     """
 
-    def __init__(self, saved_model_dir: str, batch_size: int, signature: str, input_name: str,
+    def __init__(self, saved_model_dir: str, batch_size: int, compute_dtype: str = "float32",
                  share_model_across_processes: bool = False,
                  model_copies: Optional[int] = None):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=share_model_across_processes, model_copies=model_copies)
         self._saved_model_dir = saved_model_dir
-        self._signature = signature
-        self._input_name = input_name
+        self._compute_dtype = compute_dtype
 
-    def load_model(self) -> ServingModel:
-        """Loads the SavedModel once per worker (tf.saved_model reads gs:// itself)."""
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        loaded = tf.saved_model.load(self._saved_model_dir)
-        logger.info("loaded the model %s", self._saved_model_dir)
-        return ServingModel(loaded, self._signature, self._input_name)
+    def load_model(self):
+        """Loads the export once per worker (TensorFlow reads gs:// itself): a
+        `trainer.serving.compute_dtype.Serving`, whose `probabilities` method RunInference's
+        shared-model proxy forwards."""
+        from trainer.serving import compute_dtype as dtype_lib  # pylint: disable=g-import-not-at-top
+        serving = dtype_lib.load_serving(self._saved_model_dir, self._compute_dtype)
+        logger.info("loaded the model %s (computes in %s)", self._saved_model_dir,
+                    self._compute_dtype)
+        return serving
 
-    def run_inference(self, batch: Sequence[List[bytes]], model: ServingModel,
+    def run_inference(self, batch: Sequence[List[bytes]], model: Any,
                       inference_args: Optional[Dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
         del inference_args
@@ -245,10 +232,10 @@ class ServingHandler(ModelHandler):
         return METRICS_NAMESPACE
 
 
-def serving_handler(saved_model_dir: str, batch_size: int, signature: str, input_name: str,
+def serving_handler(saved_model_dir: str, batch_size: int, compute_dtype: str = "float32",
                     share_model_across_processes: bool = False,
                     model_copies: Optional[int] = None) -> KeyedModelHandler:
     """The prediction job's handler: `(PlayKey, frames)` in, `(PlayKey, PredictionResult)` out."""
     return KeyedModelHandler(ServingHandler(
-        saved_model_dir, batch_size, signature, input_name,
+        saved_model_dir, batch_size, compute_dtype,
         share_model_across_processes=share_model_across_processes, model_copies=model_copies))

@@ -29,6 +29,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   SetupOptions, StandardOptions)
 
+from backbone import precision
 from schemas.errors import EXIT_USAGE, UsageError, one_line
 
 
@@ -92,7 +93,9 @@ DEFAULT_BATCH_SIZE = 4  # plays per inference batch
 
 
 class InferenceOptions(PipelineOptions):
-    """How RunInference batches plays and holds its model (the embed and prediction jobs)."""
+    """How RunInference batches plays, holds its model and computes (the embed and prediction
+    jobs). `--compute_dtype` takes no argparse choices, so that a bad value is one `error:`
+    line (`compute_dtype`), as the other usage errors, not Beam's whole usage."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -106,6 +109,16 @@ class InferenceOptions(PipelineOptions):
                             help="with worker processes: how many copies of the model a machine "
                                  "loads and shares (0: one per process, or one with "
                                  "--share_model_across_processes)")
+        parser.add_argument("--compute_dtype", default="auto",
+                            metavar="{" + ",".join(precision.COMPUTE_DTYPES) + "}",
+                            help=precision.compute_dtype_help(
+                                "the model", "resolved on the launching machine and recorded in "
+                                "the job's card (features.json, predictions.json)"))
+
+
+def compute_dtype(args: argparse.Namespace) -> str:
+    """--compute_dtype resolved on this (the launching) machine; UsageError for a bad value."""
+    return precision.resolve_compute_dtype(args.compute_dtype)
 
 
 def help_parser(prog: str, description: str,

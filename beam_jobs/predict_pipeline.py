@@ -54,9 +54,7 @@ class PredictConfig:
 
     output_dir: str
     saved_model_dir: str
-    signature: str
-    input_name: str
-    card: PredictionsCard  # the card to write, but for counts
+    card: PredictionsCard  # the card to write, but for counts (card.compute_dtype: resolved)
     # A records folder: split -> absolute shard glob, its compression and dataset.json ...
     split_patterns: Dict[str, str] = dataclasses.field(default_factory=dict)
     records_compression: str = "none"
@@ -191,7 +189,7 @@ class PredictPlays(beam.PTransform):
     def _handler(self, batch_size: int):
         cfg = self._config
         return inference.serving_handler(
-            cfg.saved_model_dir, batch_size, cfg.signature, cfg.input_name,
+            cfg.saved_model_dir, batch_size, cfg.card.compute_dtype,
             share_model_across_processes=cfg.share_model_across_processes,
             model_copies=cfg.model_copies)
 

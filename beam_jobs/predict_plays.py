@@ -11,8 +11,12 @@ and decodes them itself). The plays come from a records folder (their stored
 frames) or from a manifest or folder tree, sampled as the records job samples
 them with the frame sampling of the export card. Plays with a true label in the
 model's vocabulary are scored: eval.json is the trainer's report over them.
-The job's flags are `PredictOptions` and the shared classes of
-`beam_jobs.options`; the others are Beam's. An unusable run prints one
+`--compute_dtype` (auto: bfloat16 where the launching machine has it) is the
+dtype the model computes in: float32 runs the SavedModel as exported, another
+dtype the export's model.keras rebuilt in it behind the same serving function
+(`trainer.serving.compute_dtype`); predictions.json records it. The job's flags
+are `PredictOptions` and the shared classes of `beam_jobs.options`; the others
+are Beam's. An unusable run prints one
 `error: ...` line and exits 2.
 """
 
@@ -43,6 +47,7 @@ from schemas import export_card, predictions_card  # pylint: disable=wrong-impor
 from schemas.errors import SchemaError, UsageError, one_line  # pylint: disable=wrong-import-position
 from schemas.export_card import ExportCard  # pylint: disable=wrong-import-position
 from schemas.predictions_card import PredictionsCard  # pylint: disable=wrong-import-position
+from trainer.serving import compute_dtype as dtype_lib  # pylint: disable=wrong-import-position
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -95,15 +100,17 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
                          "manifest or folder tree), one of them")
     if not args.output_dir:
         raise UsageError("--output_dir is required")
+    options_lib.compute_dtype(args)  # a bad value before the model is looked at
     saved_model_dir, export = load_export(args.model)
+    compute_dtype = dtype_lib.resolve(args.compute_dtype, saved_model_dir)
     labels = list(export.labels)
     common = dict(output_dir=args.output_dir, saved_model_dir=saved_model_dir,
-                  signature=export.signature, input_name=export.input, batch_size=args.batch_size,
+                  batch_size=args.batch_size,
                   num_shards=args.num_shards,
                   share_model_across_processes=args.share_model_across_processes,
                   model_copies=args.model_copies or None)
     card = PredictionsCard(model=saved_model_dir, labels=labels, input="", top_k=args.top_k,
-                           args=dict(sorted(vars(args).items())))
+                           compute_dtype=compute_dtype, args=dict(sorted(vars(args).items())))
     if args.records_dir:
         records = records_folder.read_records_card(args.records_dir)
         patterns = records_folder.split_patterns(args.records_dir, records)
@@ -132,7 +139,7 @@ def read_card(output_dir: str) -> PredictionsCard:
 def summary(card: PredictionsCard, output_dir: str) -> str:
     scored = f", {card.num_labelled} with true labels -> {card.eval_file}" if card.eval_file else ""
     head = (f"predictions: {card.num_written} plays predicted{scored}, {card.num_rejected} "
-            f"rejected of {card.num_input} -> {output_dir}")
+            f"rejected of {card.num_input} (computed in {card.compute_dtype}) -> {output_dir}")
     return outputs.summary(head, card, output_dir)
 
 

@@ -1,6 +1,7 @@
-"""bf16 on this machine: the demo head's accuracy on float32 vs bfloat16 features, fine-tuning steps.
+"""bf16 on this machine: the demo head's accuracy on float32 vs bfloat16 features, fine-tuning
+steps, and the timeline's inference in bfloat16 of a float32 export.
 
-Two parts, each against a float32 baseline measured in the same run:
+Three parts, each against a float32 baseline measured in the same run:
 
   demo      the demo's path (Makefile DEMO_* flags): records at 32 px, the embed job with
             --compute_dtype=float32 and =bfloat16, the head trained from each (GRU 64 on 8 of
@@ -9,12 +10,21 @@ Two parts, each against a float32 baseline measured in the same run:
   finetune  the full classifier (VGG16 cut at block3_pool, trainable from block3_conv1, 112 px,
             8 frames, batch 4) trained with model.fit in float32 and under mixed_bfloat16
             (what --mixed_precision=bf16 sets): the median step time of each and their ratio.
+  timeline  a float32 export (random VGG16 cut at block3_pool, 112 px, 8 of 16 frames at 25
+            frames/s, GRU 64) run by the timeline (`trainer.timeline --compute_dtype`) on a
+            demo game video (3 plays, 112 px, hop 0.32 s) as exported and rebuilt in bfloat16
+            (`trainer.serving.compute_dtype`): frames_per_s of each (best of --timeline_runs
+            alternating runs, after a warm-up run each), their ratio, and how far the windows'
+            probabilities moved.
 
-    python benchmarks/compute_dtype.py [--parts=demo,finetune] [--records_dir=runs/demo/records]
+    python benchmarks/compute_dtype.py [--parts=demo,finetune,timeline] \
+        [--records_dir=runs/demo/records] [--timeline_runs=2]
 
 Prints key=value lines: demo_fp32_accuracy, demo_fp32_n, demo_fp32_ci95, demo_bf16_*, and
 finetune_fp32_step_s, finetune_bf16_step_s, finetune_bf16_step_ratio (bf16 / fp32: < 1 is faster),
-cpu_bf16 (whether this CPU has avx512_bf16 or AMX).
+timeline_fp32_frames_per_s, timeline_bf16_frames_per_s, timeline_bf16_speedup (bf16 / fp32: > 1
+is faster), timeline_bf16_max_abs_diff, timeline_bf16_top_label_agreement, cpu_bf16 (whether
+this CPU has avx512_bf16 or AMX) and cpu_model.
 """
 
 from __future__ import annotations
@@ -125,17 +135,84 @@ def finetune(steps: int) -> Dict:
             "finetune_bf16_step_ratio": round(bf16 / fp32, 2)}
 
 
+TIMELINE_SIZE, TIMELINE_FRAMES, TIMELINE_RECORD_FRAMES, TIMELINE_RATE = 112, 8, 16, 25.0
+
+
+def timeline_part(tmp: str, runs: int) -> Dict:
+    """The timeline's frames_per_s in float32 and in bfloat16, on the same export and video."""
+    import keras  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from demo_data import games as demo_games  # pylint: disable=g-import-not-at-top
+    from schemas.sampling import FrameSampling  # pylint: disable=g-import-not-at-top
+    from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
+    from trainer.serving import export, timeline  # pylint: disable=g-import-not-at-top
+    from trainer.serving.timeline_model import TimelineModel  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(0)
+    labels = ["cut", "handoff", "isolation", "pick_and_roll"]
+    model = model_lib.build_model(len(labels), image_size=(TIMELINE_SIZE, TIMELINE_SIZE),
+                                  num_frames=TIMELINE_FRAMES, cut_layer="block3_pool",
+                                  weights="none", rnn="gru", rnn_units=64)
+    job = os.path.join(tmp, "timeline_job")
+    export.export_model(model, job, labels=labels, image_size=TIMELINE_SIZE,
+                        num_frames=TIMELINE_FRAMES,
+                        sampling=FrameSampling(num_frames=TIMELINE_RECORD_FRAMES,
+                                               frame_rate=TIMELINE_RATE))
+    video = os.path.join(tmp, "timeline_game.mp4")
+    demo_games.write_game_video(video, seed=7, game=0, num_frames=TIMELINE_RECORD_FRAMES,
+                                plays_per_game=3, size=TIMELINE_SIZE)
+    hop = TIMELINE_FRAMES / TIMELINE_RATE
+    models = {key: TimelineModel(job, compute_dtype=dtype)
+              for dtype, key in (("float32", "fp32"), ("bfloat16", "bf16"))}
+    best = {key: 0.0 for key in models}
+    probabilities = {}
+    for key, tl_model in models.items():
+        timeline.compute_timeline(tl_model, video, hop_seconds=hop)  # warm-up: tracing
+    for _ in range(runs):  # alternating, so that a change in the machine's load hits both
+        for key, tl_model in models.items():
+            stats = timeline.TimelineStats()
+            result = timeline.compute_timeline(tl_model, video, hop_seconds=hop, stats=stats)
+            best[key] = max(best[key], stats.frames_per_s)
+            probabilities[key] = np.array([w["probabilities"] for w in result["windows"]])
+    results: Dict = {f"timeline_{key}_frames_per_s": round(best[key], 1) for key in models}
+    results["timeline_bf16_speedup"] = round(
+        results["timeline_bf16_frames_per_s"] / results["timeline_fp32_frames_per_s"], 2)
+    fp32, bf16 = probabilities["fp32"], probabilities["bf16"]
+    results["timeline_bf16_max_abs_diff"] = float(f"{np.abs(fp32 - bf16).max():.2g}")
+    results["timeline_bf16_top_label_agreement"] = round(
+        float((fp32.argmax(1) == bf16.argmax(1)).mean()), 3)
+    results["timeline_windows"] = len(fp32)
+    results["timeline_settings"] = (f"{TIMELINE_SIZE}px_block3_pool_{TIMELINE_FRAMES}of"
+                                    f"{TIMELINE_RECORD_FRAMES}_frames_gru64_hop{hop:g}s")
+    return results
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip().replace(" ", "_")
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="demo,finetune")
+    parser.add_argument("--parts", default="demo,finetune,timeline")
     parser.add_argument("--records_dir", default="",
                         help="demo records already made with the demo's flags (else made here)")
     parser.add_argument("--finetune_steps", type=int, default=10)
+    parser.add_argument("--timeline_runs", type=int, default=2,
+                        help="timed timeline runs per dtype (the best counts)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    results = {"cpu_bf16": precision.cpu_has_bf16()}
+    results = {"cpu_bf16": precision.cpu_has_bf16(), "cpu_model": cpu_model(),
+               "cpus": os.cpu_count(), "loadavg_1min_before": round(os.getloadavg()[0], 2)}
     tmp = tempfile.mkdtemp(prefix="compute_dtype_")
     try:
+        if "timeline" in parts:
+            results.update(timeline_part(tmp, args.timeline_runs))
         if "finetune" in parts:
             results.update(finetune(args.finetune_steps))
         if "demo" in parts:

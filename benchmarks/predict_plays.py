@@ -79,7 +79,8 @@ def main() -> None:
     print(f"loop_s={loop_s:.2f} loop_plays_per_s={num_plays / loop_s:.2f}")
 
     common = [f"--model={job}", f"--records_dir={records}", "--split=test",
-              f"--batch_size={args.batch_size}", "--runner=DirectRunner"]
+              f"--batch_size={args.batch_size}", "--runner=DirectRunner",
+              "--compute_dtype=float32"]  # as the loop's Predictor: the same model, in float32
     for name, extra in (("direct", []),
                         ("multiproc", ["--direct_running_mode=multi_processing",
                                        "--direct_num_workers=2"])):

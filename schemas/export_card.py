@@ -23,6 +23,7 @@ from schemas.errors import SchemaError
 from schemas.sampling import FrameSampling
 
 CARD_NAME = "playclips_export.json"
+MODEL_FILENAME = "model.keras"  # the Keras model, beside the SavedModel folder in the JOB_DIR
 CARD_DIR = "assets.extra"  # inside the SavedModel folder
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "clips"

@@ -25,6 +25,9 @@ class PredictionsCard(dataset_card.Card):
     input: str  # the manifest, or the records folder
     split: str = ""  # with a records folder: the split read ("all": every split)
     top_k: int = 3
+    # The dtype the model computed in (--compute_dtype, resolved at launch): float32 (the
+    # SavedModel) | bfloat16 | float16 (model.keras rebuilt in it). Cards from before: float32.
+    compute_dtype: str = "float32"
     num_written: int = 0  # plays predicted (lines of predictions-*.jsonl)
     num_labelled: int = 0  # of those, plays whose true label is in the model's vocabulary
     num_input: int = 0

@@ -1,5 +1,7 @@
 """Compute dtypes: which machines run bf16 natively, the embed job's --compute_dtype (card,
-features within cosine 0.995 of float32's) and the trainer's mixed precision warning.
+features within cosine 0.995 of float32's), the trainer's mixed precision warning, and the
+exported model rebuilt in a compute dtype (`trainer.serving.compute_dtype`, shared by
+trainer.predict, the timeline and the prediction job; their own tests run it end to end).
 Tiny: 32 px frames, 3 frames, VGG16 cut at block2_pool, random weights."""
 
 import glob
@@ -33,6 +35,58 @@ def test_gpus_decide_over_the_cpu():
     assert precision.resolve_compute_dtype("float16", EPYC_GENOA, []) == "float16"
     with pytest.raises(ValueError):
         precision.resolve_compute_dtype("bf16")
+
+
+@pytest.mark.parametrize("cpuinfo,expected", [(EPYC_GENOA, "bfloat16"), (OLD_XEON, "float32")])
+def test_serving_auto_resolves_through_the_probe(cpuinfo, expected):
+    import logging  # pylint: disable=g-import-not-at-top
+    from trainer.serving import compute_dtype as dtype_lib  # pylint: disable=g-import-not-at-top
+    said = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: said.append(record.getMessage())
+    dtype_lib.logger.addHandler(handler)  # on the module's logger: `trainer` may not propagate
+    level = dtype_lib.logger.level
+    dtype_lib.logger.setLevel(logging.INFO)
+    try:
+        assert dtype_lib.resolve("auto", cpuinfo_text=cpuinfo, compute_capabilities=[]) == expected
+    finally:
+        dtype_lib.logger.removeHandler(handler)
+        dtype_lib.logger.setLevel(level)
+    assert said == [f"the model computes in {expected} (--compute_dtype=auto)"]
+    assert dtype_lib.resolve("float32", cpuinfo_text=EPYC_GENOA, compute_capabilities=[]) == (
+        "float32")
+    with pytest.raises(ValueError, match="--compute_dtype=bf16: use one of auto, float32"):
+        dtype_lib.resolve("bf16")
+
+
+def test_compute_dtype_warning_per_machine():
+    warn = precision.compute_dtype_warning
+    assert warn("bfloat16", EPYC_GENOA, []) == warn("float32", OLD_XEON, []) == ""
+    assert "emulated" in warn("bfloat16", OLD_XEON, [])
+    assert "on CPU it is emulated and slow" in warn("float16", INTEL_SPR, [])
+    assert warn("float16", OLD_XEON, [(7, 5)]) == ""
+
+
+def test_in_compute_dtype_rebuilds_with_the_same_weights_and_a_float32_softmax():
+    import keras  # pylint: disable=g-import-not-at-top
+    from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
+    from trainer.serving import compute_dtype as dtype_lib  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(1)
+    model = model_lib.build_model(3, image_size=(32, 32), num_frames=3, cut_layer="block1_pool",
+                                  weights="none", rnn="gru", rnn_units=4)
+    assert dtype_lib.in_compute_dtype(model, "float32") is model
+    bf16 = dtype_lib.in_compute_dtype(model, "bfloat16")
+    base = model_lib.base_of(bf16)
+    assert base.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert base.get_layer("block1_conv1").kernel.dtype == "float32"  # weights stay float32
+    assert bf16.get_layer("vgg_preprocess").compute_dtype == "bfloat16"
+    assert bf16.get_layer("probabilities").compute_dtype == "float32"
+    assert bf16.input.dtype == "uint8" and bf16.output.dtype == "float32"
+    assert model.get_layer("gru").compute_dtype == "float32"  # the original is unchanged
+    for ours, theirs in zip(bf16.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    clips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32, 3)).astype(np.uint8)
+    np.testing.assert_allclose(bf16(clips).numpy(), model(clips).numpy(), atol=0.02)
 
 
 def test_mixed_precision_warning_per_machine():

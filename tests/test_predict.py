@@ -97,11 +97,12 @@ def test_predict_json_on_folder_and_video(job_dir, frames_dir, video_path, capsy
 
 def test_predict_text_output_from_saved_model_dir(job_dir, frames_dir, capsys):
     saved_model_dir = os.path.join(job_dir, export.SAVED_MODEL_DIR)
-    assert predict.run(["--model", saved_model_dir, frames_dir]) == 0
+    assert predict.run(["--model", saved_model_dir, frames_dir, "--compute_dtype=float32"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == frames_dir
-    assert len(lines) == 4  # the path, then --top_k 3 (default) ranked lines
-    for rank, line in enumerate(lines[1:], 1):
+    assert lines[0] == "the model computes in float32 (--compute_dtype=float32)"
+    assert lines[1] == frames_dir
+    assert len(lines) == 5  # the dtype, the path, then --top_k 3 (default) ranked lines
+    for rank, line in enumerate(lines[2:], 1):
         number, label, probability = line.split()
         assert number == f"{rank}."
         assert label in LABELS
@@ -132,7 +133,7 @@ def test_bad_play_exits_2_and_other_plays_still_print(job_dir, frames_dir, tmp_p
     assert status == 2
     err_lines = out.err.strip().splitlines()
     assert len(err_lines) == 1 and str(empty) in err_lines[0]
-    assert out.out.splitlines()[0] == frames_dir
+    assert out.out.splitlines()[1] == frames_dir  # after the compute dtype's line
 
 
 def test_module_entry_point(job_dir, video_path):
@@ -154,7 +155,8 @@ def test_predict_start_end_cuts_the_play_from_a_long_video(job_dir, tmp_path, ca
     jpegs = predictor.read(game, 2.0, 3.0)
     how = FrameSampling.of(RECORD_FRAMES, SIZE)
     assert jpegs == video_clips.read_clip(game, 2.0, 3.0, how).frames
-    assert predict.run(["--model", job_dir, game, "--start", "2", "--end", "3", "--json"]) == 0
+    assert predict.run(["--model", job_dir, game, "--start", "2", "--end", "3", "--json",
+                        "--compute_dtype=float32"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert (result["start"], result["end"]) == (2.0, 3.0)
     assert result["probabilities"] == pytest.approx(dict(zip(LABELS, predictor.classify_frames(jpegs))))
@@ -163,3 +165,44 @@ def test_predict_start_end_cuts_the_play_from_a_long_video(job_dir, tmp_path, ca
     with pytest.raises(SystemExit) as exit_info:
         predict.parse_args(["--model", job_dir, game, "--start", "2"])
     assert exit_info.value.code == 2
+
+
+def test_bfloat16_predictions_match_float32_without_re_export(job_dir, frames_dir, capsys):
+    """The float32 export computes in bfloat16 (model.keras rebuilt under mixed_bfloat16 behind
+    the export's serving function): the same top label, probabilities within 0.05, float32 out."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    float32 = Predictor(job_dir)
+    jpegs = float32.read(frames_dir)
+    bf16 = Predictor(job_dir, compute_dtype="bfloat16")
+    assert bf16.compute_dtype == "bfloat16" and bf16.labels == float32.labels
+    assert bf16.serving.model.get_layer(index=-2).compute_dtype == "bfloat16"
+    expected, got = np.array(float32.classify_frames(jpegs)), np.array(bf16.classify_frames(jpegs))
+    raw = bf16.serving.outputs(tf.constant([jpegs], tf.string))
+    assert raw["probabilities"].dtype == tf.float32  # the softmax stays float32, as exported
+    assert raw["top_label"].numpy()[0].decode() == LABELS[int(got.argmax())]
+    assert abs(got.sum() - 1) < 1e-5
+    np.testing.assert_allclose(got, expected, atol=0.05)
+    assert got.argmax() == expected.argmax()
+    assert predict.run(["--model", job_dir, frames_dir, "--compute_dtype=bfloat16", "--json",
+                        "--top_k=4"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert [result["probabilities"][l] for l in LABELS] == pytest.approx(got.tolist(), abs=1e-6)
+
+
+def test_compute_dtype_auto_and_usage_errors(job_dir, frames_dir, tmp_path, capsys):
+    from trainer.serving import compute_dtype as dtype_lib  # pylint: disable=g-import-not-at-top
+    with pytest.raises(SystemExit) as exit_info:
+        predict.run(["--model", job_dir, frames_dir, "--compute_dtype=bf16"])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "--compute_dtype" in err[0] and "bf16" in err[0], err
+    # A SavedModel folder alone (no model.keras beside it): float32 only.
+    alone = tmp_path / "alone"
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.copytree(os.path.join(job_dir, export.SAVED_MODEL_DIR), alone / "saved_model")
+    assert predict.run(["--model", str(alone), frames_dir, "--compute_dtype=bfloat16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.keras" in err[0] and "--compute_dtype=float32" in err[0], err
+    avx512_bf16 = "flags\t\t: fpu sse2 avx512f avx512_bf16\n"
+    assert dtype_lib.resolve("auto", str(alone / "saved_model"), avx512_bf16, []) == "float32"
+    assert dtype_lib.resolve("auto", job_dir, avx512_bf16, []) == "bfloat16"

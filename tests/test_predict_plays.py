@@ -47,7 +47,9 @@ def _lines(output_dir, prefix):
 
 
 def _run(*argv):
-    return predict_plays.run([*argv, "--runner=DirectRunner"])
+    """The job on the DirectRunner; in float32 (as the trainer evaluated) unless argv says."""
+    dtype = [] if any(a.startswith("--compute_dtype") for a in argv) else ["--compute_dtype=float32"]
+    return predict_plays.run([*argv, *dtype, "--runner=DirectRunner"])
 
 
 def test_test_split_predictions_equal_the_trainers_evaluation(trained, tmp_path):
@@ -81,6 +83,32 @@ def test_test_split_predictions_equal_the_trainers_evaluation(trained, tmp_path)
         assert len(line["top_k"]) == 2 and line["top_k"][0]["label"] == line["predicted"]
         records_seen += 1
     assert records_seen == len(lines) == card.num_written
+
+
+def test_bfloat16_predictions_match_float32_without_re_export(trained, tmp_path, capsys):
+    """The float32 export, rebuilt in bfloat16 on the workers: each play's top label and
+    probabilities as the float32 client's (within 0.05), the card and summary say bfloat16."""
+    records, job = trained
+    out = str(tmp_path / "predictions")
+    card = _run(f"--model={job}", f"--records_dir={records}", "--split=test",
+                f"--output_dir={out}", "--top_k=3", "--compute_dtype=bfloat16")
+    assert card.compute_dtype == "bfloat16" and card.args["compute_dtype"] == "bfloat16"
+    assert predict_plays.read_card(out).compute_dtype == "bfloat16"
+    assert "(computed in bfloat16)" in capsys.readouterr().out
+    lines = {line["play_id"]: line for line in _lines(out, "predictions")}
+    predictor = Predictor(job)  # float32: the SavedModel
+    clear = 0
+    for serialized in tf.data.TFRecordDataset(sources.split_files(records, "test")):
+        record = play_record.decode_play(serialized.numpy())
+        expected = np.array(predictor.classify_frames(record.frames))
+        got = {t["label"]: t["probability"] for t in lines[record.play_id]["top_k"]}
+        for label, probability in got.items():
+            assert probability == pytest.approx(expected[predictor.labels.index(label)], abs=0.05)
+        top2 = np.sort(expected)[-2:]
+        if top2[1] - top2[0] > 0.01:  # not a near tie: the same top label
+            clear += 1
+            assert lines[record.play_id]["predicted"] == predictor.labels[int(expected.argmax())]
+    assert clear > 0 and len(lines) == card.num_written
 
 
 def _manifest(tmp_path, labels):
@@ -194,6 +222,8 @@ def test_multi_processing_runner(trained, tmp_path):
     (["--model={job}", "--records_dir={records}", "--output_dir={records}"],
      "is the records dir"),
     (["--model={job}", "--input={tmp}/none.csv"], "manifest"),
+    (["--model={job}", "--records_dir={records}", "--compute_dtype=bf16"],
+     "--compute_dtype=bf16: use one of auto, float32, bfloat16, float16"),
 ])
 def test_usage_errors(trained, tmp_path, capsys, argv, message):
     records, job = trained
@@ -224,7 +254,7 @@ def test_portable_runner_with_an_external_worker_pool(trained, tmp_path):
             assert service.popen.poll() is None, service.output
             time.sleep(0.1)
         flags = ["beam_jobs/predict_plays.py", f"--model={job}", f"--records_dir={records}",
-                 "--split=test"]
+                 "--split=test", "--compute_dtype=float32"]
         portable = cluster.python("prediction job (portable)", [
             *flags, f"--output_dir={tmp_path / 'portable'}", "--runner=PortableRunner",
             f"--job_endpoint=localhost:{port_file.read_text().strip()}",

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from backbone import precision
 from demo_data import games as demo_games
 from media import frame_stream, video_clips
 from schemas.sampling import FrameSampling
@@ -111,6 +112,32 @@ def test_cached_features_equal_the_full_model_on_each_window(tl_model, game):
     assert per_window["counts"]["frames_embedded"] == len(reference) * NUM_FRAMES
 
 
+def test_bfloat16_timeline_matches_float32_without_re_export(tl_model, job_dir, game, capsys):
+    """The float32 export rebuilt in bfloat16 (weights copied, softmax float32): the same windows
+    and top labels, probabilities within 0.05; a bad --compute_dtype is a usage error."""
+    path, _ = game
+    bf16 = TimelineModel(job_dir, compute_dtype="bfloat16")
+    assert model_lib.base_of(bf16.model).get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert bf16.model.get_layer("gru").compute_dtype == "bfloat16"
+    assert bf16.head.layers[-1].compute_dtype == "float32"  # the probabilities
+    float32 = timeline_lib.compute_timeline(tl_model, path, hop_seconds=0.2)
+    got = timeline_lib.compute_timeline(bf16, path, hop_seconds=0.2)
+    assert (float32["compute_dtype"], got["compute_dtype"]) == ("float32", "bfloat16")
+    expected = np.array([w["probabilities"] for w in float32["windows"]])
+    probs = np.array([w["probabilities"] for w in got["windows"]])
+    assert probs.shape == expected.shape and probs.dtype == np.float64
+    np.testing.assert_allclose(probs, expected, atol=0.05)
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.01  # windows whose top label is not a near tie
+    assert clear.any()
+    assert (probs.argmax(1) == expected.argmax(1))[clear].all()
+    with pytest.raises(SystemExit) as exit_info:
+        timeline.run([f"--model={job_dir}", path, "--compute_dtype=fp16"])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "--compute_dtype" in err[0], err
+
+
 def test_frames_are_sampled_as_the_records_job_cuts_a_play(game):
     path, plays = game
     jpegs = [jpeg for _, jpeg in frame_stream.sample_video(path, RATE, HOW)]
@@ -175,6 +202,8 @@ def test_command_writes_the_outputs(job_dir, game, tmp_path):
     assert float(lines["real_time_factor"]) > 0 and float(lines["frames_per_s"]) > 0
     assert 0 <= float(lines["play_majority_accuracy"]) <= 1
     result = json.loads((out / "timeline.json").read_text())
+    assert result["compute_dtype"] == lines["compute_dtype"] == precision.resolve_compute_dtype(
+        "auto")  # the default: auto, resolved by the probe
     assert result["truth"]["n"] == len(plays)
     rows = (out / "timeline.csv").read_text().splitlines()
     assert rows[0].startswith("start,end,label") and len(rows) == len(result["segments"]) + 1

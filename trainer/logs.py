@@ -3,7 +3,8 @@
 The library modules log (`logging.getLogger(__name__)`); the commands
 (`trainer.task`, `trainer.predict`) call `configure()`, which writes the
 `trainer` loggers' INFO lines to stdout as plain lines, and warnings as
-`warning: ...`, as the commands printed them before.
+`warning: ...`, as the commands printed them before (on stderr with
+`stderr=True`: `trainer.predict --json`, whose stdout is the JSON alone).
 """
 
 from __future__ import annotations
@@ -21,24 +22,31 @@ class _Format(logging.Formatter):
 
 
 class _Stdout(logging.StreamHandler):
-    """A handler on whatever sys.stdout is when a line is written (tests swap it)."""
+    """A handler on whatever sys.stdout (or, with `to_stderr`, sys.stderr) is when a line is
+    written (tests swap them)."""
+
+    to_stderr = False
 
     @property
     def stream(self):
-        return sys.stdout
+        return sys.stderr if self.to_stderr else sys.stdout
 
     @stream.setter
     def stream(self, value):
         pass
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Shows the `trainer` loggers' lines of `level` and above on stdout (once per process)."""
+def configure(level: int = logging.INFO, stderr: bool = False) -> None:
+    """Shows the `trainer` loggers' lines of `level` and above on stdout, or on stderr (one
+    handler per process; a later call sets its level and stream)."""
     root = logging.getLogger("trainer")
     root.setLevel(level)
     # Not also through the root logger, which TensorFlow's absl may have given a handler.
     root.propagate = False
-    if not any(isinstance(handler, _Stdout) for handler in root.handlers):
-        handler = _Stdout()
-        handler.setFormatter(_Format())
-        root.addHandler(handler)
+    handlers = [handler for handler in root.handlers if isinstance(handler, _Stdout)]
+    if not handlers:
+        handlers = [_Stdout()]
+        handlers[0].setFormatter(_Format())
+        root.addHandler(handlers[0])
+    for handler in handlers:
+        handler.to_stderr = stderr

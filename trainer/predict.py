@@ -2,6 +2,7 @@
 
     python -m trainer.predict --model JOB_DIR PLAY [PLAY ...] [--top_k 3] [--json]
     python -m trainer.predict --model JOB_DIR game.mp4 --start 754.2 --end 761.0
+    python -m trainer.predict --model JOB_DIR PLAY --compute_dtype=bfloat16
 
 A PLAY is a folder of frame images or a video file; with `--start` and `--end`
 (seconds) the play is that range of the video, as a manifest row with start
@@ -14,6 +15,12 @@ the export card), so a play gets the probabilities that the run's `eval.json`
 scored at play level (up to the float16 rounding of cached features, when the
 run evaluated those). JOB_DIR may also be the `saved_model/` folder.
 
+`--compute_dtype` (auto | float32 | bfloat16 | float16; auto: bfloat16 where the
+hardware has it, `backbone.precision`) is the dtype the model computes in: float32
+runs the SavedModel as exported; another dtype runs the export's `model.keras`
+rebuilt in it behind the same serving function (`trainer.serving.compute_dtype`),
+with float32 probabilities. The text output's first line says which.
+
 Exit status: 0 when every play was classified, 2 on a usage error, a missing
 or unreadable model, or when any play could not be read (one line per play on
 stderr; the other plays are still classified).
@@ -23,16 +30,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from backbone import precision  # noqa: E402
 from media import frames, video_clips  # noqa: E402
 from schemas import sampling  # noqa: E402
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
 from trainer import logs  # noqa: E402
+from trainer.serving import compute_dtype as dtype_lib, export  # noqa: E402
 from trainer.serving.predictor import Predictor  # noqa: E402
 
 
@@ -63,6 +73,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--pad_short", choices=sampling.PAD_SHORT_MODES, default=None,
                         help="pad plays with fewer frames than the records hold "
                              "(default: what the export card says, else reject them)")
+    parser.add_argument("--compute_dtype", choices=precision.COMPUTE_DTYPES, default="auto",
+                        help=precision.compute_dtype_help(
+                            "the model", "float32 runs the SavedModel, another dtype the "
+                            "model.keras beside it"))
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be >= 1, got {args.top_k}")
@@ -80,10 +94,14 @@ def _error(message: str) -> None:
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """The CLI; returns the exit status."""
     args = parse_args(argv)
-    logs.configure()
+    if args.json:  # stdout is the JSON alone: warnings on stderr, no info lines
+        logs.configure(logging.WARNING, stderr=True)
+    else:
+        logs.configure()
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
-        predictor = Predictor(args.model, pad_short=args.pad_short)
+        dtype = dtype_lib.resolve(args.compute_dtype, export.resolve_saved_model_dir(args.model))
+        predictor = Predictor(args.model, pad_short=args.pad_short, compute_dtype=dtype)
     except (UsageError, OSError, tf.errors.OpError) as err:  # missing, unreadable or foreign model
         _error(f"cannot load model {args.model!r}: {one_line(err)}")
         return EXIT_USAGE

@@ -2,6 +2,7 @@
 
     python -m trainer.timeline --model=JOB_DIR VIDEO [--output_dir=DIR] [--hop_seconds=0.5]
         [--window_seconds=S] [--min_confidence=0.5] [--plays=plays.csv]
+        [--compute_dtype=auto|float32|bfloat16|float16]
 
 The video is decoded once, forward, and resampled at the rate the model's
 records were made at (the export card's `frame_rate`; with `--window_seconds`,
@@ -21,14 +22,16 @@ frames, one segment, and a note.
 
 Outputs in DIR (default: VIDEO's name without extension + `_timeline/`):
 `timeline.json` (video, model, labels, window and hop seconds, sampling rate,
-segments, windows with their probabilities in label order, notes, counts),
+compute_dtype, segments, windows with their probabilities in label order, notes, counts),
 `timeline.csv` (one row per segment) and `timeline.png` (`trainer.serving.timeline_plot`).
 With `--plays` (a records-job manifest with start/end, e.g. the demo games'
 `plays.csv`; rows of other videos are ignored) the true plays are drawn too and
 `play_majority_accuracy=` is printed: the share of true plays whose most
 overlapping segment has their label. On stdout: `real_time_factor=` (video
 seconds per wall-clock second, model loading excluded) and `frames_per_s=`
-(sampled frames per wall-clock second).
+(sampled frames per wall-clock second), after `compute_dtype=` (the dtype the model
+computed in: `--compute_dtype`, auto resolved by `backbone.precision`'s probe; the
+exported float32 model is rebuilt in it, `trainer.serving.compute_dtype`).
 
 Exit status 0; 2 with one `error:` line for an unreadable or empty video, a
 model folder without an export, or a hop or window that does not fit the model.
@@ -43,7 +46,9 @@ from typing import Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from backbone import precision  # noqa: E402
 from schemas.errors import EXIT_USAGE, UsageError, one_line  # noqa: E402
+from trainer.serving import compute_dtype as dtype_lib  # noqa: E402
 from trainer.serving import segments as segments_lib  # noqa: E402
 from trainer.serving.timeline import (  # noqa: E402
     DEFAULT_BATCH_SIZE, DEFAULT_HOP_SECONDS, DEFAULT_MIN_CONFIDENCE, TimelineStats,
@@ -77,6 +82,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--plays", default=None,
                         help="a manifest with the video's true plays (label,path,start,end; e.g. "
                              "the demo games' plays.csv): drawn, and scored")
+    parser.add_argument("--compute_dtype", choices=precision.COMPUTE_DTYPES, default="auto",
+                        help=precision.compute_dtype_help(
+                            "the model", "recorded in timeline.json (compute_dtype)"))
     return parser.parse_args(argv)
 
 
@@ -84,7 +92,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     """The CLI; returns the exit status."""
     args = parse_args(argv)
     try:
-        model = TimelineModel(args.model)
+        model = TimelineModel(args.model, dtype_lib.resolve(args.compute_dtype))
         plays = read_plays(args.plays, args.video) if args.plays else None
         stats = TimelineStats()
         timeline = compute_timeline(model, args.video, hop_seconds=args.hop_seconds,
@@ -117,6 +125,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{key}={report[key]:.4f}")
         print(f"num_true_plays={report['num_true_plays']} "
               f"num_detections={report['num_detections']}")
+    print(f"compute_dtype={model.compute_dtype}")
     print(f"real_time_factor={stats.real_time_factor:.2f}")
     print(f"frames_per_s={stats.frames_per_s:.1f}")
     return 0

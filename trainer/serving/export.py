@@ -42,7 +42,7 @@ from schemas.sampling import FrameSampling
 from trainer.data import parsers
 from trainer.serving.averaging import average_log_probabilities
 
-MODEL_FILENAME = "model.keras"
+MODEL_FILENAME = export_card.MODEL_FILENAME
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE_NAME = export_card.SIGNATURE_NAME
 INPUT_NAME = export_card.INPUT_NAME

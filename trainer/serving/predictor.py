@@ -5,7 +5,9 @@ sampled by `media.sample_plays` with the export card's frame sampling (the
 records' settings at the model's frame size) and sent as JPEG bytes to the
 SavedModel's serving signature, which picks and decodes the frames itself and
 averages the views the training run evaluated. `trainer.predict` is its
-command line; the prediction job feeds the same signature in Beam.
+command line; the prediction job feeds the same signature in Beam. In a compute
+dtype other than float32 the signature is the export's serving function on
+model.keras rebuilt in that dtype (`trainer.serving.compute_dtype`).
 """
 
 from __future__ import annotations
@@ -15,26 +17,24 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from media import frames
 from media.sample_plays import Play, sample_plays
-from schemas import export_card
-from schemas.errors import UsageError
+from trainer.serving import compute_dtype as dtype_lib
 
 
 class Predictor:
     """An exported model plus the frame sampling its export card describes."""
 
-    def __init__(self, model_dir: str, pad_short: Optional[str] = None):
-        """Loads the SavedModel of a JOB_DIR or saved_model/ folder.
+    def __init__(self, model_dir: str, pad_short: Optional[str] = None,
+                 compute_dtype: str = "float32"):
+        """Loads the export of a JOB_DIR or saved_model/ folder, computing in `compute_dtype`
+        (float32 | bfloat16 | float16, resolved: `compute_dtype.resolve`).
 
         `pad_short` (loop | last | "") replaces the card's padding of short plays.
         """
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
         from trainer.serving import export  # pylint: disable=g-import-not-at-top
         self.saved_model_dir = export.resolve_saved_model_dir(model_dir)
-        self.card = export_card.read(self.saved_model_dir)
-        self._loaded = tf.saved_model.load(self.saved_model_dir)
-        if self.card.signature not in self._loaded.signatures:
-            raise UsageError(f"{self.saved_model_dir!r} has no {self.card.signature!r} signature")
-        self._serve = self._loaded.signatures[self.card.signature]
+        self.serving = dtype_lib.load_serving(self.saved_model_dir, compute_dtype)
+        self.compute_dtype = compute_dtype
+        self.card = self.serving.card
         self.labels: List[str] = list(self.card.labels)
         self.sampling = (self.card.sampling if pad_short is None
                          else dataclasses.replace(self.card.sampling, pad_short=pad_short))
@@ -51,9 +51,7 @@ class Predictor:
 
     def classify_frames(self, jpegs: Sequence[bytes]) -> List[float]:
         """Class probabilities (label order) of one clip given as JPEG bytes."""
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        outputs = self._serve(**{self.card.input: tf.constant([list(jpegs)], tf.string)})
-        return [float(p) for p in outputs["probabilities"].numpy()[0]]
+        return [float(p) for p in self.serving.probabilities([list(jpegs)])[0]]
 
     def classify(self, path: str, top_k: int = 3, start: Optional[float] = None,
                  end: Optional[float] = None) -> Dict[str, Any]:

@@ -250,6 +250,7 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
         "hop_seconds": grid.hop_frames / grid.rate,
         "frame_rate": grid.rate,
         "num_frames": model.num_frames,
+        "compute_dtype": getattr(model, "compute_dtype", "float32"),
         "min_confidence": min_confidence,
         "uncertain_label": segments_lib.UNCERTAIN,
         "duration": stream.duration,

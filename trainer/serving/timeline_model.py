@@ -5,26 +5,26 @@ The Keras model beside the SavedModel (`model.keras`) is split
 preprocessing and base) and its head, so that the timeline runs the base once
 per sampled frame and the head once per window; the export card says how the
 model's records were sampled (frame count, size, resize mode, JPEG quality,
-frame rate), which is how the timeline samples a game video.
+frame rate), which is how the timeline samples a game video. In a compute dtype
+other than float32 the model is rebuilt in that dtype before the split
+(`trainer.serving.compute_dtype`); features and probabilities come out float32.
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
 from typing import List, Optional, Sequence
 
 from schemas.errors import UsageError, one_line
+from trainer.serving import compute_dtype as dtype_lib
 
 
 class TimelineModel:
     """An exported model split into its per-frame part and its head, with its export card."""
 
-    def __init__(self, model_dir: str):
-        import keras  # pylint: disable=g-import-not-at-top
+    def __init__(self, model_dir: str, compute_dtype: str = "float32"):
+        """Loads the export of a JOB_DIR computing in `compute_dtype` (float32 | bfloat16 |
+        float16, resolved: `compute_dtype.resolve`)."""
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        # Registers the custom layers of older exports, so that they load too.
-        from backbone import vgg16  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
         from trainer.serving import export  # pylint: disable=g-import-not-at-top
         from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
         try:
@@ -32,18 +32,13 @@ class TimelineModel:
         except (OSError, tf.errors.OpError) as err:
             raise UsageError(f"cannot load model {model_dir!r}: {one_line(err)} (train and export "
                              f"one with python -m trainer.task --job_dir=...)") from err
-        path = os.path.join(model_dir.rstrip("/"), export.MODEL_FILENAME)
-        if not tf.io.gfile.exists(path):
-            path = posixpath.join(posixpath.dirname(model_dir.rstrip("/")), export.MODEL_FILENAME)
-        if not tf.io.gfile.exists(path):
+        path = dtype_lib.keras_model_path(model_dir)
+        if not path:
             raise UsageError(f"no {export.MODEL_FILENAME} in {model_dir!r}: pass the training "
                              f"job's JOB_DIR (the timeline needs the Keras model beside saved_model/)")
         self.model_path = path
-        try:
-            self.model = keras.models.load_model(path, compile=False, safe_mode=True)
-        except (OSError, ValueError, TypeError) as err:  # a truncated or foreign model file
-            raise UsageError(f"cannot load {path!r}: {one_line(err)} (re-export the model with "
-                             f"python -m trainer.task)") from err
+        self.compute_dtype = compute_dtype
+        self.model = dtype_lib.load_keras_model(path, compute_dtype)
         self.frame_model, self.head = model_lib.split_model(self.model)
         self.labels: List[str] = [str(label) for label in self.card.labels]
         self.height, self.width = (int(v) for v in self.card.image_size)
@@ -76,12 +71,13 @@ class TimelineModel:
 
     def head_probabilities(self, features):
         """Probabilities [B, labels] of windows' stacked features [B, num_frames, C]."""
-        return self._head_fn(features).numpy()
+        return self._head_fn(features).numpy().astype("float32")
 
     def full_probabilities(self, windows: Sequence[Sequence[bytes]]):
         """Probabilities [B, labels] of the full model on windows of `num_frames` JPEGs each."""
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        return self._full_fn(tf.constant([list(w) for w in windows], tf.string)).numpy()
+        return self._full_fn(tf.constant([list(w) for w in windows], tf.string)).numpy().astype(
+            "float32")
 
     def window_offsets(self, total: int) -> List[int]:
         """Which of a window's `total` sampled frames the model sees (as evaluation picks them)."""
