@@ -186,6 +186,17 @@ def test_no_play_and_uncertain_segments_are_not_plays():
         "no_play", "cut", "iso", "no_play"]
 
 
+def test_plays_shorter_than_min_seconds_are_dropped():
+    got = [{"start": 0.0, "end": 0.5, "label": "cut", "confidence": 0.9},  # one window
+           {"start": 0.5, "end": 2.0, "label": "no_play", "confidence": 0.9},
+           {"start": 2.0, "end": 3.0, "label": "iso", "confidence": 0.7},
+           {"start": 3.0, "end": 3.79, "label": "cut", "confidence": 0.8}]
+    assert [p["label"] for p in segments.detected_plays(got, min_seconds=0.8)] == ["iso"]
+    assert [p["label"] for p in segments.detected_plays(got, min_seconds=0.5)] == [
+        "cut", "iso", "cut"]
+    assert len(segments.detected_plays(got)) == 3  # no minimum by default
+
+
 def test_command_writes_the_outputs(job_dir, game, tmp_path):
     path, plays = game
     manifest = tmp_path / "plays.csv"
@@ -209,7 +220,9 @@ def test_command_writes_the_outputs(job_dir, game, tmp_path):
     assert rows[0].startswith("start,end,label") and len(rows) == len(result["segments"]) + 1
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "eval.json").read_text())
-    labelled = [s for s in result["segments"] if s["label"] != segments.UNCERTAIN]
+    assert result["min_play_seconds"] == pytest.approx(result["window_seconds"] / 2)
+    labelled = [s for s in result["segments"] if s["label"] != segments.UNCERTAIN
+                and s["end"] - s["start"] >= result["min_play_seconds"] - 1e-9]
     assert [(p["start"], p["label"]) for p in result["plays"]] == [
         (s["start"], s["label"]) for s in labelled]  # the model has no no_play label
     assert report["num_true_plays"] == len(plays) and report["num_detections"] == len(labelled)

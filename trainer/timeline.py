@@ -1,7 +1,7 @@
 """Plays found and labelled over a whole game video: a timeline.
 
     python -m trainer.timeline --model=JOB_DIR VIDEO [--output_dir=DIR] [--hop_seconds=0.5]
-        [--window_seconds=S] [--min_confidence=0.5] [--plays=plays.csv]
+        [--window_seconds=S] [--min_confidence=0.5] [--min_play_seconds=S] [--plays=plays.csv]
         [--compute_dtype=auto|float32|bfloat16|float16]
 
 The video is decoded once, forward, and resampled at the rate the model's
@@ -79,6 +79,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no_play_label", default=segments_lib.NO_PLAY,
                         help="the model's label for time that is no play: its windows separate "
                              "plays and are not detected plays (default %(default)s)")
+    parser.add_argument("--min_play_seconds", type=float, default=None,
+                        help="detected plays (runs of one play label) shorter than this are "
+                             "dropped from plays and plays.csv; they stay in the segments "
+                             "(default: half a window)")
     parser.add_argument("--plays", default=None,
                         help="a manifest with the video's true plays (label,path,start,end; e.g. "
                              "the demo games' plays.csv): drawn, and scored")
@@ -99,7 +103,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                                     window_seconds=args.window_seconds,
                                     min_confidence=args.min_confidence,
                                     batch_size=args.batch_size, stats=stats,
-                                    no_play_label=args.no_play_label)
+                                    no_play_label=args.no_play_label,
+                                    min_play_seconds=args.min_play_seconds)
         output_dir = args.output_dir or os.path.splitext(args.video)[0] + "_timeline"
         if plays is not None:
             timeline["truth"] = score_plays(timeline, plays)

@@ -148,20 +148,28 @@ def merge_segments(windows: Sequence[Dict[str, Any]], labels: Sequence[str]) -> 
     return segments
 
 
-def detected_plays(segments: Sequence[Dict[str, Any]],
-                   no_play_label: str = NO_PLAY) -> List[Dict[str, Any]]:
-    """The segments that are plays: neither uncertain nor `no_play_label`.
+def detected_plays(segments: Sequence[Dict[str, Any]], no_play_label: str = NO_PLAY,
+                   min_seconds: float = 0.0) -> List[Dict[str, Any]]:
+    """The segments that are plays: neither uncertain nor `no_play_label`, and at least
+    `min_seconds` long.
 
     A detected play is a run of consecutive windows of one play label; its start
     and end are its segment's, halfway between the centres of its first (last)
     window and the window before (after) it: a window's label speaks for its
     centre, so the boundary between two labels is placed where neither
-    window's centre is closer. Its confidence is the segment's (the mean
+    window's centre is closer. A model trained with shifted plays
+    (`beam_jobs.no_play`) names the windows that hold most of a play, whose
+    centres lie in the play, so the run's span is about the play's. Runs
+    shorter than `min_seconds` are dropped (they stay in the segments): one
+    window alone is most often a flicker of another label at a play's edge, or
+    a dead-ball moment that looks like a play, while a real play holds most of
+    several overlapping windows. Its confidence is the segment's (the mean
     probability of its label over its windows), the detection's score.
     """
     return [{"start": s["start"], "end": s["end"], "label": s["label"],
              "confidence": s["confidence"]}
-            for s in segments if s["label"] not in (UNCERTAIN, no_play_label)]
+            for s in segments if s["label"] not in (UNCERTAIN, no_play_label)
+            and s["end"] - s["start"] >= min_seconds - _EPS]
 
 
 def majority_label(segments: Sequence[Dict[str, Any]], start: float, end: float) -> Optional[str]:

@@ -190,12 +190,15 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
                      min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                      batch_size: int = DEFAULT_BATCH_SIZE, mode: str = "cached",
                      stats: Optional[TimelineStats] = None,
-                     no_play_label: str = segments_lib.NO_PLAY) -> Dict[str, Any]:
+                     no_play_label: str = segments_lib.NO_PLAY,
+                     min_play_seconds: Optional[float] = None) -> Dict[str, Any]:
     """The timeline of one video as the `timeline.json` dict (raises UsageError on bad input).
 
     mode "cached" runs the base once per used sampled frame and the head per
     window; "per_window" runs the full model on each window's frames (the
-    baseline the cached mode must equal, and be faster than).
+    baseline the cached mode must equal, and be faster than). Detected plays
+    (`plays`) shorter than `min_play_seconds` (default: half a window) are
+    dropped (`segments.detected_plays`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -204,6 +207,10 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
     if batch_size < 1:
         raise UsageError(f"--batch_size must be >= 1, got {batch_size}")
     grid = window_grid(model, hop_seconds, window_seconds)
+    if min_play_seconds is None:
+        min_play_seconds = grid.window_frames / grid.rate / 2
+    if not (min_play_seconds >= 0 and math.isfinite(min_play_seconds)):
+        raise UsageError(f"--min_play_seconds must be >= 0, got {min_play_seconds}")
     stats = stats if stats is not None else TimelineStats()
     runner = _WindowRunner(model, grid, mode, batch_size, stats)
     stream = frame_stream.StreamStats()
@@ -258,7 +265,8 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
         "counts": {"frames_decoded": stats.frames_decoded, "frames_sampled": num_sampled,
                    "frames_embedded": stats.frames_embedded, "windows": len(windows)},
         "no_play_label": no_play_label,
+        "min_play_seconds": min_play_seconds,
         "segments": segments,
-        "plays": segments_lib.detected_plays(segments, no_play_label),
+        "plays": segments_lib.detected_plays(segments, no_play_label, min_play_seconds),
         "windows": windows,
     }
