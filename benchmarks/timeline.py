@@ -61,8 +61,7 @@ from trainer.serving.timeline_model import TimelineModel  # noqa: E402
 DEMO_RECORD_FLAGS = ["--frame_size=32", "--demo_plays=330"]
 # The detector: the same 330 plays cut from 33 demo game videos, with background clips of
 # no_play (one per play: three quarters from dead-ball time, a quarter hard negatives).
-DETECTOR_RECORD_FLAGS = ["--frame_size=32", "--demo_game_videos=33", "--no_play_clips=1x",
-                         "--shifted_plays=2"]
+DETECTOR_RECORD_FLAGS = ["--frame_size=32", "--demo_game_videos=33"]
 DEMO_EMBED_FLAGS = ["--weights=none", "--cut_layer=block2_pool"]
 DEMO_TRAIN_FLAGS = ["--num_frames=8", "--trainable_from=none", "--rnn=gru", "--rnn_units=64",
                     "--epochs=60", "--batch_size=8", "--learning_rate=3e-3"]
@@ -212,7 +211,9 @@ def demo_part(args, work: str):
     print(f"game_seed={args.game_seed} games={args.games} hop_seconds={args.hop_seconds} "
           f"profile={args.profile}", flush=True)
     model_dir = args.model or train_demo_model(
-        os.path.join(work, "detector"), DETECTOR_RECORD_FLAGS, args.profile,
+        os.path.join(work, "detector"),
+        DETECTOR_RECORD_FLAGS + [f"--no_play_clips={args.no_play_clips}",
+                                 f"--shifted_plays={args.shifted_plays}"], args.profile,
         args.train_flags.split())
     model = TimelineModel(model_dir)
     print(f"detector_model={model_dir} labels={len(model.labels)}", flush=True)
@@ -269,6 +270,10 @@ def main(argv=None) -> None:
                         help="skip the baseline (the plays-only model)")
     parser.add_argument("--profile", default="default", choices=("default", "hard"),
                         help="demo profile of the training and test games")
+    parser.add_argument("--no_play_clips", default="1x",
+                        help="the detector's background clips (the records job's flag)")
+    parser.add_argument("--shifted_plays", type=int, default=2,
+                        help="the detector's shifted copies of each training play")
     parser.add_argument("--train_flags", default="",
                         help="more trainer.task flags for the detector (space-separated)")
     parser.add_argument("--work_dir", default="",
