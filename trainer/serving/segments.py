@@ -78,6 +78,15 @@ class WindowGrid:
         k = int(math.ceil(first_start / self.hop_frames - _EPS))
         return [k] if self.start(k) == first_start else []
 
+    def first_window_at(self, j: int) -> int:
+        """The first window whose start frame is at or after sampled frame j."""
+        k = max(int(math.ceil(j / self.hop_frames - _EPS)), 0)
+        while self.start(k) < j:
+            k += 1
+        while k > 0 and self.start(k - 1) >= j:
+            k -= 1
+        return k
+
     def windows_holding(self, j: int) -> List[int]:
         """The windows (of a long enough video) whose frames include sampled frame j."""
         first = max(0, int(math.floor((j - self.window_frames + 1) / self.hop_frames)) - 1)

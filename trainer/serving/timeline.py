@@ -86,15 +86,17 @@ class _WindowRunner:
     """Streams sampled frames into windows' probabilities (cached features or the full model)."""
 
     def __init__(self, model: TimelineModel, grid: segments_lib.WindowGrid, mode: str,
-                 batch_size: int, stats: TimelineStats):
+                 batch_size: int, stats: TimelineStats, first_window: int = 0,
+                 stop_window: Optional[int] = None):
         self.model, self.grid, self.mode, self.stats = model, grid, mode, stats
+        self.first_window, self.stop_window = first_window, stop_window
         self.batch_size = batch_size
         self.offsets = model.window_offsets(grid.window_frames)
         self.seen = 0  # sampled frames the stream has reached
         self.pending: List[tuple] = []  # (j, jpeg) waiting for the base
         self.cache: Dict[int, Any] = {}  # j -> features (cached) or jpeg (per_window)
         self.early: Dict[int, bytes] = {}  # unused frames of the first window, for a short video
-        self.next_window = 0
+        self.next_window = first_window
         self.ready: List[int] = []  # windows whose frames are all in the cache
         self.probabilities: List[List[float]] = []
         self.embedded_indices: List[int] = []
@@ -104,10 +106,12 @@ class _WindowRunner:
         self.seen = j + 1
         if j >= self.grid.window_frames:
             self.early.clear()
-        return self.needed(j) or j < self.grid.window_frames
+        return self.needed(j) or (self.first_window == 0 and j < self.grid.window_frames)
 
     def needed(self, j: int) -> bool:
-        return any(j - self.grid.start(k) in self.offsets for k in self.grid.windows_holding(j))
+        return any(j - self.grid.start(k) in self.offsets for k in self.grid.windows_holding(j)
+                   if self.first_window <= k and (self.stop_window is None
+                                                  or k < self.stop_window))
 
     def add(self, j: int, jpeg: bytes) -> None:
         if not self.needed(j):
@@ -133,7 +137,7 @@ class _WindowRunner:
 
     def _collect(self, final: bool) -> None:
         """Moves complete windows to `ready`; runs them in batches; drops frames no window needs."""
-        while True:
+        while self.stop_window is None or self.next_window < self.stop_window:
             k = self.next_window
             start = self.grid.start(k)
             if start + self.grid.window_frames > self.seen:
@@ -161,9 +165,10 @@ class _WindowRunner:
         self.probabilities.extend(p.tolist() for p in probs)
         self.ready = []
 
-    def finish(self, num_sampled: int) -> None:
+    def finish(self, num_sampled: int, complete: bool = True) -> None:
+        """Runs the windows left; `complete`: the stream reached its end (not broken)."""
         self.seen = num_sampled
-        if num_sampled < self.grid.window_frames:
+        if num_sampled < self.grid.window_frames and self.first_window == 0 and complete:
             self._finish_short(num_sampled)
             return
         self._embed()
@@ -185,6 +190,56 @@ class _WindowRunner:
         self._run_ready(offsets, frames_of=lambda k: offsets)
 
 
+@dataclasses.dataclass
+class WindowScan:
+    """The probabilities of windows first_window, first_window + 1, ... of one video (`scan_windows`)."""
+
+    first_window: int
+    probabilities: List[List[float]]
+    stream: frame_stream.StreamStats  # frames_sampled, duration: where the stream stopped
+    reached_end: bool  # the stream ran to the video's end (not stopped at the range's end)
+    error: Optional[PlayError] = None  # the stream broke (windows before the break are kept)
+
+
+def scan_windows(model: TimelineModel, video: str, grid: segments_lib.WindowGrid, *,
+                 first_window: int = 0, stop_window: Optional[int] = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, mode: str = "cached",
+                 stats: Optional[TimelineStats] = None) -> WindowScan:
+    """Windows [first_window, stop_window) of `video` (to its end when stop_window is None).
+
+    The stream starts at the range's first frame on the whole video's grid
+    (`frame_stream.sample_video`'s `first`, a seek) and stops after its last
+    window's last frame, so a range's windows equal the same windows of one pass
+    over the video. A stream that breaks before the range's first frame (a
+    video that cannot be opened) raises PlayError; one that breaks inside the
+    range returns the windows completed before the break, with `error`.
+    """
+    stats = stats if stats is not None else TimelineStats()
+    runner = _WindowRunner(model, grid, mode, batch_size, stats, first_window, stop_window)
+    stream = frame_stream.StreamStats()
+    first = grid.start(first_window)
+    stop = None if stop_window is None else grid.start(stop_window - 1) + grid.window_frames
+    error = None
+    began = time.perf_counter()
+    try:
+        for j, jpeg in frame_stream.sample_video(video, grid.rate, model.sampling,
+                                                 wanted=runner.wanted, stats=stream,
+                                                 first=first, stop=stop):
+            runner.add(j, jpeg)
+    except PlayError as err:
+        if not runner.probabilities and stream.frames_sampled <= first:
+            raise  # nothing of the range was read
+        error = err
+    reached_end = error is None and (stop is None or stream.frames_sampled < stop)
+    runner.finish(stream.frames_sampled, complete=error is None)
+    stats.wall_seconds += time.perf_counter() - began
+    stats.frames_decoded += stream.frames_decoded
+    stats.frames_sampled += max(stream.frames_sampled - first, 0)
+    stats.duration = max(stats.duration, stream.duration)
+    stats.windows += len(runner.probabilities)
+    return WindowScan(first_window, runner.probabilities, stream, reached_end, error)
+
+
 def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = DEFAULT_HOP_SECONDS,
                      window_seconds: Optional[float] = None,
                      min_confidence: float = DEFAULT_MIN_CONFIDENCE,
@@ -202,6 +257,32 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    grid, min_play_seconds = check_settings(model, hop_seconds, window_seconds, min_confidence,
+                                            batch_size, min_play_seconds)
+    stats = stats if stats is not None else TimelineStats()
+    try:
+        scan = scan_windows(model, video, grid, batch_size=batch_size, mode=mode, stats=stats)
+        if scan.error is not None:
+            raise scan.error
+    except PlayError as err:
+        fix = {"missing_path": "check the path",
+               "no_frames": "the file holds no video frames: pass a game video"}.get(
+                   err.kind, "pass a video file PyAV/FFmpeg can decode (mp4, mkv, mov, ...)")
+        raise UsageError(f"{err.reason}: {fix}") from err
+    stream = scan.stream
+    stats.frames_decoded, stats.frames_sampled = stream.frames_decoded, stream.frames_sampled
+    stats.duration, stats.windows = stream.duration, len(scan.probabilities)
+    counts = {"frames_decoded": stats.frames_decoded, "frames_sampled": stream.frames_sampled,
+              "frames_embedded": stats.frames_embedded}
+    return assemble_timeline(model, grid, video, scan.probabilities, stream.duration,
+                             stream.frames_sampled, min_confidence=min_confidence,
+                             no_play_label=no_play_label, min_play_seconds=min_play_seconds,
+                             counts=counts)
+
+
+def check_settings(model: TimelineModel, hop_seconds: float, window_seconds: Optional[float],
+                   min_confidence: float, batch_size: int, min_play_seconds: Optional[float]):
+    """(window grid, min_play_seconds resolved) for these flags; UsageError if they do not fit."""
     if not 0 <= min_confidence <= 1:
         raise UsageError(f"--min_confidence must be in [0, 1], got {min_confidence}")
     if batch_size < 1:
@@ -211,29 +292,20 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
         min_play_seconds = grid.window_frames / grid.rate / 2
     if not (min_play_seconds >= 0 and math.isfinite(min_play_seconds)):
         raise UsageError(f"--min_play_seconds must be >= 0, got {min_play_seconds}")
-    stats = stats if stats is not None else TimelineStats()
-    runner = _WindowRunner(model, grid, mode, batch_size, stats)
-    stream = frame_stream.StreamStats()
-    began = time.perf_counter()
-    try:
-        for j, jpeg in frame_stream.sample_video(
-                video, grid.rate, model.sampling, wanted=runner.wanted, stats=stream):
-            runner.add(j, jpeg)
-    except PlayError as err:
-        fix = {"missing_path": "check the path",
-               "no_frames": "the file holds no video frames: pass a game video"}.get(
-                   err.kind, "pass a video file PyAV/FFmpeg can decode (mp4, mkv, mov, ...)")
-        raise UsageError(f"{err.reason}: {fix}") from err
-    runner.finish(stream.frames_sampled)
-    stats.wall_seconds = time.perf_counter() - began
-    stats.frames_decoded, stats.frames_sampled = stream.frames_decoded, stream.frames_sampled
-    stats.duration, stats.windows = stream.duration, len(runner.probabilities)
+    return grid, min_play_seconds
 
-    num_sampled = stream.frames_sampled
-    notes = []
+
+def assemble_timeline(model: TimelineModel, grid: segments_lib.WindowGrid, video: str,
+                      probabilities: Sequence[Sequence[float]], duration: float,
+                      num_sampled: int, *, min_confidence: float, no_play_label: str,
+                      min_play_seconds: float, counts: Optional[Dict[str, int]] = None,
+                      notes: Sequence[str] = ()) -> Dict[str, Any]:
+    """The `timeline.json` dict of a video's windows 0 .. len(probabilities) - 1 (in order):
+    windows, segments and detected plays (`trainer.serving.segments`)."""
+    notes = list(notes)
     window_seconds = grid.window_frames / grid.rate
     if num_sampled < grid.window_frames:
-        notes.append(f"the video ({stream.duration:.2f} s) is shorter than one window "
+        notes.append(f"the video ({duration:.2f} s) is shorter than one window "
                      f"({window_seconds:g} s): one window over all its {num_sampled} sampled frames")
     if model.frame_rate and abs(grid.rate - model.frame_rate) > 1e-6 * model.frame_rate:
         notes.append(f"windows of {window_seconds:g} s are sampled at {grid.rate:g} frames/s; the "
@@ -246,8 +318,7 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
                      f"--hop_seconds is a multiple of {stride / grid.rate:g} s, the model's "
                      f"frame stride")
     windows = segments_lib.describe_windows(
-        grid, runner.probabilities, model.labels, stream.duration, min_confidence,
-        num_sampled=num_sampled)
+        grid, probabilities, model.labels, duration, min_confidence, num_sampled=num_sampled)
     segments = segments_lib.merge_segments(windows, model.labels)
     return {
         "video": video,
@@ -260,10 +331,9 @@ def compute_timeline(model: TimelineModel, video: str, *, hop_seconds: float = D
         "compute_dtype": getattr(model, "compute_dtype", "float32"),
         "min_confidence": min_confidence,
         "uncertain_label": segments_lib.UNCERTAIN,
-        "duration": stream.duration,
+        "duration": duration,
         "notes": notes,
-        "counts": {"frames_decoded": stats.frames_decoded, "frames_sampled": num_sampled,
-                   "frames_embedded": stats.frames_embedded, "windows": len(windows)},
+        "counts": dict(counts or {}, frames_sampled=num_sampled, windows=len(windows)),
         "no_play_label": no_play_label,
         "min_play_seconds": min_play_seconds,
         "segments": segments,
