@@ -1,4 +1,4 @@
-"""The Beam jobs (records, embed, prediction): thin command modules over named PTransforms.
+"""The Beam jobs (records, embed, prediction, find plays): thin command modules over named PTransforms.
 
-Imports: schemas, media, backbone, demo_data, trainer.evaluation.metrics, trainer.serving.compute_dtype.
+Imports: schemas, media, backbone, demo_data, trainer.evaluation, trainer.serving.
 """

@@ -39,7 +39,7 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 from beam_jobs import embed_pipeline, options as options_lib, outputs, records_folder  # pylint: disable=wrong-import-position
 from beam_jobs.embed_pipeline import EmbedConfig  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
-    InferenceOptions, OutputOptions, RecordsDirOptions)
+    ComputeDtypeOptions, InferenceOptions, OutputOptions, RecordsDirOptions)
 from beam_jobs import progress  # pylint: disable=wrong-import-position
 from schemas import dataset_card, feature_record, features_card  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
@@ -66,7 +66,8 @@ class EmbedOptions(PipelineOptions):
                             help="seed of the random base with --weights=none")
 
 
-OPTION_CLASSES = (EmbedOptions, RecordsDirOptions, InferenceOptions, OutputOptions)
+OPTION_CLASSES = (EmbedOptions, RecordsDirOptions, InferenceOptions, ComputeDtypeOptions,
+                  OutputOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:

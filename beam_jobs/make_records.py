@@ -39,7 +39,7 @@ from beam_jobs import no_play as no_play_lib  # pylint: disable=wrong-import-pos
 from beam_jobs import outputs, records_pipeline, plays, splits as splits_lib  # pylint: disable=wrong-import-position
 from beam_jobs import progress  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
-    DemoOptions, ManifestOptions, OutputOptions)
+    DemoOptions, ManifestOptions, NoPlayLabelOptions, OutputOptions)
 from schemas import dataset_card, labels as labels_lib, sampling  # pylint: disable=wrong-import-position
 from schemas.errors import UsageError  # pylint: disable=wrong-import-position
 from schemas.sampling import FrameSampling  # pylint: disable=wrong-import-position
@@ -49,7 +49,7 @@ DEFAULT_OUTPUT_DIR = "runs/demo/records"
 
 class RecordsOptions(PipelineOptions):
     """The records job's own flags (`--input`: ManifestOptions; `--output_dir`, `--num_shards`,
-    `--overwrite`: OutputOptions)."""
+    `--overwrite`: OutputOptions; `--no_play_label`: NoPlayLabelOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -115,10 +115,6 @@ class RecordsOptions(PipelineOptions):
         parser.add_argument(
             "--max_shift", type=float, default=0.3,
             help="how far --shifted_plays move a play, as a share of its length (at most 0.5)")
-        parser.add_argument(
-            "--no_play_label", default=no_play_lib.DEFAULT_LABEL,
-            help="the reserved label of the background clips (a user label of the same name is "
-                 "refused: rename it here)")
 
 
 def demo_plays_per_game() -> int:
@@ -126,7 +122,8 @@ def demo_plays_per_game() -> int:
     return demo_plays.PLAYS_PER_GAME
 
 
-OPTION_CLASSES = (RecordsOptions, ManifestOptions, DemoOptions, OutputOptions)
+OPTION_CLASSES = (RecordsOptions, ManifestOptions, DemoOptions, NoPlayLabelOptions,
+                  OutputOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,8 @@ Beam gathers the flags of every imported `PipelineOptions` subclass into one
 parser, so a flag may be declared by one class only: the flags that several
 jobs take live here (`OutputOptions`: all three; `ManifestOptions`: the records
 and prediction jobs; `RecordsDirOptions` and `InferenceOptions`: the embed and
-prediction jobs; `DemoOptions`, the records job's demo knobs, beside them). A job's
+prediction jobs; `ComputeDtypeOptions`: those two and the find-plays job; `ModelOptions`: the
+prediction and find-plays jobs; `NoPlayLabelOptions`: the records and find-plays jobs; `DemoOptions`, the records job's demo knobs, beside them). A job's
 `OPTION_CLASSES` lists the classes it takes, and
 `check_flags` refuses a flag of another playclips job's classes that Beam knows
 because they are imported in the same process (the shared ones always are).
@@ -77,7 +78,32 @@ class ManifestOptions(PipelineOptions):
                  "start,end]; relative paths are relative to the manifest; start and end, in "
                  "seconds, cut the play from a longer video) or a folder tree "
                  "ROOT/<label>/<play_id>/<frames> | ROOT/<label>/<play_id>.<mp4|avi|mov|webm|mkv>. "
-                 "Records job default: synthetic demo plays")
+                 "Records job default: synthetic demo plays. Find-plays job: game videos (a glob, "
+                 "a folder of videos, or a manifest with a path column; its rows with "
+                 "label,start,end are the true plays)")
+
+
+class ModelOptions(PipelineOptions):
+    """The exported model a job runs (the prediction and find-plays jobs)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--model", default="",
+                            help="the training JOB_DIR (local or gs://; the prediction job also "
+                                 "takes its saved_model/ folder; the find-plays job needs the "
+                                 "JOB_DIR, with model.keras)")
+
+
+class NoPlayLabelOptions(PipelineOptions):
+    """The label of time that is no play (the records and find-plays jobs)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--no_play_label", default="no_play",
+            help="records job: the reserved label of the background clips (a user label of the "
+                 "same name is refused: rename it here); find-plays job: the model's label for "
+                 "time that is no play, whose windows separate plays (default %(default)s)")
 
 
 class RecordsDirOptions(PipelineOptions):
@@ -93,9 +119,8 @@ DEFAULT_BATCH_SIZE = 4  # plays per inference batch
 
 
 class InferenceOptions(PipelineOptions):
-    """How RunInference batches plays, holds its model and computes (the embed and prediction
-    jobs). `--compute_dtype` takes no argparse choices, so that a bad value is one `error:`
-    line (`compute_dtype`), as the other usage errors, not Beam's whole usage."""
+    """How RunInference batches plays and holds its model (the embed and prediction jobs; what
+    the model computes in: `ComputeDtypeOptions`)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -109,11 +134,21 @@ class InferenceOptions(PipelineOptions):
                             help="with worker processes: how many copies of the model a machine "
                                  "loads and shares (0: one per process, or one with "
                                  "--share_model_across_processes)")
+
+
+class ComputeDtypeOptions(PipelineOptions):
+    """The dtype a job's model computes in (the embed, prediction and find-plays jobs). It takes
+    no argparse choices, so that a bad value is one `error:` line (`compute_dtype`), as the
+    other usage errors, not Beam's whole usage."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
         parser.add_argument("--compute_dtype", default="auto",
                             metavar="{" + ",".join(precision.COMPUTE_DTYPES) + "}",
                             help=precision.compute_dtype_help(
                                 "the model", "resolved on the launching machine and recorded in "
-                                "the job's card (features.json, predictions.json)"))
+                                "the job's card (features.json, predictions.json, "
+                                "find_plays.json)"))
 
 
 def compute_dtype(args: argparse.Namespace) -> str:

@@ -3,6 +3,7 @@
     WriteSplitShards     (split, label, record bytes) -> <split>-SSSSS-of-NNNNN.tfrecord[.gz]
     WriteRejected        rejections -> rejected-SSSSS-of-NNNNN.jsonl (one JSON object per line)
     WriteCard            the card (dataset.json, features.json, predictions.json), once every file above is written
+                         (the find-plays job writes its find_plays.json itself, last too)
     prepare_output_dir   the output folder rule, at launch
     read_card, summary   the card a run wrote, and the job's closing lines
 
@@ -39,11 +40,12 @@ PLAYS = "plays"  # the main output of the jobs' transforms
 REJECTED = "rejected"  # their tagged output of rejections
 METRICS_NAMESPACE = "playclips"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
-CARD_NAMES = (dataset_card.CARD_NAME, features_card.CARD_NAME, predictions_card.CARD_NAME)
+CARD_NAMES = (dataset_card.CARD_NAME, features_card.CARD_NAME, predictions_card.CARD_NAME,
+              "find_plays.json")
 # What a run of any job writes into --output_dir (--overwrite deletes these, the cards first).
 OUTPUT_FILE_RE = re.compile(r"^(dataset\.json|features\.json|predictions\.json|eval\.json|"
-                            r"base\.keras|preview\.png|"
-                            r"[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl))$")
+                            r"find_plays\.json|base\.keras|preview\.png|"
+                            r"[\w.-]+-\d{5}-of-\d{5}\.(tfrecord(\.gz)?|jsonl|csv))$")
 
 
 def count(name: str, n: int = 1) -> None:

@@ -41,7 +41,8 @@ from apache_beam.options.pipeline_options import (  # pylint: disable=wrong-impo
 from beam_jobs import options as options_lib, outputs, plays, predict_pipeline  # pylint: disable=wrong-import-position
 from beam_jobs import records_folder  # pylint: disable=wrong-import-position
 from beam_jobs.options import (  # pylint: disable=wrong-import-position
-    InferenceOptions, ManifestOptions, OutputOptions, RecordsDirOptions)
+    ComputeDtypeOptions, InferenceOptions, ManifestOptions, ModelOptions, OutputOptions,
+    RecordsDirOptions)
 from beam_jobs.predict_pipeline import PredictConfig  # pylint: disable=wrong-import-position
 from schemas import export_card, predictions_card  # pylint: disable=wrong-import-position
 from schemas.errors import SchemaError, UsageError, one_line  # pylint: disable=wrong-import-position
@@ -53,20 +54,19 @@ SPLITS = ("test", "val", "train", "all")
 
 
 class PredictOptions(PipelineOptions):
-    """The prediction job's own flags (the others: the shared classes in OPTION_CLASSES)."""
+    """The prediction job's own flags (the others, `--model` too: the shared classes in
+    OPTION_CLASSES)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--model", default="",
-                            help="the training JOB_DIR or its saved_model/ folder (local or gs://)")
         parser.add_argument("--split", choices=SPLITS, default="test",
                             help="with --records_dir: the split to predict (all: every split)")
         parser.add_argument("--top_k", type=int, default=3,
                             help="labels with their probabilities per play (default 3)")
 
 
-OPTION_CLASSES = (PredictOptions, ManifestOptions, RecordsDirOptions, InferenceOptions,
-                  OutputOptions)
+OPTION_CLASSES = (PredictOptions, ModelOptions, ManifestOptions, RecordsDirOptions, InferenceOptions,
+                  ComputeDtypeOptions, OutputOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:

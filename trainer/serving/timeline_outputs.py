@@ -95,9 +95,9 @@ def score_detections(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]],
 
 
 def write_outputs(timeline: Dict[str, Any], output_dir: str,
-                  plays: Optional[Sequence[Dict[str, Any]]] = None) -> None:
-    """timeline.json, timeline.csv, plays.csv and timeline.png (and eval.json when scored)
-    into `output_dir` (local or gs://)."""
+                  plays: Optional[Sequence[Dict[str, Any]]] = None, png: bool = True) -> None:
+    """timeline.json, timeline.csv, plays.csv and timeline.png (unless `png` is False; and
+    eval.json when scored) into `output_dir` (local or gs://)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from trainer.serving import timeline_plot  # pylint: disable=g-import-not-at-top
     tf.io.gfile.makedirs(output_dir)
@@ -117,8 +117,9 @@ def write_outputs(timeline: Dict[str, Any], output_dir: str,
     writer.writerows(plays_rows(timeline))
     with tf.io.gfile.GFile(posixpath.join(output_dir, PLAYS_NAME), "w") as f:
         f.write(text.getvalue())
-    with tf.io.gfile.GFile(posixpath.join(output_dir, PNG_NAME), "wb") as f:
-        f.write(timeline_plot.render_png(timeline, plays))
+    if png:
+        with tf.io.gfile.GFile(posixpath.join(output_dir, PNG_NAME), "wb") as f:
+            f.write(timeline_plot.render_png(timeline, plays))
     if "detection" in timeline:
         with tf.io.gfile.GFile(posixpath.join(output_dir, EVAL_NAME), "w") as f:
             f.write(json.dumps(timeline["detection"], indent=1, sort_keys=True))
