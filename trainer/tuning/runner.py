@@ -189,8 +189,16 @@ def make_oracle(options: SearchOptions,
             objective, max_epochs=options.epochs, factor=3, seed=options.seed, hyperparameters=hp)
         oracle.max_trials = options.max_trials  # create_trial stops at it
         return oracle
+    # KerasTuner's default, 3 random trials per dimension (18), would leave a 10-trial search
+    # random: a third of the trials (at least 2) are random, the rest follow its Gaussian process.
     return keras_tuner.oracles.BayesianOptimizationOracle(
-        objective, max_trials=options.max_trials, seed=options.seed, hyperparameters=hp)
+        objective, max_trials=options.max_trials, seed=options.seed, hyperparameters=hp,
+        num_initial_points=initial_points(options.max_trials, len(space)))
+
+
+def initial_points(max_trials: int, dimensions: int) -> int:
+    """The random trials that start a Bayesian search (kept from its first run on resume)."""
+    return min(3 * dimensions, max(2, max_trials // 3))
 
 
 def check_same_search(options: SearchOptions) -> None:
