@@ -20,6 +20,7 @@ from trainer import task, tune  # noqa: E402
 from trainer.data import sources  # noqa: E402
 from trainer.training import hypertune  # noqa: E402
 from trainer.training import train as train_lib  # noqa: E402
+from trainer.tuning import runner  # noqa: E402
 from trainer.tuning import space as space_lib  # noqa: E402
 from trainer.tuning import vertex  # noqa: E402
 from tests.test_train_from_features import CUT  # noqa: E402
@@ -198,3 +199,28 @@ def test_space_frames_and_exact_flag_values():
                                    "dropout": value, "learning_rate": 1e-3, "batch_size": 8})
     config = task.parse_args([*flags, "--features_dir=x", "--job_dir=y"])
     assert config.model.dropout == value and config.model.rnn_units == 32
+
+
+def test_a_search_resumes_only_with_its_settings(features_dir, tmp_path, capsys):
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "search.json").write_text(json.dumps({
+        "features_dir": features_dir, "tuner": "hyperband", "epochs": 2, "seed": 0,
+        "fixed_flags": FIXED}))
+    assert _tune(features_dir, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a search with other settings (tuner='hyperband')" in err[0]
+    assert not (out / "keras_tuner").exists()
+
+
+def test_hyperband_trials_train_for_its_epochs():
+    options = runner.SearchOptions("feats", "out", epochs=9, tuner="hyperband",
+                                   fixed_flags=("--seed=1",))
+    values = {"head": "rnn", "rnn_units": 32, "num_frames": 4, "dropout": 0.0,
+              "learning_rate": 1e-3, "batch_size": 8, "tuner/epochs": 3, "tuner/round": 0}
+    flags = runner.trial_command(options, values)
+    assert flags[:2] == ["--features_dir=feats", "--seed=1"] and flags[-1] == "--epochs=3"
+    config = runner.trial_config(options, values, "job")
+    assert config.training.epochs == 3 and config.evaluation.eval_split == "none"
+    assert runner.initial_points(10, 6) == 3 and runner.initial_points(2, 6) == 2
+    assert runner.initial_points(100, 6) == 18

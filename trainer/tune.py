@@ -1,7 +1,7 @@
 """`python -m trainer.tune`: a hyperparameter search over cached features (KerasTuner).
 
     python -m trainer.tune --features_dir=runs/demo/features --output_dir=runs/demo/tune \
-        [--max_trials=10] [--epochs=10] [--tuner=bayesian|hyperband] [--search_seed=0] \
+        [--max_trials=N] [--epochs=10] [--tuner=bayesian|hyperband] [--search_seed=0] \
         [trainer flags shared by every trial, e.g. --seed=1 --strategy=default]
 
 Searches the head and its width, the frames per clip, dropout, learning rate
@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="",
                         help="the search's folder: the tuner's state, one job folder per trial, "
                              "trials.csv, trials.png, best_flags.txt")
-    parser.add_argument("--max_trials", type=_positive_int("max_trials"), default=10,
-                        help="trials in all (a resumed search counts those done; hyperband: at "
-                             "most this many) (default %(default)s)")
+    parser.add_argument("--max_trials", type=_positive_int("max_trials"), default=None,
+                        help="trials in all, those of a resumed search included (default: 10; "
+                             "hyperband: as many as its brackets hold)")
     parser.add_argument("--epochs", type=_positive_int("epochs"), default=10,
                         help="epochs per trial (hyperband: the most a trial gets) "
                              "(default %(default)s)")

@@ -34,7 +34,7 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.engine import base_tuner
 
-from schemas.errors import UsageError
+from schemas.errors import UsageError, one_line
 from trainer.config import SECTIONS, TrainConfig, parse_flags
 from trainer.data import sources
 from trainer.training import preemption, train
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 OBJECTIVE = space_lib.OBJECTIVE
 TUNERS = ("bayesian", "hyperband")
+DEFAULT_MAX_TRIALS = 10  # of a Bayesian search
 # A trial reads no test split and exports nothing; the best trial's command drops these.
 TRIAL_FLAGS = space_lib.TRIAL_FLAGS
 # Flags that trainer.tune sets itself: never among the fixed trainer flags.
@@ -64,7 +65,7 @@ class SearchOptions:
 
     features_dir: str
     output_dir: str
-    max_trials: int = 10
+    max_trials: Optional[int] = None  # None: 10 (bayesian), all its brackets hold (hyperband)
     epochs: int = 10  # per trial (hyperband: the most a trial gets)
     tuner: str = "bayesian"
     seed: int = 0  # of the oracle's choices
@@ -101,7 +102,7 @@ def prepare(options: SearchOptions) -> Tuple[space_lib.Param, ...]:
     """Checks the options (UsageError) and returns the search space of the features."""
     if options.tuner not in TUNERS:
         raise UsageError(f"unknown --tuner={options.tuner!r}: use one of {', '.join(TUNERS)}")
-    if options.max_trials < 1 or options.epochs < 1:
+    if (options.max_trials is not None and options.max_trials < 1) or options.epochs < 1:
         raise UsageError("--max_trials and --epochs must be >= 1")
     card = sources.load_features_card(options.features_dir)
     if not card.counts.get("val"):
@@ -165,6 +166,10 @@ class TrainerTuner(base_tuner.BaseTuner):
             summary = train.train(config)
         except (UsageError, preemption.Preempted) as err:
             raise _Stop(err) from err
+        except Exception as err:  # KerasTuner records the trial as failed and goes on
+            logger.warning("trial %s failed: %s: %s", trial.trial_id, type(err).__name__,
+                           one_line(err))
+            raise
         best = summary.get("best") or {}
         if best.get("monitor") != OBJECTIVE:
             raise keras_tuner.errors.FailedTrialError(f"trial {trial.trial_id}: no {OBJECTIVE}")
@@ -187,13 +192,14 @@ def make_oracle(options: SearchOptions,
     if options.tuner == "hyperband":
         oracle = keras_tuner.oracles.HyperbandOracle(
             objective, max_epochs=options.epochs, factor=3, seed=options.seed, hyperparameters=hp)
-        oracle.max_trials = options.max_trials  # create_trial stops at it
+        oracle.max_trials = options.max_trials  # create_trial stops at it (None: no cap)
         return oracle
+    max_trials = options.max_trials or DEFAULT_MAX_TRIALS
     # KerasTuner's default, 3 random trials per dimension (18), would leave a 10-trial search
     # random: a third of the trials (at least 2) are random, the rest follow its Gaussian process.
     return keras_tuner.oracles.BayesianOptimizationOracle(
-        objective, max_trials=options.max_trials, seed=options.seed, hyperparameters=hp,
-        num_initial_points=initial_points(options.max_trials, len(space)))
+        objective, max_trials=max_trials, seed=options.seed, hyperparameters=hp,
+        num_initial_points=initial_points(max_trials, len(space)))
 
 
 def initial_points(max_trials: int, dimensions: int) -> int:
