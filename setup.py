@@ -40,6 +40,15 @@ REQUIRED = [
     # 12.3.0: Beam >= 2.72 requires pillow >= 12.1.1, < 13.
     "pillow==12.3.0",
     "matplotlib==3.9.2",
+    # 1.4.7: the KerasTuner tested (python -m trainer.tune); its Bayesian oracle needs scipy and
+    # scikit-learn (the keras-tuner[bayesian] extra, unpinned there): 1.14.1 and 1.5.2 are the
+    # versions tested here with numpy 1.26.4 (both accept numpy < 2).
+    "keras-tuner==1.4.7",
+    "scipy==1.14.1",
+    "scikit-learn==1.5.2",
+    # 0.1.0.dev6: the newest cloudml-hypertune (all its releases are .dev): a Vertex AI tuning trial
+    # reports val_accuracy through it (trainer/training/hypertune.py).
+    "cloudml-hypertune==0.1.0.dev6",
 ]
 
 EXTRAS = {

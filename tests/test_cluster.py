@@ -459,7 +459,22 @@ def test_cloudbuild_commands_use_files_and_flags_that_exist():
                 # gcloud splits --args at commas: each item is one trainer flag.
                 _check_trainer(trainer_args[0].split(","))
                 checked.add("vertex ai")
-    assert checked >= {"make", "beam_jobs/make_records.py", "docker build", "vertex ai"}, checked
+            elif words[:4] == ["gcloud", "ai", "hp-tuning-jobs", "create"]:
+                assert any(w.startswith("--config=") for w in words), words
+                # The config is vertex/hp_tuning.yaml with its placeholders filled in: each trial
+                # is the trainer with the file's arguments and one value of every parameter.
+                with open(os.path.join(ROOT, "vertex", "hp_tuning.yaml")) as f:
+                    job = yaml.safe_load(f)
+                args = job["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+                args = [a.replace("FEATURES_DIR", "gs://b/f").replace("EPOCHS", "3") for a in args]
+                for parameter in job["studySpec"]["parameters"]:
+                    spec = parameter.get("categoricalValueSpec") or {}
+                    value = spec["values"][0] if spec else parameter["doubleValueSpec"]["minValue"]
+                    args.append(f"--{parameter['parameterId']}={value}")
+                _check_trainer([*args, "--job_dir=gs://b/j"])
+                checked.add("vertex ai tuning")
+    assert checked >= {"make", "beam_jobs/make_records.py", "docker build", "vertex ai",
+                       "vertex ai tuning"}, checked
 
 
 def test_cloudbuild_check_catches_an_unknown_flag():

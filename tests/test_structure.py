@@ -21,9 +21,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OURS = ("schemas", "media", "backbone", "demo_data", "beam_jobs", "trainer")
 # Modules users run: they may import anything of ours except another command.
-COMMANDS = {"trainer.task", "trainer.predict", "trainer.timeline", "trainer.data_service",
-            "beam_jobs.make_records", "beam_jobs.embed_records", "beam_jobs.predict_plays",
-            "beam_jobs.find_plays"}
+COMMANDS = {"trainer.task", "trainer.tune", "trainer.predict", "trainer.timeline",
+            "trainer.data_service", "beam_jobs.make_records", "beam_jobs.embed_records",
+            "beam_jobs.predict_plays", "beam_jobs.find_plays"}
 MAX_LINES = 450
 
 

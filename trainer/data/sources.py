@@ -8,7 +8,9 @@ checked once at start-up. `resolve_play_source` turns the run's data settings
 the clip settings) into one; `resolve_feature_source` adds the features of
 --features_dir. With --skip_corrupt_records every shard is scanned here and
 the corrupt ones are named in `Source.corrupt_files`: the rest of the run
-learns of the flag from there. Problems a user can fix raise UsageError.
+learns of the flag from there. A split in `skip` (the test split of a run that
+does not evaluate it: a tuning trial) is left out unread, as if it had no
+files. Problems a user can fix raise UsageError.
 """
 
 from __future__ import annotations
@@ -210,8 +212,9 @@ def load_features_card(features_dir: str) -> features_card.FeaturesCard:
         return features_card.FeaturesCard.from_json(f.read())
 
 
-def resolve_feature_source(data: DataConfig, plays: Source) -> Source:
-    """The cached features of `data.features_dir`, checked against the play records' card."""
+def resolve_feature_source(data: DataConfig, plays: Source, skip: Sequence[str] = ()) -> Source:
+    """The cached features of `data.features_dir`, checked against the play records' card
+    (the splits in `skip` left out)."""
     card = load_features_card(data.features_dir)
     if list(card.labels) != list(plays.labels):
         raise UsageError(f"the features' labels {card.labels} differ from the records' "
@@ -225,7 +228,8 @@ def resolve_feature_source(data: DataConfig, plays: Source) -> Source:
     corrupt_files = {} if data.skip_corrupt_records else None
     for split in dataset_card.SPLITS:
         pattern = os.path.join(data.features_dir, card.shard_glob(split))
-        files[split] = sorted(tf.io.gfile.glob(pattern)) if card.counts.get(split) else []
+        files[split] = (sorted(tf.io.gfile.glob(pattern))
+                        if card.counts.get(split) and split not in skip else [])
         counts[split] = int(card.counts.get(split, 0)) if files[split] else 0
         if corrupt_files is not None and files[split]:
             counts[split], bad = corrupt_lib.scan_for_corrupt_records(split, files[split], "none")
@@ -277,14 +281,17 @@ def _split_files(data: DataConfig, data_dir: str,
     return files
 
 
-def resolve_play_source(data: DataConfig, data_dir: Optional[str] = None) -> Source:
+def resolve_play_source(data: DataConfig, data_dir: Optional[str] = None,
+                        skip: Sequence[str] = ()) -> Source:
     """The play records of a run's data settings; every shard file is checked once (UsageError).
 
-    `data_dir` overrides `data.data_dir` (the records folder a features card names).
+    `data_dir` overrides `data.data_dir` (the records folder a features card names); the
+    splits in `skip` are left out (no files, not read).
     """
     data_dir = data_dir or data.data_dir
     card = load_card(data_dir) if data_dir else None
-    files = _split_files(data, data_dir, card)
+    files = {split: ([] if split in skip else split_files_)
+             for split, split_files_ in _split_files(data, data_dir, card).items()}
     if not files["train"]:
         raise UsageError("no training data: give --data_dir or --train_files")
     if card is None:

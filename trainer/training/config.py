@@ -17,6 +17,7 @@ MIXED_PRECISION = ("none", "bf16", "fp16")
 JIT_COMPILE = ("auto", "true", "false")
 CLASS_WEIGHTS = ("none", "balanced")
 EXPORT_WEIGHTS = ("best", "last")
+EVAL_SPLITS = ("test", "val", "none")
 
 
 @dataclasses.dataclass
@@ -71,6 +72,12 @@ class EvaluationConfig:
     export_weights: str = flag("best", "the weights evaluated and exported: the best validation "
                                "epoch's (val_accuracy, ties broken by the lower val_loss) or the "
                                "last epoch's", group="evaluation", choices=EXPORT_WEIGHTS)
+    eval_split: str = flag("test", "the split of the final evaluation (eval.json): test (val when "
+                           "there is no test split), val, or none; a tuning trial (python -m "
+                           "trainer.tune, a Vertex AI trial) uses none, so that test stays unseen",
+                           group="evaluation", choices=EVAL_SPLITS)
+    export: bool = flag(True, "export the classifier at the end (model.keras, saved_model/); a "
+                        "tuning trial does not", group="evaluation")
 
 
 @dataclasses.dataclass
@@ -87,6 +94,10 @@ class RuntimeConfig:
                                group="outputs", env="AIP_CHECKPOINT_DIR")
     log_dir: str = flag("", "TensorBoard logs (default: $AIP_TENSORBOARD_LOG_DIR or "
                         "JOB_DIR/logs)", group="outputs", env="AIP_TENSORBOARD_LOG_DIR")
+    hypertune: bool = flag(False, "report val_accuracy after every epoch to a Vertex AI "
+                           "hyperparameter tuning job (cloudml-hypertune); on by itself when "
+                           "Vertex AI runs the job as a trial (CLOUD_ML_HP_METRIC_FILE or "
+                           "CLOUD_ML_TRIAL_ID set)", group="outputs")
 
     strategy: str = flag("mirrored", "tf.distribute strategy", group="distribution",
                          choices=STRATEGIES)

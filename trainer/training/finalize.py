@@ -3,7 +3,9 @@
 `finalize` puts the trained weights in plain models (outside the strategy),
 replaces them with the best validation epoch's (--export_weights=best) when
 the fit loop recorded one for this model, evaluates the model the task names
-on test (else val) and exports the task's classifier.
+on test (else val; --eval_split) and exports the task's classifier (unless
+--export=false). A tuning trial (--eval_split=none --export=false) does
+neither: test stays unseen while hyperparameters are chosen.
 
 What it writes under JOB_DIR: eval.json and confusion_matrix.png (the
 evaluation), model.keras and saved_model/ (the export).
@@ -56,29 +58,38 @@ def finalize(task: PlayClassificationTask, model: keras.Model, phase: Phase,
     on test (or val) over the play's views and exported with the same views.
 
     `best` and `last` are the fit loop's epoch records, `best_path` its best
-    weights. Returns {"eval": ..., "export": ...} for the run's summary.
+    weights. Returns {"eval": ..., "export": ...} for the run's summary (each when done).
     """
+    if evaluation.eval_split == "none" and not evaluation.export:
+        logger.info("--eval_split=none --export=false: no final evaluation or export")
+        return {}
     plain = task.plain_model(phase)
     plain.set_weights(model.get_weights())
     weights = choose_weights(plain, evaluation.export_weights, best, last, best_path,
                              phase.epochs)
     evaluated, exported_model = task.final_models(plain, phase)
-    logger.info("evaluating and exporting the weights of epoch %s (--export_weights=%s)",
-                weights["epoch"], evaluation.export_weights)
+    doing = " and ".join(name for name, done in (("evaluating", evaluation.eval_split != "none"),
+                                                  ("exporting", evaluation.export)) if done)
+    logger.info("%s the weights of epoch %s (--export_weights=%s)", doing, weights["epoch"],
+                evaluation.export_weights)
     result: Dict[str, Any] = {}
-    report = evaluate_model(task, evaluated, weights, job_dir)
+    report = evaluate_model(task, evaluated, weights, job_dir, evaluation.eval_split)
     if report is not None:
         result["eval"] = report
-    result["export"] = export_classifier(task, exported_model, job_dir)
+    if evaluation.export:
+        result["export"] = export_classifier(task, exported_model, job_dir)
     return result
 
 
 def evaluate_model(task: PlayClassificationTask, model: keras.Model, weights: Dict[str, Any],
-                   job_dir: str) -> Optional[Dict[str, Any]]:
-    """Scores `model` on the task's eval source (test, else val) and writes eval.json; None
-    when there is neither split."""
+                   job_dir: str, eval_split: str = "test") -> Optional[Dict[str, Any]]:
+    """Scores `model` on the task's eval source and writes eval.json: on test (else val) with
+    `eval_split` test, on val with val; None with none, or when there is no such split."""
     plays, source, views = task.plays, task.eval_source, task.eval_views
-    split = "test" if source.files["test"] else "val"
+    if eval_split == "none":
+        logger.info("--eval_split=none: skipped evaluation")
+        return None
+    split = "test" if eval_split == "test" and source.files["test"] else "val"
     if not source.files[split]:
         logger.info("no test or val split: skipped evaluation")
         return None
@@ -88,6 +99,7 @@ def evaluate_model(task: PlayClassificationTask, model: keras.Model, weights: Di
     report = reports.view_report(labels, scores, list(plays.labels), averaged=views.count,
                                  centre=views.centre, flip=views.flip, no_play_label=no_play_label)
     report["views"]["source"] = source.record_kind
+    report["split"] = split  # --eval_split: test (else val), or val
     report["weights"] = weights
     reports.write_report(report, list(plays.labels), job_dir)
     if source.corrupt_files and source.corrupt_files.get(split):

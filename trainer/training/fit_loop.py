@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from trainer.data import reader
 from trainer.training import callbacks as callbacks_lib
-from trainer.training import compat, distribution, preemption
+from trainer.training import compat, distribution, hypertune, preemption
 from trainer.training.config import RuntimeConfig
 
 if TYPE_CHECKING:
@@ -187,7 +187,8 @@ class FitLoop:
         The task's input counts into the epoch's logs; checkpoints (best =
         best of the run while the model stays the same: the highest `monitor`,
         ties broken by the lower loss), TensorBoard, history; the progress bar,
-        then the per-epoch line (the chief's, unless --log_all_workers); last
+        then the per-epoch line (the chief's, unless --log_all_workers); the
+        val_accuracy report to a Vertex AI tuning job (chief, `hypertune`); last
         the step backup (resume after a preemption or a kill: it loads `state`
         when the fit begins), so that an epoch's backup follows its history row.
         """
@@ -215,6 +216,11 @@ class FitLoop:
             callbacks.append(keras.callbacks.ProgbarLogger())
         if self.is_chief or runtime.log_all_workers:
             callbacks.append(callbacks_lib.EpochSummary(self.total_epochs, phase=phase.name))
+        if self.is_chief and hypertune.enabled(runtime.hypertune):
+            if monitor == hypertune.METRIC:
+                callbacks.append(hypertune.HypertuneReport())
+            else:
+                logger.warning("no val split: nothing to report to the tuning job")
         backup = preemption.StepBackup(
             self._backup_dir(phase.number), self.watch, every_steps=runtime.backup_every_steps,
             resume=state, initial_step=initial_step,

@@ -79,15 +79,19 @@ class PlayClassificationTask:
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> "PlayClassificationTask":
-        """Finds and checks the run's records (and cached features); checks the model flags."""
+        """Finds and checks the run's records (and cached features); checks the model flags.
+
+        A run that does not evaluate on test (--eval_split=val|none: a tuning trial) leaves
+        the test split out: its files are neither checked nor read."""
         data = config.data
+        skip = () if config.evaluation.eval_split == "test" else ("test",)
         features = None
         if data.features_dir:
             card = sources.load_features_card(data.features_dir)
-            plays = sources.resolve_play_source(data, data.data_dir or card.records_dir)
-            features = sources.resolve_feature_source(data, plays)
+            plays = sources.resolve_play_source(data, data.data_dir or card.records_dir, skip)
+            features = sources.resolve_feature_source(data, plays, skip)
         else:
-            plays = sources.resolve_play_source(data)
+            plays = sources.resolve_play_source(data, skip=skip)
         if features and config.evaluation.eval_flip and task_flip_view(features) is None:
             raise UsageError(f"--eval_flip needs the flipped frames' features, but "
                              f"{data.features_dir!r} holds views {features.card.views}: re-run "

@@ -48,8 +48,11 @@ def train(config: TrainConfig) -> Dict[str, Any]:
             logger.info("strategy %s with %d replica(s); %s", type(strategy).__name__,
                         strategy.num_replicas_in_sync, task.describe())
         model, last_phase = loop.run()
+        # best: the best validation epoch's record (`callbacks.BestWeights`: epoch, monitor,
+        # value), the objective of a tuning trial (`trainer.tuning`).
         summary: Dict[str, Any] = {"chief": loop.is_chief, "epochs": loop.total_epochs,
-                                   "num_replicas": strategy.num_replicas_in_sync}
+                                   "num_replicas": strategy.num_replicas_in_sync,
+                                   "best": loop.best, "last": loop.last}
         if loop.is_chief:
             summary.update(finalize.finalize(
                 task, model, last_phase, config.evaluation, config.runtime.job_dir,
