@@ -206,6 +206,9 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
             input_path = write_demo_games(output_dir, args.demo_game_videos, args.demo_seed,
                                           args.num_frames, args.demo_profile)
             expected_plays = plays.check_input(input_path)
+    if no_play.adds_clips:  # the progress total, with the clips the job adds (an estimate)
+        expected_plays = 0 if no_play.per_game else int(round(expected_plays * (
+            1 + no_play.ratio + no_play.shifted_per_play * split_fractions.get("train", 0.0))))
     how = FrameSampling(num_frames=args.num_frames, height=height, width=width,
                         resize_mode=args.resize_mode, pad_short=args.pad_short,
                         jpeg_quality=args.jpeg_quality, frame_rate=frame_rate)
