@@ -1,4 +1,4 @@
-"""Model quality on large demo test splits: play-level accuracy, head baselines, class weighting.
+"""Model quality on large demo test splits: play-level accuracy, head baselines, class imbalance.
 
 One run per preset, each a real pipeline: the records job (demo plays at 32 px, split by
 game with a large test fraction), the embed job (VGG16 cut at block2_pool, --weights=none),
@@ -8,15 +8,23 @@ features are shared by the heads of a preset.
 
     python benchmarks/quality.py --preset=demo        # default profile: rnn, mean_pool, single_frame
     python benchmarks/quality.py --preset=hard        # hard profile: the same keys with hard_, plus a BiGRU 128
-    python benchmarks/quality.py --preset=imbalanced  # hard profile, 20:1 labels: class_weight none vs balanced
+    python benchmarks/quality.py --preset=imbalanced  # hard profile, 20:1 training labels: long-tail methods
     python benchmarks/quality.py --preset=all
+
+The imbalanced preset trains on the 20:1 split with --class_weight=none, --class_weight=balanced,
+--balanced_sampling (`sampling`) and --class_weight=logit_adjusted, and scores each exported
+classifier on a separate balanced test set (--balanced_test_plays, default 100 per label: equal
+label weights, another --demo_seed) with the trainer's evaluation (`finalize.evaluate_model` on
+the play records, the run's --eval_views).
 
 Prints `key=value` lines: test_plays, clip_accuracy, play_accuracy (+ _ci_low/_ci_high),
 macro_f1 (+ci), mean_pool_play_accuracy, single_frame_play_accuracy, misc_transition_rnn,
 misc_transition_mean_pool (accuracy on the test plays labelled misc or transition), each
-head's interval; `hard_` keys for the hard profile; minority_labels, minority_recall_none,
-minority_recall_balanced, macro_f1_none, macro_f1_balanced for the imbalanced one; every
-step's wall seconds, the load average and the CPU.
+head's interval; `hard_` keys for the hard profile; for the imbalanced one minority_labels,
+minority_test_plays, per method M minority_recall_M (+ _ci_low/_ci_high, Wilson over the
+minority labels' balanced test plays), mean_per_class_recall_M, macro_f1_M, play_accuracy_M
+and skewed_minority_recall_M (on the 20:1 split's own test plays), then minority_recall_best
+(+ _method, _ci_low, _ci_high); every step's wall seconds, the load average and the CPU.
 """
 
 from __future__ import annotations
@@ -51,8 +59,11 @@ PRESETS: Dict[str, Dict] = {
                         "bigru128": ["--bidirectional", "--rnn_units=128"]}),
     "imbalanced": dict(profile="hard", label_weights="imbalanced", prefix="",
                        heads={"none": ["--class_weight=none"],
-                              "balanced": ["--class_weight=balanced"]}),
+                              "balanced": ["--class_weight=balanced"],
+                              "sampling": ["--balanced_sampling"],
+                              "logit_adjusted": ["--class_weight=logit_adjusted"]}),
 }
+BALANCED_TEST_SEED = 1  # the balanced test set's --demo_seed (the preset's records use 0)
 
 
 def cpu_name() -> str:
@@ -98,7 +109,7 @@ def timed_train(job_dir: str, flags: Sequence[str]) -> tuple:
 
 
 def make_records(out: str, plays: int, frames: int, profile: str, label_weights: str,
-                 splits: str = SPLITS, workers: int = 2) -> float:
+                 splits: str = SPLITS, workers: int = 2, seed: int = 0) -> float:
     """Runs the records job on demo plays (`workers` DirectRunner processes, 1: in this
     process); its wall seconds."""
     from beam_jobs import make_records as job  # pylint: disable=g-import-not-at-top
@@ -107,7 +118,8 @@ def make_records(out: str, plays: int, frames: int, profile: str, label_weights:
             if workers > 1 else [])
     job.run([f"--output_dir={out}", "--overwrite", "--frame_size=32", f"--demo_plays={plays}",
              f"--num_frames={frames}", f"--splits={splits}", f"--demo_profile={profile}",
-             f"--demo_label_weights={label_weights}", "--num_shards=2", *mode])
+             f"--demo_label_weights={label_weights}", f"--demo_seed={seed}", "--num_shards=2",
+             *mode])
     return time.perf_counter() - start
 
 
@@ -136,6 +148,34 @@ def train(job_dir: str, flags: Sequence[str]) -> tuple:
         raise SystemExit(code)
     with open(os.path.join(job_dir, "eval.json")) as f:
         return json.load(f), seconds
+
+
+def score_on_records(job_dir: str, records: str, test_records: str, args) -> Dict:
+    """The exported classifier of `job_dir` scored on `test_records`' test plays by the trainer's
+    evaluation (the clips of the play records, the run's views); eval.json's "play" level. The
+    result is kept in JOB_DIR/balanced_test/eval.json: a rerun reads it."""
+    out = os.path.join(job_dir, "balanced_test")
+    path = os.path.join(out, "eval.json")
+    if not os.path.exists(path):
+        import keras  # pylint: disable=g-import-not-at-top
+        from trainer.config import parse_flags  # pylint: disable=g-import-not-at-top
+        from trainer.data import sources  # pylint: disable=g-import-not-at-top
+        from trainer.training import finalize, play_task  # pylint: disable=g-import-not-at-top
+        card = sources.load_card(test_records)
+        files = sources.split_files(test_records, "test", card)
+        config = parse_flags([f"--data_dir={records}", f"--test_files={','.join(files)}",
+                              f"--job_dir={out}", f"--num_frames={args.num_frames}",
+                              f"--eval_views={args.eval_views}", "--batch_size=8"])
+        task = play_task.PlayClassificationTask.from_config(config.validate())
+        if list(card.labels) != list(task.plays.labels):
+            raise UsageError(f"the balanced test labels {card.labels} differ from the "
+                             f"training records' {task.plays.labels}")
+        keras.backend.clear_session()
+        model = keras.saving.load_model(os.path.join(job_dir, "model.keras"), safe_mode=True,
+                                        compile=False)
+        finalize.evaluate_model(task, model, {"source": "model.keras"}, out, "test")
+    with open(path) as f:
+        return json.load(f)["play"]
 
 
 def subset_accuracy(level: Dict, labels: Sequence[str], subset: Sequence[str]) -> tuple:
@@ -171,10 +211,51 @@ def _emit_subset(results, key: str, level: Dict, labels, subset) -> None:
     _emit(results, f"{key}_ci_high", high)
 
 
+def _emit_long_tail(results, preset: Dict, reports: Dict, labels, card, args, work: str,
+                    name: str, records: str) -> None:
+    """The imbalanced preset's keys: each method's exported classifier on the balanced test set
+    (rendered here: equal label weights, another seed), and on the 20:1 split's own test plays."""
+    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
+    weights = demo_plays.parse_label_weights(preset["label_weights"])
+    least = min(weights.get(label, 1) for label in labels)
+    minority = [label for label in labels if weights.get(label, 1) == least]
+    _emit(results, "minority_labels", ",".join(minority))
+    _emit(results, "train_label_counts", ",".join(
+        f"{k}:{v}" for k, v in sorted(card.label_counts.get("train", {}).items())))
+    _emit(results, "test_label_counts", ",".join(
+        f"{k}:{v}" for k, v in sorted(card.label_counts.get("test", {}).items())))
+    balanced = os.path.join(work, name, "balanced_test_records")
+    _emit(results, "balanced_test_records_s", round(timed(balanced, lambda: make_records(
+        balanced, args.balanced_test_plays, args.record_frames, preset["profile"], "balanced",
+        "test=1.0", args.workers, seed=BALANCED_TEST_SEED)), 1))
+    best = None
+    for head in preset["heads"]:
+        _emit_subset(results, f"skewed_minority_recall_{head}", reports[head]["play"], labels,
+                     minority)
+        start = time.perf_counter()
+        play = score_on_records(os.path.join(work, name, f"job_{head}"), records, balanced, args)
+        _emit(results, f"balanced_test_s_{head}", round(time.perf_counter() - start, 1))
+        if head == next(iter(preset["heads"])):
+            _emit(results, "balanced_test_plays", play["n"])
+            _emit(results, "minority_test_plays", subset_accuracy(play, labels, minority)[1])
+        correct, n = subset_accuracy(play, labels, minority)
+        _emit_subset(results, f"minority_recall_{head}", play, labels, minority)
+        for key in ("mean_per_class_recall", "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high"):
+            _emit(results, f"{key}_{head}", play[key])
+        _emit_level(results, f"play_accuracy_{head}", play)
+        if n and (best is None or correct / n > best[1]):
+            best = (head, correct / n, correct, n)
+    if best is not None:
+        low, high = _interval(best[2], best[3])
+        _emit(results, "minority_recall_best_method", best[0])
+        _emit(results, "minority_recall_best", best[1])
+        _emit(results, "minority_recall_best_ci_low", low)
+        _emit(results, "minority_recall_best_ci_high", high)
+
+
 def run_preset(name: str, args, work: str) -> Dict[str, object]:
     """Records -> features -> the preset's heads; prints and returns its key=value results."""
     from beam_jobs import make_records as records_job  # pylint: disable=g-import-not-at-top
-    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     preset = PRESETS[name]
     p = preset["prefix"]
     results: Dict[str, object] = {}
@@ -218,19 +299,7 @@ def run_preset(name: str, args, work: str) -> Dict[str, object]:
         worst = min(rnn["play"]["per_class_recall"].items(), key=lambda kv: (kv[1] is None, kv[1] or 0))
         _emit(results, f"{p}rnn_lowest_recall", f"{worst[0]}:{worst[1]:.3f}")
     else:
-        weights = demo_plays.parse_label_weights(preset["label_weights"])
-        least = min(weights.get(label, 1) for label in labels)
-        minority = [label for label in labels if weights.get(label, 1) == least]
-        _emit(results, "minority_labels", ",".join(minority))
-        _emit(results, "train_label_counts", ",".join(
-            f"{k}:{v}" for k, v in sorted(card.label_counts.get("train", {}).items())))
-        _emit(results, "test_label_counts", ",".join(f"{k}:{v}" for k, v in sorted(test_counts.items())))
-        for head in preset["heads"]:
-            play = reports[head]["play"]
-            _emit_subset(results, f"minority_recall_{head}", play, labels, minority)
-            for key in ("macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "mean_per_class_recall"):
-                _emit(results, f"{key}_{head}", play[key])
-            _emit_level(results, f"play_accuracy_{head}", play)
+        _emit_long_tail(results, preset, reports, labels, card, args, work, name, records)
     _emit(results, f"{p}load_avg_end", load_average())
     return results
 
@@ -244,6 +313,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--num_frames", type=int, default=8, help="frames per clip of the heads")
     parser.add_argument("--epochs", type=int, default=60, help="epochs of every head")
     parser.add_argument("--eval_views", type=int, default=3)
+    parser.add_argument("--balanced_test_plays", type=int, default=1100,
+                        help="plays of the imbalanced preset's balanced test set (equal label "
+                             "weights: 100 per label of 11)")
     parser.add_argument("--workers", type=int, default=2,
                         help="DirectRunner worker processes of the jobs (1: in-memory, in this process)")
     parser.add_argument("--work_dir", default="",

@@ -19,8 +19,13 @@ TRANSFER = os.path.join(ROOT, "benchmarks", "transfer.py")
 DEMO_KEYS = ("test_plays", "clip_accuracy", "play_accuracy", "play_accuracy_ci_low",
              "play_accuracy_ci_high", "macro_f1", "mean_pool_play_accuracy",
              "single_frame_play_accuracy", "misc_transition_rnn", "misc_transition_mean_pool")
-IMBALANCED_KEYS = ("minority_labels", "minority_recall_none", "minority_recall_balanced",
-                   "macro_f1_none", "macro_f1_balanced")
+METHODS = ("none", "balanced", "sampling", "logit_adjusted")
+IMBALANCED_KEYS = ("minority_labels", "minority_test_plays", "balanced_test_plays",
+                   "minority_recall_best", "minority_recall_best_method",
+                   "minority_recall_best_ci_low", "minority_recall_best_ci_high") + tuple(
+    key.format(method) for method in METHODS
+    for key in ("minority_recall_{}", "minority_recall_{}_ci_low", "minority_recall_{}_ci_high",
+                "mean_per_class_recall_{}", "macro_f1_{}", "skewed_minority_recall_{}"))
 
 
 def _run(*argv, env=None):
@@ -34,7 +39,7 @@ def _values(stdout):
 
 def test_quality_all_presets_print_every_key(tmp_path):
     got = _run(QUALITY, "--preset=all", "--plays=40", "--record_frames=6", "--num_frames=4", "--epochs=1",
-               "--eval_views=2", "--workers=1", f"--work_dir={tmp_path}")
+               "--eval_views=2", "--workers=1", "--balanced_test_plays=22", f"--work_dir={tmp_path}")
     assert got.returncode == 0, got.stderr[-3000:]
     values = _values(got.stdout)
     keys = DEMO_KEYS + tuple("hard_" + k for k in DEMO_KEYS) + IMBALANCED_KEYS
@@ -50,6 +55,11 @@ def test_quality_all_presets_print_every_key(tmp_path):
     # The records are the presets' own: the demo's have every label equally often, the
     # imbalanced ones mostly spot_up.
     assert "spot_up:" in values["train_label_counts"]
+    # The long-tail methods are scored on the balanced test set: 2 plays of each of 11 labels.
+    assert values["balanced_test_plays"] == "22" and values["minority_test_plays"] == "4"
+    assert values["minority_recall_best_method"] in METHODS
+    assert (float(values["minority_recall_best_ci_low"]) <= float(values["minority_recall_best"])
+            <= float(values["minority_recall_best_ci_high"]))
 
 
 def test_misc_transition_accuracy_from_the_confusion_matrix():

@@ -59,8 +59,13 @@ class TrainConfig:
         if not 0.0 <= model.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {model.dropout}")
         if training.class_weight != "none" and training.balanced_sampling:
-            raise UsageError("--class_weight=balanced and --balanced_sampling both correct the "
-                             "label frequencies (together they over-correct): use one of them")
+            raise UsageError(f"--class_weight={training.class_weight} and --balanced_sampling "
+                             f"both correct the label frequencies (together they over-correct): "
+                             f"use one of them")
+        if training.logit_adjustment_tau != 1.0 and training.class_weight != "logit_adjusted":
+            raise UsageError(f"--logit_adjustment_tau is a setting of "
+                             f"--class_weight=logit_adjusted, not of "
+                             f"--class_weight={training.class_weight}: drop one of them")
         if training.balanced_sampling and data.skip_corrupt_records:
             raise UsageError("--balanced_sampling drops plays before they are parsed and would "
                              "lose the counts of --skip_corrupt_records: use one of them")

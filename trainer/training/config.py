@@ -15,7 +15,7 @@ from trainer.flags import flag, optional_int
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "default", "tpu")
 MIXED_PRECISION = ("none", "bf16", "fp16")
 JIT_COMPILE = ("auto", "true", "false")
-CLASS_WEIGHTS = ("none", "balanced")
+CLASS_WEIGHTS = ("none", "balanced", "logit_adjusted")
 EXPORT_WEIGHTS = ("best", "last")
 EVAL_SPLITS = ("test", "val", "none")
 
@@ -41,8 +41,14 @@ class TrainingConfig:
     fine_tune_learning_rate: float = flag(1e-5, "learning rate of the fine-tune phase",
                                           group="training")
     class_weight: str = flag("none", "balanced: weight each training play by the inverse of its "
-                             "label's frequency in the card's train counts (normalised to mean 1)",
+                             "label's frequency in the card's train counts (normalised to mean 1); "
+                             "logit_adjusted: the logit-adjusted loss (Menon et al. 2021) adds "
+                             "tau * log(train label frequency) to the logits in the training loss "
+                             "only (the exported model predicts with plain logits)",
                              group="training", choices=CLASS_WEIGHTS)
+    logit_adjustment_tau: float = flag(1.0, "tau of --class_weight=logit_adjusted (1: balanced "
+                                       "softmax, 0: plain cross-entropy)", group="training",
+                                       minimum=0)
     balanced_sampling: bool = flag(False, "draw training plays so that every label is equally "
                                    "frequent (per-class rejection resampling in tf.data, seeded)",
                                    group="training")

@@ -26,6 +26,7 @@ from trainer.data import corrupt, parsers, reader, sources
 from trainer.data import service as data_service
 from trainer.data.config import ReaderConfig
 from trainer.modeling import model as model_lib
+from trainer.training import losses
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class PlayClassificationTask:
         training, runtime = config.training, config.runtime
         counts = None
         if training.class_weight != "none" or training.balanced_sampling:
-            counts = train_label_counts(plays, training.class_weight != "none")
+            counts = train_label_counts(plays, training.class_weight != "none",
+                                        training.class_weight)
+        self.train_counts = counts
         self.class_weights = (class_weights_of(counts) if training.class_weight == "balanced"
                               else None)
         self.reader_config = ReaderConfig(
@@ -157,6 +160,7 @@ class PlayClassificationTask:
                 "class_weights": (dict(zip(plays.labels, self.class_weights))
                                   if self.class_weights else None),
                 "balanced_sampling": config.training.balanced_sampling,
+                "logit_adjustment": self.logit_adjustment(),
                 "eval_views": config.evaluation.eval_views,
                 "eval_flip": config.evaluation.eval_flip,
                 "export_weights": config.evaluation.export_weights}
@@ -239,8 +243,22 @@ class PlayClassificationTask:
         model_lib.copy_head_weights(head, full)
         return full
 
+    def logit_adjustment(self) -> Optional[Dict[str, Any]]:
+        """--class_weight=logit_adjusted: tau and the training priors per label (else None)."""
+        training = self.config.training
+        if training.class_weight != "logit_adjusted":
+            return None
+        total = sum(self.train_counts)
+        return {"tau": training.logit_adjustment_tau,
+                "priors": {label: count / total
+                           for label, count in zip(self.plays.labels, self.train_counts)}}
+
     def build_losses(self) -> keras.losses.Loss:
-        return keras.losses.SparseCategoricalCrossentropy()
+        """Sparse cross-entropy on the softmax, or its logit-adjusted form (`losses`): the
+        model's outputs stay plain probabilities either way."""
+        training = self.config.training
+        return losses.build_loss(training.class_weight, self.train_counts,
+                                 training.logit_adjustment_tau)
 
     def build_metrics(self) -> List[keras.metrics.Metric]:
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
@@ -333,14 +351,15 @@ def task_flip_view(source: sources.Source) -> Optional[int]:
     return views.index("flip") if "flip" in views else None
 
 
-def train_label_counts(plays: sources.Source, weighting: bool) -> Tuple[int, ...]:
+def train_label_counts(plays: sources.Source, weighting: bool,
+                       class_weight: str = "balanced") -> Tuple[int, ...]:
     """Training plays per label (the dataset card's train counts); UsageError without them.
 
-    `weighting`: for --class_weight=balanced (a label without plays is an
-    error), else for --balanced_sampling.
+    `weighting`: for --class_weight=`class_weight` (balanced or logit_adjusted: a
+    label without plays is an error), else for --balanced_sampling.
     """
     card = plays.card
-    flag = "--class_weight=balanced" if weighting else "--balanced_sampling"
+    flag = f"--class_weight={class_weight}" if weighting else "--balanced_sampling"
     if card is None or "train" not in (card.label_counts or {}):
         raise UsageError(f"{flag} needs the training plays per label of dataset.json "
                          f"(label_counts): give --data_dir, or put the card beside the "
@@ -349,7 +368,7 @@ def train_label_counts(plays: sources.Source, weighting: bool) -> Tuple[int, ...
     missing = [label for label, count in zip(plays.labels, counts) if not count]
     if missing and weighting:
         raise UsageError(f"{flag}: label {missing[0]!r} has no training plays (dataset.json "
-                         f"label_counts.train), so it has no weight: add plays of it to the "
+                         f"label_counts.train), so it has no weight or prior: add plays of it to the "
                          f"train split, drop it from --labels, or use --class_weight=none")
     return counts
 
