@@ -33,7 +33,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.outputs import REJECTED, SHARD_TEMPLATE, WriteRejected, count, rejected, rejection
-from media import files
+from media.video_clips import probe_duration
 from media.frames import PlayError
 from trainer.serving import segments as segments_lib
 
@@ -86,28 +86,6 @@ def game_name(video: str) -> str:
 
 
 # ----------------------------------------------------------------------------- chunks
-
-
-def probe_duration(path: str) -> Optional[float]:
-    """The video's duration from its container (None: unknown); PlayError when it cannot be read."""
-    try:
-        found = files.exists(path)
-    except OSError as err:
-        raise PlayError(f"cannot check video file {path}: {err}", kind="missing_path") from err
-    if not found:
-        raise PlayError(f"missing video file {path}", kind="missing_path")
-    import av  # pylint: disable=g-import-not-at-top
-    from fractions import Fraction  # pylint: disable=g-import-not-at-top
-    try:
-        with files.open_read(path) as f, av.open(f, mode="r") as container:
-            if not container.streams.video:
-                raise PlayError(f"no video stream in {path}", kind="undecodable_video")
-            stream = container.streams.video[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * Fraction(stream.time_base))
-            return container.duration / 1e6 if container.duration is not None else None
-    except (av.FFmpegError, EOFError, OSError, ValueError) as err:
-        raise PlayError(f"undecodable video {path}: {err}", kind="undecodable_video") from err
 
 
 def plan_chunks(grid: segments_lib.WindowGrid, chunk_frames: int,

@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Callable, Iterator, Optional, Tuple
 
 from media import files
-from media.frames import PlayError, encode_jpeg, resize_image
+from media.frames import PlayError, encode_jpeg, missing_video, resize_image
 from schemas.sampling import FrameSampling
 
 
@@ -62,12 +62,9 @@ def sample_video(path: str, rate: float, how: FrameSampling, *,
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     stats = stats if stats is not None else StreamStats()
-    try:
-        found = files.exists(path)
-    except OSError as err:
-        raise PlayError(f"cannot check video file {path}: {err}", kind="missing_path") from err
-    if not found:
-        raise PlayError(f"missing video file {path}", kind="missing_path")
+    error = missing_video(path)
+    if error is not None:
+        raise error
     import av  # pylint: disable=g-import-not-at-top
     try:
         with files.open_read(path) as f, av.open(f, mode="r") as container:

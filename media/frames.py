@@ -48,6 +48,16 @@ class PlayError(Exception):
         self.kind = kind
 
 
+def missing_video(path: str) -> Optional[PlayError]:
+    """The error for a video path that is missing or that the file system cannot check (None
+    when the file is there)."""
+    try:
+        found = files.exists(path)
+    except OSError as err:  # the file system could not tell
+        return PlayError(f"cannot check video file {path}: {err}", kind="missing_path")
+    return None if found else PlayError(f"missing video file {path}", kind="missing_path")
+
+
 @dataclasses.dataclass
 class SampledPlay:
     """The sampled frames of one play, ready for `schemas.play_record.PlayRecord`."""

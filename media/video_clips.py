@@ -26,7 +26,8 @@ from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from media import files
-from media.frames import PlayError, SampledPlay, encode_jpeg, resize_image, sample_indices
+from media.frames import (PlayError, SampledPlay, encode_jpeg, missing_video, resize_image,
+                          sample_indices)
 from schemas.sampling import FrameSampling
 
 logger = logging.getLogger(__name__)
@@ -323,7 +324,7 @@ def cut_clips(path: str, clips: Sequence[Clip], how: FrameSampling, *,
             left[clip.clip_id] = clip
     if not left:
         return
-    error = _missing_video(path)
+    error = missing_video(path)
     if error is None:
         import av  # pylint: disable=g-import-not-at-top
         try:
@@ -347,28 +348,30 @@ def cut_clips(path: str, clips: Sequence[Clip], how: FrameSampling, *,
         yield clip_id, error
 
 
-def _missing_video(path: str) -> Optional[PlayError]:
-    try:
-        found = files.exists(path)
-    except OSError as err:  # the file system could not tell
-        return PlayError(f"cannot check video file {path}: {err}", kind="missing_path")
-    return None if found else PlayError(f"missing video file {path}", kind="missing_path")
-
-
-def video_duration(path: str) -> Optional[float]:
-    """The video's duration in seconds from its container (None when unreadable or unknown)."""
-    if _missing_video(path) is not None:
-        return None
+def probe_duration(path: str) -> Optional[float]:
+    """The video's duration in seconds from its container (None: unknown); PlayError when the
+    file is missing or cannot be read as a video."""
+    error = missing_video(path)
+    if error is not None:
+        raise error
     import av  # pylint: disable=g-import-not-at-top
     try:
         with files.open_read(path) as f, av.open(f, mode="r") as container:
             if not container.streams.video:
-                return None
+                raise PlayError(f"no video stream in {path}", kind="undecodable_video")
             stream = container.streams.video[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * Fraction(stream.time_base))
             return container.duration / 1e6 if container.duration is not None else None
-    except (av.FFmpegError, EOFError, OSError, ValueError):
+    except (av.FFmpegError, EOFError, OSError, ValueError) as err:
+        raise PlayError(f"undecodable video {path}: {err}", kind="undecodable_video") from err
+
+
+def video_duration(path: str) -> Optional[float]:
+    """The video's duration in seconds from its container (None when unreadable or unknown)."""
+    try:
+        return probe_duration(path)
+    except PlayError:
         return None
 
 
@@ -380,5 +383,6 @@ def read_clip(path: str, start: float, end: float, how: FrameSampling, **kwargs)
     return result
 
 
-__all__ = ["Clip", "CutStats", "DEFAULT_SEEK_GAP", "cut_clips", "range_problem", "read_clip",
+__all__ = ["Clip", "CutStats", "DEFAULT_SEEK_GAP", "cut_clips", "probe_duration", "range_problem",
+           "read_clip",
            "seconds_to_us", "video_duration"]
