@@ -1,7 +1,8 @@
 """The find-plays job against the timeline run game after game, and the timeline's memory by game length.
 
     python benchmarks/season.py [--model=JOB_DIR] [--games=4] [--workers=2] [--chunk_seconds=20]
-        [--short_plays=2] [--long_plays=20] [--min_confidence=0] [--work_dir=DIR]
+        [--short_plays=27] [--long_plays=800] [--seed_seconds=8] [--min_confidence=0]
+        [--work_dir=DIR]
 
 1. `--games` demo game videos (`demo_data.games.write_demo_games`, seed 7, 10
    plays each, about 50 s) through `beam_jobs/find_plays.py` on the
@@ -14,7 +15,14 @@
    (`--short_plays` and `--long_plays` plays), each in its own child process
    (`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss` of a wrapper that runs
    only it): `rss_ratio_game_length` = long / short (the timeline holds one
-   window of features, so it should stay near 1).
+   window of features, so it should stay near 1). The defaults make a game of
+   about 2 minutes and one of about 60 (64 px, h264).
+3. The timeline at the seed's settings (`benchmarks/timeline.py`'s seed model:
+   224 px, VGG16 to block5_pool, 40 of 40 frames at 25 frames/s, LSTM 256,
+   random weights) on a `--seed_seconds` 720p video, in float32 and in bfloat16
+   (the float32 export rebuilt, `--compute_dtype`), one after the other in this
+   process: `real_time_factor_seed_float32`, `real_time_factor_seed_bfloat16`
+   and their ratio, with the CPU's bf16/AMX flags (real time needs >= 1.0).
 
 Without `--model` a random model at the demo's settings is exported (32 px,
 VGG16 to block2_pool, 8 of 40 frames at 25 frames/s, GRU 64, the demo labels
@@ -38,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from backbone import precision  # noqa: E402
 from demo_data import games as demo_games  # noqa: E402
 from demo_data import plays as demo_plays  # noqa: E402
 
@@ -125,14 +134,40 @@ def rss_lines(args, work: str, model: str):
     print(f"rss_ratio_game_length={rss['long'] / rss['short']:.3f}")
 
 
+def seed_lines(args, work: str):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import timeline as timeline_bench  # pylint: disable=g-import-not-at-top
+    from trainer.serving import timeline  # pylint: disable=g-import-not-at-top
+    from trainer.serving.timeline_model import TimelineModel  # pylint: disable=g-import-not-at-top
+    flags = sorted(precision.cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_int8", "avx2",
+                                             "avx512f"})
+    print(f"cpu_flags={','.join(flags) or 'none'}")
+    job = timeline_bench.seed_model(work)
+    video, warmup = timeline_bench.seed_videos(work, args.seed_seconds)
+    factors = {}
+    for dtype in ("float32", "bfloat16"):
+        model = TimelineModel(job, dtype)
+        timeline.compute_timeline(model, warmup)  # tracing
+        stats = timeline.TimelineStats()
+        timeline.compute_timeline(model, video, stats=stats)
+        factors[dtype] = stats.real_time_factor
+        print(f"real_time_factor_seed_{dtype}={stats.real_time_factor:.3f} "
+              f"frames_per_s_seed_{dtype}={stats.frames_per_s:.2f}", flush=True)
+    print(f"seed_bf16_speedup={factors['bfloat16'] / factors['float32']:.2f}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="", help="a JOB_DIR (default: a random demo model)")
     parser.add_argument("--games", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk_seconds", type=float, default=20.0)
-    parser.add_argument("--short_plays", type=int, default=2)
-    parser.add_argument("--long_plays", type=int, default=20)
+    parser.add_argument("--short_plays", type=int, default=27,
+                        help="plays of the short game (27: about 2 minutes)")
+    parser.add_argument("--long_plays", type=int, default=800,
+                        help="plays of the long game (800: about 60 minutes)")
+    parser.add_argument("--seed_seconds", type=float, default=8.0,
+                        help="the 720p video at the seed's settings (0: skip)")
     parser.add_argument("--min_confidence", type=float, default=0.0,
                         help="both commands' (default 0: a random model is never sure, and "
                              "plays_equal should compare some plays)")
@@ -143,6 +178,8 @@ def main(argv=None) -> None:
     print(f"cpus={os.cpu_count()} load_average={os.getloadavg()[0]:.1f}")
     season_lines(args, work, model)
     rss_lines(args, work, model)
+    if args.seed_seconds > 0:
+        seed_lines(args, work)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,9 @@ def demo_part(args, work: str):
             print(line, flush=True)
 
 
-def seed_part(args, work: str):
+def seed_model(work: str) -> str:
+    """A model of the seed's shape (224 px, VGG16 to block5_pool, 40 of 40 frames at 25 frames/s,
+    LSTM 256, random weights: speed does not depend on what they learned), exported."""
     import keras  # pylint: disable=g-import-not-at-top
     from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     from trainer.serving import export  # pylint: disable=g-import-not-at-top
@@ -248,10 +250,21 @@ def seed_part(args, work: str):
     job = os.path.join(work, "seed_job")
     export.export_model(model, job, labels=labels, image_size=224, num_frames=40,
                         sampling=FrameSampling(num_frames=40, frame_rate=25.0))
+    return job
+
+
+def seed_videos(work: str, seconds: float):
+    """A 720p h264 video of `seconds` and a 2 s one to warm up on."""
     video = os.path.join(work, "seed_720p.mp4")
-    write_video(video, args.seed_seconds / 60, 1280, 720, "veryfast")
+    write_video(video, seconds / 60, 1280, 720, "veryfast")
     warmup = os.path.join(work, "warmup_720p.mp4")
     write_video(warmup, 2.0 / 60, 1280, 720, "veryfast")
+    return video, warmup
+
+
+def seed_part(args, work: str):
+    job = seed_model(work)
+    video, warmup = seed_videos(work, args.seed_seconds)
     tl_model = TimelineModel(job)
     print("seed_settings=224px_block5_pool_40of40_frames_25fps_lstm256_720p_h264")
     for line in speed_lines("seed_", tl_model, video, args.hop_seconds, sample=2,
