@@ -33,19 +33,31 @@ def compute_dtype_help(what: str, where: str) -> str:
             f"else float32; {where}")
 
 
-def cpu_flags(cpuinfo_text: Optional[str] = None) -> set:
-    """The CPU feature flags of /proc/cpuinfo (or of `cpuinfo_text`); empty where there is none."""
+def _cpuinfo_field(key: str, cpuinfo_text: Optional[str] = None) -> Optional[str]:
+    """The first value of `key` in /proc/cpuinfo (or in `cpuinfo_text`); None where there is none."""
     if cpuinfo_text is None:
         try:
             with open(CPUINFO, encoding="utf-8", errors="replace") as f:
                 cpuinfo_text = f.read()
         except OSError:  # not Linux
-            return set()
+            return None
     for line in cpuinfo_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo_text: Optional[str] = None) -> set:
+    """The CPU feature flags of /proc/cpuinfo (or of `cpuinfo_text`); empty where there is none."""
+    return set((_cpuinfo_field("flags", cpuinfo_text) or "").split())
+
+
+def cpu_model(cpuinfo_text: Optional[str] = None) -> str:
+    """The CPU's model name with spaces as underscores (for key=value lines); "unknown" where
+    there is none."""
+    name = _cpuinfo_field("model name", cpuinfo_text)
+    return name.replace(" ", "_") if name else "unknown"
 
 
 def cpu_has_bf16(cpuinfo_text: Optional[str] = None) -> bool:

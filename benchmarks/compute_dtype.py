@@ -186,17 +186,6 @@ def timeline_part(tmp: str, runs: int) -> Dict:
     return results
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip().replace(" ", "_")
-    except OSError:
-        pass
-    return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="demo,finetune,timeline")
@@ -207,7 +196,7 @@ def main() -> None:
                         help="timed timeline runs per dtype (the best counts)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    results = {"cpu_bf16": precision.cpu_has_bf16(), "cpu_model": cpu_model(),
+    results = {"cpu_bf16": precision.cpu_has_bf16(), "cpu_model": precision.cpu_model(),
                "cpus": os.cpu_count(), "loadavg_1min_before": round(os.getloadavg()[0], 2)}
     tmp = tempfile.mkdtemp(prefix="compute_dtype_")
     try:

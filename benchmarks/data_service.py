@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-
+from backbone import precision  # noqa: E402
 from demo_data import synthetic_records as record_fixtures  # noqa: E402
 from trainer.data import service as data_service  # noqa: E402
 from trainer.data import parsers, reader, sources  # noqa: E402
@@ -41,15 +40,6 @@ from trainer.data import parsers, reader, sources  # noqa: E402
 from input_pipeline import measure  # noqa: E402  (benchmarks/, this script's folder)
 
 LABELS = tuple(f"play_{i}" for i in range(11))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        return match[1].strip().replace(" ", "_") if match else "unknown"
-    except OSError:
-        return "unknown"
 
 
 def main(argv=None) -> None:
@@ -81,7 +71,7 @@ def main(argv=None) -> None:
                 [sys.executable, "-m", "trainer.data_service", "--worker",
                  f"--dispatcher_address={address}"], cwd=ROOT, env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        print(f"cpu_model={cpu_model()} cpus={os.cpu_count()} plays={args.num_plays} "
+        print(f"cpu_model={precision.cpu_model()} cpus={os.cpu_count()} plays={args.num_plays} "
               f"stored_frames={args.num_frames} clip_frames={args.clip_frames} size={args.size} "
               f"batch_size={args.batch_size} timed_clips={args.num_clips} "
               f"service_workers={args.workers}")

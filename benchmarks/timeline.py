@@ -52,6 +52,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
+from backbone import precision  # noqa: E402
 from demo_data import games as demo_games  # noqa: E402
 from schemas.sampling import FrameSampling  # noqa: E402
 from trainer.evaluation import detection  # noqa: E402
@@ -65,17 +66,6 @@ DETECTOR_RECORD_FLAGS = ["--frame_size=32", "--demo_game_videos=33"]
 DEMO_EMBED_FLAGS = ["--weights=none", "--cut_layer=block2_pool"]
 DEMO_TRAIN_FLAGS = ["--num_frames=8", "--trainable_from=none", "--rnn=gru", "--rnn_units=64",
                     "--epochs=60", "--batch_size=8", "--learning_rate=3e-3"]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip().replace(" ", "_")
-    except OSError:
-        pass
-    return "unknown"
 
 
 def wilson(successes: int, n: int, z: float = 1.96):
@@ -301,7 +291,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed_seconds", type=float, default=4.0,
                         help="length of the 720p video at the seed's settings (0: skip)")
     args = parser.parse_args(argv)
-    print(f"cpu_model={cpu_model()} cpus={os.cpu_count()} "
+    print(f"cpu_model={precision.cpu_model()} cpus={os.cpu_count()} "
           f"loadavg_1min_before={os.getloadavg()[0]:.2f}", flush=True)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="timeline_bench_") as temp:
