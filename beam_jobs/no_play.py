@@ -36,6 +36,7 @@ import numpy as np
 from beam_jobs.outputs import METRICS_NAMESPACE
 from beam_jobs.plays import PlaySpec
 from schemas.errors import UsageError
+from trainer.evaluation.detection import tiou
 
 DEFAULT_LABEL = "no_play"
 HARD_TIOU = 0.3  # a hard negative overlaps a play, with tIoU below this
@@ -79,12 +80,6 @@ def parse_amount(text: str) -> Tuple[int, float]:
     return (int(match.group(1)), 0.0) if match.group(1) else (0, float(match.group(2)))
 
 
-def tiou(a: Span, b: Span) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def free_spans(duration: float, plays: Sequence[Span]) -> List[Span]:
     """The spans of [0, duration) that no play covers (overlapping plays merged)."""
     spans, position = [], 0.0
@@ -113,7 +108,7 @@ def draw_clips(plays: Sequence[Span], duration: float, count: int, hard_share: f
             length = float(rng.choice(lengths))
             clip = _hard_clip(plays, length, duration, rng) if hard else _free_clip(
                 spans, length, rng)
-            if clip is not None and max(tiou(clip, p) for p in plays) < HARD_TIOU:
+            if clip is not None and tiou(clip, plays).max() < HARD_TIOU:
                 clips.append((clip[0], clip[1], hard))
                 break
     return sorted(clips)

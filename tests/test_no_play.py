@@ -11,6 +11,7 @@ import tensorflow as tf
 from beam_jobs import make_records, no_play
 from schemas import play_record
 from schemas.errors import UsageError
+from trainer.evaluation.detection import tiou
 
 
 def test_parse_amount():
@@ -34,7 +35,7 @@ def test_background_clips_never_overlap_a_play_at_tiou_0_3_or_more():
         clips = no_play.draw_clips(plays, 70.0, 6, 0.5, rng)
         for start, end, hard in clips:
             assert 0 <= start < end <= 70.0
-            worst = max(no_play.tiou((start, end), p) for p in plays)
+            worst = tiou((start, end), plays).max()
             assert worst < no_play.HARD_TIOU
             if not hard:
                 assert worst == 0.0  # free clips lie in the spans no play covers
@@ -53,7 +54,7 @@ def test_shifted_ranges_stay_near_the_play_and_inside_the_video():
     for start, end in moved:
         assert 0 <= start and end <= 10.0 and end - start == pytest.approx(2.0)
         assert abs(start - 1.0) <= 0.6 + 1e-9
-        assert no_play.tiou((start, end), (1.0, 3.0)) >= (1 - 0.3) / (1 + 0.3) - 1e-9
+        assert tiou((start, end), [(1.0, 3.0)])[0] >= (1 - 0.3) / (1 + 0.3) - 1e-9
     assert max(abs(s - 1.0) for s, _ in moved) > 0.4  # they spread over the allowed shift
     assert no_play.shifted_ranges((0.0, 2.0), 2.0, 5, 0.3, rng) == []  # no room to move
 
@@ -91,7 +92,7 @@ def test_records_job_cuts_background_clips_by_game(tmp_path):
     for record in background:
         video = os.path.basename(record.data_path)
         span = (record.start_us / 1e6, record.end_us / 1e6)
-        assert max(no_play.tiou(span, p) for p in truth[video]) < no_play.HARD_TIOU
+        assert tiou(span, truth[video]).max() < no_play.HARD_TIOU
     assert sum(card.label_counts[s].get("no_play", 0) for s in card.label_counts) == len(background)
 
 
@@ -114,7 +115,7 @@ def test_shifted_plays_only_in_the_training_split(tmp_path):
         play = plays[record.play_id.split("-shifted-")[0]]
         assert record.label == play["label"]
         span = (record.start_us / 1e6, record.end_us / 1e6)
-        assert no_play.tiou(span, (float(play["start"]), float(play["end"]))) > 0.5
+        assert tiou(span, [(float(play["start"]), float(play["end"]))])[0] > 0.5
 
 
 def test_the_reserved_label_is_refused_in_the_vocabulary(tmp_path, capsys):
