@@ -51,6 +51,7 @@ from media.frames import is_video  # pylint: disable=wrong-import-position
 from schemas.errors import SchemaError, UsageError, one_line  # pylint: disable=wrong-import-position
 from trainer.serving import compute_dtype as dtype_lib  # pylint: disable=wrong-import-position
 from trainer.serving import timeline as timeline_lib  # pylint: disable=wrong-import-position
+from trainer.serving import timeline_outputs  # pylint: disable=wrong-import-position
 
 DEFAULT_CHUNK_SECONDS = 300.0
 
@@ -121,8 +122,7 @@ def true_plays(rows: Sequence[Dict[str, str]], manifest: str) -> Dict[str, List[
         if not (row.get("start") or "").strip():
             continue
         try:
-            play = {"play_id": row.get("play_id", ""), "label": row["label"],
-                    "start": float(row["start"]), "end": float(row["end"])}
+            play = timeline_outputs.true_plays_row(row)
         except (KeyError, TypeError, ValueError) as err:
             raise UsageError(f"{manifest} row {number}: a true play needs label, start and end "
                              f"({one_line(err)})") from None

@@ -11,6 +11,7 @@
     AssembleGames  per game: windows deduplicated by index, sorted, and made into the
                    timeline exactly as `python -m trainer.timeline` makes it
                    (`assemble_timeline`): <game>/timeline.json, timeline.csv, plays.csv
+                   (with true plays: false_plays.csv, the plays found where none was run)
     -> plays-SSSSS-of-NNNNN.csv (the detected plays of every game), eval.json (with true
        plays: one detection report over all games), rejected-*.jsonl, find_plays.json last
 
@@ -263,7 +264,8 @@ class _AssembleFn(beam.DoFn):
                                                      play["end"], play["label"],
                                                      play["confidence"]))
         timeline_outputs.write_outputs(timeline, FileSystems.join(cfg.output_dir,
-                                                                  summary["game"]), png=False)
+                                                                  summary["game"]),
+                                       plays=truth, png=False)
         count("games_scanned")
         count("plays_found", len(timeline["plays"]))
         yield pvalue.TaggedOutput(SUMMARY, summary)
@@ -286,6 +288,7 @@ class _WriteEvalFn(beam.DoFn):
         if not truth:
             return
         report = detection.detection_report(truth, found)
+        report["num_false_plays"] = len(detection.false_detections(truth, found))
         report.update(self._about)
         with FileSystems.create(self._path) as f:
             f.write(json.dumps(report, indent=1, sort_keys=True).encode("utf-8"))

@@ -184,10 +184,7 @@ def config_from_args(args: argparse.Namespace) -> records_pipeline.JobConfig:
     if no_play.enabled:
         if not no_play.label:
             raise UsageError("--no_play_label must not be empty")
-        if labels and no_play.label in labels:
-            raise UsageError(f"--label_vocabulary holds {no_play.label!r}, the reserved label of "
-                             f"the background clips: rename it with --no_play_label")
-        if labels:
+        if labels and no_play.label not in labels:
             labels = labels + [no_play.label]
     expected_plays = args.demo_plays
     if args.input:

@@ -21,6 +21,11 @@ detected plays then reach from about the first to about the last window whose
 centre lies in the play (`trainer.serving.segments.detected_plays`). Only the
 training split gets them: evaluation scores the plays as they are. A game with no span long enough gives no
 clip and is counted (`no_play_no_free_span`); that is not an error.
+
+Rows of the input labelled with the reserved label are background the user
+marked (a detector's false plays mined with `trainer.timeline --plays`, or
+detected plays corrected by hand): they are kept as clips of that label, and
+neither shifted nor kept clear of.
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ import numpy as np
 from beam_jobs.outputs import METRICS_NAMESPACE
 from beam_jobs.plays import PlaySpec
 from schemas.errors import UsageError
-from trainer.evaluation.detection import tiou
+from trainer.evaluation.detection import BACKGROUND_TIOU, tiou
 
 DEFAULT_LABEL = "no_play"
-HARD_TIOU = 0.3  # a hard negative overlaps a play, with tIoU below this
+HARD_TIOU = BACKGROUND_TIOU  # a hard negative overlaps a play, with tIoU below this
 GENERATED = "generated"  # the tagged output of the clips made here
 Span = Tuple[float, float]
 
@@ -167,12 +172,15 @@ class _AddClipsFn(beam.DoFn):
         duration = video_clips.video_duration(path)
         if duration is None:  # unreadable: its plays are dead-lettered when they are cut
             return
-        ranges = [(s.start, s.end) for s in specs if s.end > s.start]
+        # Rows of the label itself (background the user marked, e.g. mined false plays) are
+        # neither plays to keep clear of nor plays to shift.
+        plays = [s for s in specs if s.label != self._config.label]
+        ranges = [(s.start, s.end) for s in plays if s.end > s.start]
         rng = np.random.default_rng([self._config.seed, zlib.crc32(path.encode("utf-8"))])
-        yield from self._shifted_plays(specs, duration, rng)
+        yield from self._shifted_plays(plays, duration, rng)
         if not self._config.enabled:
             return
-        clips = draw_clips(ranges, duration, self._config.clips_for(len(specs)),
+        clips = draw_clips(ranges, duration, self._config.clips_for(len(plays)),
                            self._config.hard_share, rng)
         if not clips:
             self._no_room.inc()

@@ -101,9 +101,10 @@ class NoPlayLabelOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument(
             "--no_play_label", default="no_play",
-            help="records job: the reserved label of the background clips (a user label of the "
-                 "same name is refused: rename it here); find-plays job: the model's label for "
-                 "time that is no play, whose windows separate plays (default %(default)s)")
+            help="records job: the label of the background clips (input rows of this label "
+                 "are background clips too, e.g. mined false plays); find-plays job: the "
+                 "model's label for time that is no play, whose windows separate plays (default "
+                 "%(default)s)")
 
 
 class RecordsDirOptions(PipelineOptions):

@@ -153,22 +153,11 @@ class DropDuplicatePlays(beam.PTransform):
 class _AssignSplitFn(beam.DoFn):
     """Sets each spec's split (column value, else stable hash); rejects unknown splits/labels."""
 
-    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]],
-                 reserved: str = ""):
+    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]]):
         self._splits = dict(splits)
         self._labels = set(labels) if labels else None
-        self._reserved = reserved
 
     def process(self, spec: PlaySpec):
-        # The reserved no-play label is the background clips'; a folder tree's own no_play/
-        # folder holds no-play examples and keeps it.
-        if (self._reserved and spec.label == self._reserved
-                and f"/{self._reserved}/" not in spec.path.replace("\\", "/")):
-            yield rejected(rejection(
-                spec.play_id, spec.path, f"label {spec.label!r} is the reserved label of the "
-                f"background clips: rename it with --no_play_label", "reserved_label", spec.row,
-                spec.split))
-            return
         if self._labels is not None and spec.label not in self._labels:
             yield rejected(rejection(
                 spec.play_id, spec.path, f"unknown label {spec.label!r} (not in --label_vocabulary)",
@@ -189,16 +178,14 @@ class _AssignSplitFn(beam.DoFn):
 class AssignSplits(beam.PTransform):
     """Split per play (grouped by game) and the label check; rejections to REJECTED."""
 
-    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]] = None,
-                 reserved: str = ""):
+    def __init__(self, splits: Dict[str, float], labels: Optional[Sequence[str]] = None):
         super().__init__()
         self._splits = splits
         self._labels = labels
-        self._reserved = reserved
 
     def expand(self, plays):
         return plays | "Assign" >> beam.ParDo(
-            _AssignSplitFn(self._splits, self._labels, self._reserved)).with_outputs(
+            _AssignSplitFn(self._splits, self._labels)).with_outputs(
                 REJECTED, main=PLAYS)
 
 
@@ -335,7 +322,9 @@ def dataset_card_of(config: JobConfig, counts: JobCounts, labels: List[str]
         num_input=counts.num_input, num_rejected=counts.num_rejected,
         rejected_reasons=counts.rejected, compression=config.compression,
         shard_pattern=config.shard_pattern, args=dict(config.args),
-        no_play_label=config.no_play.label if config.no_play.enabled else "")
+        # Background clips drawn here, or rows of the reserved label (mined, corrected by hand).
+        no_play_label=(config.no_play.label if config.no_play.enabled
+                       or config.no_play.label in labels else ""))
 
 
 def build(pipeline: beam.Pipeline, config: JobConfig):
@@ -344,8 +333,7 @@ def build(pipeline: beam.Pipeline, config: JobConfig):
                                                    config.demo_profile, config.demo_label_weights)
     inputs = [read[PLAYS], read[REJECTED]]
     unique = read[PLAYS] | "DropDuplicatePlays" >> DropDuplicatePlays()
-    checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(
-        config.splits, config.labels, config.no_play.label if config.no_play.enabled else "")
+    checked = unique[PLAYS] | "AssignSplits" >> AssignSplits(config.splits, config.labels)
     plays = checked[PLAYS]
     if config.no_play.adds_clips:  # background clips (shifted plays) join, and count as input
         plays, generated = plays | "AddNoPlayClips" >> no_play_lib.AddNoPlayClips(config.no_play)

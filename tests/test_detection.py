@@ -74,6 +74,17 @@ def test_plays_of_another_game_do_not_match():
     assert detection.detection_metrics(TRUTH, dets)["map_tiou_0_5"] == 0.0
 
 
+def test_false_detections_overlap_no_true_play_of_their_game():
+    dets = [_det(0, 10, "iso", 0.9),  # a true play with the wrong label: not false
+            _det(9, 16, "cut", 0.8),  # tIoU 1/16 with the play at 0-10: false
+            _det(22, 28, "cut", 0.8),  # inside a play: tIoU 0.6, not false
+            _det(31, 39, "iso", 0.7),  # dead ball between plays: false
+            _det(0, 10, "cut", 0.9, game="h")]  # a game with no true play: false
+    false = detection.false_detections(TRUTH, dets)
+    assert [(d.game, d.start) for d in false] == [("g", 9), ("g", 31), ("h", 0)]
+    assert detection.false_detections(TRUTH, dets, max_tiou=0.05) == [dets[3], dets[4]]
+
+
 def test_report_has_counts_and_intervals_over_games():
     truth = TRUTH + [Segment("h", 0, 10, "cut")]
     dets = [_det(p.start, p.end, p.label, 0.9, p.game) for p in TRUTH]  # game h's play missed

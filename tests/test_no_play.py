@@ -11,6 +11,7 @@ import tensorflow as tf
 from beam_jobs import make_records, no_play
 from schemas import play_record
 from schemas.errors import UsageError
+from tests.media_fixtures import write_frame_folder
 from trainer.evaluation.detection import tiou
 
 
@@ -118,8 +119,44 @@ def test_shifted_plays_only_in_the_training_split(tmp_path):
         assert tiou(span, [(float(play["start"]), float(play["end"]))])[0] > 0.5
 
 
-def test_the_reserved_label_is_refused_in_the_vocabulary(tmp_path, capsys):
-    code = make_records.main([f"--output_dir={tmp_path / 'r'}", "--demo_game_videos=1",
-                              "--no_play_clips=2", "--label_vocabulary=cut,no_play"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--no_play_label" in err[0], err
+def test_rows_of_the_label_are_background_clips_neither_shifted_nor_avoided(tmp_path):
+    """Mined false plays (or corrected detections) go back in as rows labelled no_play."""
+    from demo_data import games as demo_games
+    from demo_data import plays as demo_plays
+    manifest = demo_games.write_demo_games(str(tmp_path / "games"), 1, num_frames=4)
+    plays = list(csv.DictReader(open(manifest)))
+    dead = [row for row in csv.DictReader(open(tmp_path / "games" / "dead_ball.csv"))
+            if float(row["end"]) - float(row["start"]) > 0.5]
+    with open(manifest, "a", newline="") as f:  # two dead-ball pieces marked as background
+        writer = csv.writer(f)
+        for k, row in enumerate(dead[:2]):
+            writer.writerow([f"mined-{k}", "no_play", plays[0]["path"], plays[0]["game_id"],
+                             row["start"], row["end"]])
+    out = tmp_path / "records"
+    labels = sorted({row["label"] for row in plays})
+    card = make_records.run([
+        f"--input={manifest}", f"--output_dir={out}", "--num_frames=4", "--frame_size=16",
+        f"--frame_rate={demo_plays.DEMO_FRAME_RATE}", "--no_play_clips=1", "--shifted_plays=1",
+        "--splits=train=1.0", f"--label_vocabulary={','.join(labels + ['no_play'])}",
+        "--progress_seconds=0"])
+    records = [r for _, r in _records(out)]
+    by_id = {r.play_id: r for r in records}
+    assert {"mined-0", "mined-1"} <= set(by_id) and by_id["mined-0"].label == "no_play"
+    assert not any(r.play_id.startswith("mined-") and "-shifted-" in r.play_id for r in records)
+    assert sum("-shifted-" in r.play_id for r in records) == len(plays)  # one per play
+    drawn = [r for r in records if r.label == "no_play" and not r.play_id.startswith("mined-")]
+    assert len(drawn) == 1
+    assert card.num_input == len(records) == len(plays) * 2 + 2 + 1 and card.num_rejected == 0
+    assert card.labels.count("no_play") == 1 and card.no_play_label == "no_play"
+    assert card.label_counts["train"]["no_play"] == 3
+
+
+def test_rows_of_the_label_alone_make_a_no_play_dataset(tmp_path):
+    """Without --no_play_clips, background rows still mark the card's no_play_label."""
+    folder = tmp_path / "tree"
+    for label in ("cut", "no_play"):
+        for k in range(2):
+            write_frame_folder(str(folder / label / f"{label}{k}"), 4)
+    card = make_records.run([f"--input={folder}", f"--output_dir={tmp_path / 'r'}",
+                             "--num_frames=4", "--frame_size=16", "--progress_seconds=0"])
+    assert card.no_play_label == "no_play" and card.num_rejected == 0

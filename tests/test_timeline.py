@@ -16,9 +16,10 @@ from backbone import precision
 from demo_data import games as demo_games
 from media import frame_stream, video_clips
 from schemas.sampling import FrameSampling
-from trainer.serving import export, segments
+from trainer.serving import export, segments, timeline_outputs
 from trainer.serving import timeline as timeline_lib
 from trainer.serving.timeline_model import TimelineModel
+from trainer.evaluation.detection import tiou
 from trainer.modeling import model as model_lib
 from trainer import timeline
 
@@ -232,6 +233,14 @@ def test_command_writes_the_outputs(job_dir, game, tmp_path):
     assert [float(row["start"]) for row in table] == pytest.approx(
         [p["start"] for p in result["plays"]], abs=1e-3)
     assert report["play_majority_accuracy"] == result["truth"]["play_majority_accuracy"]
+    text = (out / "false_plays.csv").read_text()
+    assert text.splitlines()[0] == ",".join(timeline_outputs.FALSE_PLAYS_COLUMNS)
+    false = list(csv.DictReader(io.StringIO(text)))
+    assert len(false) == report["num_false_plays"] == int(lines["false_plays"])
+    spans = [(p.start, p.end) for p in plays]
+    for row in false:  # background rows for the manifest: its path, the model's no-play label
+        assert row["label"] == segments.NO_PLAY and row["path"] == os.path.basename(path)
+        assert tiou((float(row["start"]), float(row["end"])), spans).max() < 0.3
     for key in ("map_tiou_0_5", "f1_tiou_0_5", "map_tiou_avg"):
         assert float(lines[key]) == pytest.approx(report[key], abs=1e-4)
         low, high = report["intervals"][key]

@@ -27,7 +27,11 @@ compute_dtype, segments, windows with their probabilities in label order, notes,
 With `--plays` (a records-job manifest with start/end, e.g. the demo games'
 `plays.csv`; rows of other videos are ignored) the true plays are drawn too and
 `play_majority_accuracy=` is printed: the share of true plays whose most
-overlapping segment has their label. On stdout: `real_time_factor=` (video
+overlapping segment has their label, with the detection report (`eval.json`:
+mAP at tIoU, precision, recall and F1) and `false_plays.csv`: the detected plays
+that overlap no true play at tIoU 0.3 or more, as rows of the records job's
+manifest labelled `--no_play_label` (hard-negative mining: append them to the
+training manifest and remake the records, docs/timeline.md). On stdout: `real_time_factor=` (video
 seconds per wall-clock second, model loading excluded) and `frames_per_s=`
 (sampled frames per wall-clock second), after `compute_dtype=` (the dtype the model
 computed in: `--compute_dtype`, auto resolved by `backbone.precision`'s probe; the
@@ -55,7 +59,7 @@ from trainer.serving.timeline import (  # noqa: E402
     compute_timeline)
 from trainer.serving.timeline_model import TimelineModel  # noqa: E402
 from trainer.serving.timeline_outputs import (  # noqa: E402
-    read_plays, score_detections, score_plays, write_outputs)
+    FALSE_PLAYS_NAME, read_plays, score_detections, score_plays, write_outputs)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -130,6 +134,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{key}={report[key]:.4f}")
         print(f"num_true_plays={report['num_true_plays']} "
               f"num_detections={report['num_detections']}")
+        print(f"false_plays={report['num_false_plays']} (overlapping no true play: "
+              f"{FALSE_PLAYS_NAME}, background rows for the records job)")
     print(f"compute_dtype={model.compute_dtype}")
     print(f"real_time_factor={stats.real_time_factor:.2f}")
     print(f"frames_per_s={stats.frames_per_s:.1f}")

@@ -23,6 +23,9 @@ import numpy as np
 
 ACTIVITYNET_TIOUS: Tuple[float, ...] = tuple(np.round(np.linspace(0.5, 0.95, 10), 2))
 REPORTED_TIOUS: Tuple[float, ...] = (0.3, 0.5, 0.7)
+# A span that overlaps every play below this tIoU is background: the records job's hard
+# negatives are drawn under it, and detections under it are false plays (`false_detections`).
+BACKGROUND_TIOU = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +84,19 @@ def match(truth: Sequence[Segment], detections: Sequence[Segment],
                     break
         hits.append(hit)
     return np.array(hits, dtype=bool)
+
+
+def false_detections(truth: Sequence[Segment], detections: Sequence[Segment],
+                     max_tiou: float = BACKGROUND_TIOU) -> List[Segment]:
+    """The detections that overlap no true play of their game (any label) at tIoU `max_tiou` or
+    more: plays found where none was run (dead ball, a replay), not a play found with the wrong
+    label or loose bounds. They are background by the records job's rule for hard negatives, so
+    they can go back into it as `no_play` clips (hard-negative mining)."""
+    bounds: Dict[str, List[Tuple[float, float]]] = {}
+    for play in truth:
+        bounds.setdefault(play.game, []).append((play.start, play.end))
+    return [d for d in detections
+            if not bounds.get(d.game) or tiou((d.start, d.end), bounds[d.game]).max() < max_tiou]
 
 
 def ranked(detections: Sequence[Segment]) -> List[Segment]:
