@@ -12,8 +12,10 @@
                    timeline exactly as `python -m trainer.timeline` makes it
                    (`assemble_timeline`): <game>/timeline.json, timeline.csv, plays.csv
                    (with true plays: false_plays.csv, the plays found where none was run)
-    -> plays-SSSSS-of-NNNNN.csv (the detected plays of every game), eval.json (with true
-       plays: one detection report over all games), rejected-*.jsonl, find_plays.json last
+    -> plays-SSSSS-of-NNNNN.csv (the detected plays of every game), eval.json and
+       false_plays-SSSSS-of-NNNNN.csv (with true plays: one detection report over all games,
+       and the detected plays that overlap no true play, as background rows for the records
+       job), rejected-*.jsonl, find_plays.json last
 
 A game whose stream breaks keeps the windows before the first missing one
 (`assemble_game`). `build(pipeline, config)` wires it; `find_plays.py` is the
@@ -39,6 +41,8 @@ from media.frames import PlayError
 from trainer.serving import segments as segments_lib
 
 PLAYS_PREFIX = "plays"  # plays-SSSSS-of-NNNNN.csv, a header in every shard
+FALSE_PLAYS_PREFIX = "false_plays"  # with true plays: the plays found where none was run
+FALSE_PLAYS = "false_plays"  # AssembleGames' tagged output: false_plays.csv lines
 CARD_NAME = "find_plays.json"
 EVAL_NAME = "eval.json"
 SUMMARY = "summary"  # AssembleGames' tagged output: one dict per game
@@ -271,6 +275,8 @@ class _AssembleFn(beam.DoFn):
         yield pvalue.TaggedOutput(SUMMARY, summary)
         for row in timeline_outputs.plays_rows(timeline):
             yield _plays_csv_line(row)
+        for row in timeline_outputs.false_plays_rows(timeline, truth) if truth else ():
+            yield pvalue.TaggedOutput(FALSE_PLAYS, _plays_csv_line(row))
 
 
 class _WriteEvalFn(beam.DoFn):
@@ -313,6 +319,7 @@ def make_card(config: FindConfig, summaries: List[Dict[str, Any]],
         "num_rejected": sum(n for _, n in kinds),
         "rejected_reasons": dict(sorted(kinds)),
         "plays_files": f"{PLAYS_PREFIX}-*-of-*.csv",
+        "false_plays_files": f"{FALSE_PLAYS_PREFIX}-*-of-*.csv" if config.truth is not None else "",
         "eval_file": EVAL_NAME if eval_files else "",
         "games": [{k: s[k] for k in ("game", "windows", "plays", "complete")} for s in scanned],
     })
@@ -345,11 +352,17 @@ def build(pipeline: beam.Pipeline, config: FindConfig):
     games = (scanned["windows"]
              | "ByGame" >> beam.GroupByKey()
              | "AssembleGames" >> beam.ParDo(_AssembleFn(config))
-             .with_outputs(REJECTED, SUMMARY, SEGMENTS, main="plays"))
+             .with_outputs(REJECTED, SUMMARY, SEGMENTS, FALSE_PLAYS, main="plays"))
     plays_files = games["plays"] | "WritePlays" >> beam.io.WriteToText(
         FileSystems.join(config.output_dir, PLAYS_PREFIX), file_name_suffix=".csv",
         num_shards=config.num_shards, shard_name_template=SHARD_TEMPLATE,
         header=",".join(timeline_outputs.PLAYS_COLUMNS))
+    if config.truth is not None:  # hard negatives for the records job, season-wide
+        false_files = games[FALSE_PLAYS] | "WriteFalsePlays" >> beam.io.WriteToText(
+            FileSystems.join(config.output_dir, FALSE_PLAYS_PREFIX), file_name_suffix=".csv",
+            num_shards=config.num_shards, shard_name_template=SHARD_TEMPLATE,
+            header=",".join(timeline_outputs.FALSE_PLAYS_COLUMNS))
+        plays_files = (plays_files, false_files) | "PlaysFiles" >> beam.Flatten()
     eval_files = (games[SEGMENTS]
                   | "GatherSegments" >> beam.combiners.ToList()
                   | "WriteEvaluation" >> beam.ParDo(_WriteEvalFn(config.output_dir, {

@@ -17,6 +17,12 @@ classifier on a separate balanced test set (--balanced_test_plays, default 100 p
 label weights, another --demo_seed) with the trainer's evaluation (`finalize.evaluate_model` on
 the play records, the run's --eval_views).
 
+The demo and hard presets also search the settings with `python -m trainer.tune`
+(--tune_trials trials of --tune_epochs epochs over the preset's train and val splits, Bayesian
+optimization) and train its best trial as its best_flags.txt says, scored on the same test plays:
+tuned_play_accuracy (+ci), tuned_flags, tune_s, tune_trials and whether the tuned interval's low
+end clears the default settings' high end (tuned_ci_low_above_default_ci_high).
+
 Prints `key=value` lines: test_plays, clip_accuracy, play_accuracy (+ _ci_low/_ci_high),
 macro_f1 (+ci), mean_pool_play_accuracy, single_frame_play_accuracy, misc_transition_rnn,
 misc_transition_mean_pool (accuracy on the test plays labelled misc or transition), each
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -63,6 +70,8 @@ PRESETS: Dict[str, Dict] = {
                               "sampling": ["--balanced_sampling"],
                               "logit_adjusted": ["--class_weight=logit_adjusted"]}),
 }
+# Flags every tuning trial shares (the tuned ones, head to batch size, are the search's).
+TUNE_FIXED_FLAGS = ["--trainable_from=none", "--strategy=default", "--seed=1"]
 BALANCED_TEST_SEED = 1  # the balanced test set's --demo_seed (the preset's records use 0)
 
 
@@ -148,6 +157,50 @@ def train(job_dir: str, flags: Sequence[str]) -> tuple:
         raise SystemExit(code)
     with open(os.path.join(job_dir, "eval.json")) as f:
         return json.load(f), seconds
+
+
+def tune(features: str, out: str, trials: int, epochs: int) -> float:
+    """`python -m trainer.tune` over the preset's features (train and val splits only), in this
+    process: a rerun with the same --work_dir resumes the search; its wall seconds."""
+    import keras  # pylint: disable=g-import-not-at-top
+    from trainer import tune as tune_cli  # pylint: disable=g-import-not-at-top
+    keras.backend.clear_session()
+    start = time.perf_counter()
+    code = tune_cli.run([f"--features_dir={features}", f"--output_dir={out}",
+                         f"--max_trials={trials}", f"--epochs={epochs}", *TUNE_FIXED_FLAGS])
+    if code:
+        raise SystemExit(code)
+    return time.perf_counter() - start
+
+
+def best_trial_flags(tune_dir: str) -> list:
+    """The trainer flags of the search's best trial (best_flags.txt without its --job_dir)."""
+    from trainer.tuning import outputs  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(tune_dir, outputs.BEST_FLAGS)) as f:
+        words = shlex.split(f.read())
+    flags = words[words.index("trainer.task") + 1:]
+    return [flag for flag in flags if not flag.startswith("--job_dir=")]
+
+
+def _emit_tuned(results, p: str, features: str, reports: Dict, args, work: str) -> None:
+    """The tuner's best trial, trained as best_flags.txt says and scored on the same test plays
+    as the default settings (`<p>tuned_*`), and whether its interval clears theirs."""
+    tune_dir = os.path.join(work, "tune")
+    _emit(results, f"{p}tune_s", round(timed(tune_dir, lambda: tune(
+        features, tune_dir, args.tune_trials, args.tune_epochs)), 1))
+    with open(os.path.join(tune_dir, "trials.csv")) as f:
+        _emit(results, f"{p}tune_trials", sum(1 for _ in f) - 1)
+    flags = best_trial_flags(tune_dir)
+    _emit(results, f"{p}tuned_flags", " ".join(f for f in flags
+                                               if not f.startswith("--features_dir=")))
+    report, seconds = timed_train(os.path.join(work, "job_tuned"),
+                                  [*flags, f"--eval_views={args.eval_views}"])
+    reports["tuned"] = report
+    _emit(results, f"{p}train_s_tuned", round(seconds, 1))
+    _emit_level(results, f"{p}tuned_play_accuracy", report["play"])
+    _emit(results, f"{p}tuned_macro_f1", report["play"]["macro_f1"])
+    _emit(results, f"{p}tuned_ci_low_above_default_ci_high",
+          report["play"]["accuracy_ci_low"] > reports["rnn"]["play"]["accuracy_ci_high"])
 
 
 def score_on_records(job_dir: str, records: str, test_records: str, args) -> Dict:
@@ -298,6 +351,8 @@ def run_preset(name: str, args, work: str) -> Dict[str, object]:
             _emit_subset(results, f"{p}misc_transition_{head}", reports[head]["play"], labels, PAIR)
         worst = min(rnn["play"]["per_class_recall"].items(), key=lambda kv: (kv[1] is None, kv[1] or 0))
         _emit(results, f"{p}rnn_lowest_recall", f"{worst[0]}:{worst[1]:.3f}")
+        if args.tune_trials:
+            _emit_tuned(results, p, features, reports, args, os.path.join(work, name))
     else:
         _emit_long_tail(results, preset, reports, labels, card, args, work, name, records)
     _emit(results, f"{p}load_avg_end", load_average())
@@ -316,6 +371,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--balanced_test_plays", type=int, default=1100,
                         help="plays of the imbalanced preset's balanced test set (equal label "
                              "weights: 100 per label of 11)")
+    parser.add_argument("--tune_trials", type=int, default=12,
+                        help="demo and hard presets: trials of `python -m trainer.tune` over the "
+                             "features (0: no tuned settings)")
+    parser.add_argument("--tune_epochs", type=int, default=30, help="epochs per tuning trial")
     parser.add_argument("--workers", type=int, default=2,
                         help="DirectRunner worker processes of the jobs (1: in-memory, in this process)")
     parser.add_argument("--work_dir", default="",

@@ -40,6 +40,8 @@ Prints key=value lines.
 from __future__ import annotations
 
 import argparse
+import csv
+import glob
 import math
 import os
 import subprocess
@@ -54,6 +56,7 @@ sys.path.insert(0, ROOT)
 from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
 from backbone import precision  # noqa: E402
 from demo_data import games as demo_games  # noqa: E402
+from demo_data import plays as demo_plays  # noqa: E402
 from schemas.sampling import FrameSampling  # noqa: E402
 from trainer.evaluation import detection  # noqa: E402
 from trainer.serving import timeline, timeline_outputs  # noqa: E402
@@ -94,6 +97,67 @@ def train_demo_model(work: str, record_flags=DEMO_RECORD_FLAGS, profile: str = "
     for step in steps:
         subprocess.run(step, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return job
+
+
+def train_split_rows(manifest: str):
+    """(header, all rows, the rows of the games the records job puts in the train split)."""
+    from beam_jobs import splits as splits_lib  # pylint: disable=g-import-not-at-top
+    splits = splits_lib.parse_splits(splits_lib.DEFAULT_SPLITS)
+    with open(manifest, newline="") as f:
+        table = list(csv.reader(f))
+    header, rows = table[0], table[1:]
+    game = header.index("game_id")
+    return header, rows, [r for r in rows if splits_lib.assign_split(r[game], splits) == "train"]
+
+
+def mine_false_plays(job: str, manifest: str, work: str, round_name: str):
+    """The detector's false plays on its own training games (train split only): the find-plays
+    job over them with their true plays, its false_plays-*.csv rows (play ids made unique per
+    round)."""
+    header, _, train = train_split_rows(manifest)
+    folder = os.path.dirname(manifest)
+    train_manifest = os.path.join(folder, f"train_games_{round_name}.csv")
+    with open(train_manifest, "w", newline="") as f:
+        csv.writer(f).writerows([header] + train)
+    out = os.path.join(work, f"mined_{round_name}")
+    subprocess.run([sys.executable, "beam_jobs/find_plays.py", f"--model={job}",
+                    f"--input={train_manifest}", f"--output_dir={out}", "--overwrite",
+                    "--runner=DirectRunner", "--direct_num_workers=2",
+                    "--direct_running_mode=multi_processing"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    rows = []
+    for shard in sorted(glob.glob(os.path.join(out, "false_plays-*-of-*.csv"))):
+        with open(shard, newline="") as f:
+            rows += [r[:len(header)] for r in list(csv.reader(f))[1:]]
+    games = len({r[header.index("game_id")] for r in train})
+    return [[f"{round_name}-{r[0]}"] + r[1:] for r in rows], games
+
+
+def train_mined_detector(args, work: str, first_job: str) -> str:
+    """Hard-negative mining, `--mine_rounds` times: the detector's false plays on its training
+    games go back into the records job as no_play rows of the manifest, and the detector is
+    trained again from the records, as a user would (docs/timeline.md)."""
+    manifest = os.path.join(work, "detector", "records", "demo_games", "plays.csv")
+    header, rows, _ = train_split_rows(manifest)
+    job, mined = first_job, []
+    for k in range(1, args.mine_rounds + 1):
+        found, games = mine_false_plays(job, manifest, work, f"round{k}")
+        mined += found
+        print(f"mined_false_plays_round{k}={len(found)} train_games={games}", flush=True)
+        with_mined = os.path.join(os.path.dirname(manifest), f"with_mined_round{k}.csv")
+        with open(with_mined, "w", newline="") as f:
+            csv.writer(f).writerows([header] + rows + mined)
+        job = train_demo_model(
+            os.path.join(work, f"detector_mined_round{k}"),
+            ["--frame_size=32", f"--input={with_mined}",
+             f"--frame_rate={demo_plays.DEMO_FRAME_RATE}", *detector_clip_flags(args)],
+            args.profile, args.train_flags.split())
+    return job
+
+
+def detector_clip_flags(args):
+    """The records job's flags for the detector's extra clips."""
+    return [f"--no_play_clips={args.no_play_clips}", f"--shifted_plays={args.shifted_plays}"]
 
 
 def timed(model, video, mode, hop):
@@ -200,11 +264,16 @@ def demo_part(args, work: str):
                                            profile=args.profile)
     print(f"game_seed={args.game_seed} games={args.games} hop_seconds={args.hop_seconds} "
           f"profile={args.profile}", flush=True)
-    model_dir = args.model or train_demo_model(
-        os.path.join(work, "detector"),
-        DETECTOR_RECORD_FLAGS + [f"--no_play_clips={args.no_play_clips}",
-                                 f"--shifted_plays={args.shifted_plays}"], args.profile,
-        args.train_flags.split())
+    model_dir = args.model
+    if not model_dir:
+        model_dir = train_demo_model(os.path.join(work, "detector"),
+                                     DETECTOR_RECORD_FLAGS + detector_clip_flags(args),
+                                     args.profile, args.train_flags.split())
+        if args.mine_rounds:
+            lines, _ = detection_lines("unmined_", TimelineModel(model_dir), games, manifest,
+                                       args)
+            print("\n".join(lines), flush=True)
+            model_dir = train_mined_detector(args, work, model_dir)
     model = TimelineModel(model_dir)
     print(f"detector_model={model_dir} labels={len(model.labels)}", flush=True)
     lines, report = detection_lines("", model, games, manifest, args)
@@ -229,7 +298,6 @@ def seed_model(work: str) -> str:
     """A model of the seed's shape (224 px, VGG16 to block5_pool, 40 of 40 frames at 25 frames/s,
     LSTM 256, random weights: speed does not depend on what they learned), exported."""
     import keras  # pylint: disable=g-import-not-at-top
-    from demo_data import plays as demo_plays  # pylint: disable=g-import-not-at-top
     from trainer.serving import export  # pylint: disable=g-import-not-at-top
     from trainer.modeling import model as model_lib  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(0)
@@ -277,6 +345,9 @@ def main(argv=None) -> None:
                         help="the detector's background clips (the records job's flag)")
     parser.add_argument("--shifted_plays", type=int, default=2,
                         help="the detector's shifted copies of each training play")
+    parser.add_argument("--mine_rounds", type=int, default=1,
+                        help="rounds of hard-negative mining: the detector's false plays on its "
+                             "training games become no_play rows and it trains again (0: none)")
     parser.add_argument("--train_flags", default="",
                         help="more trainer.task flags for the detector (space-separated)")
     parser.add_argument("--work_dir", default="",

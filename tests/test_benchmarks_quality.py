@@ -18,7 +18,9 @@ TRANSFER = os.path.join(ROOT, "benchmarks", "transfer.py")
 
 DEMO_KEYS = ("test_plays", "clip_accuracy", "play_accuracy", "play_accuracy_ci_low",
              "play_accuracy_ci_high", "macro_f1", "mean_pool_play_accuracy",
-             "single_frame_play_accuracy", "misc_transition_rnn", "misc_transition_mean_pool")
+             "single_frame_play_accuracy", "misc_transition_rnn", "misc_transition_mean_pool",
+             "tuned_play_accuracy", "tuned_play_accuracy_ci_low", "tuned_play_accuracy_ci_high",
+             "tuned_flags", "tune_s", "tune_trials", "tuned_ci_low_above_default_ci_high")
 METHODS = ("none", "balanced", "sampling", "logit_adjusted")
 IMBALANCED_KEYS = ("minority_labels", "minority_test_plays", "balanced_test_plays",
                    "minority_recall_best", "minority_recall_best_method",
@@ -37,23 +39,41 @@ def _values(stdout):
     return dict(re.findall(r"^([a-z0-9_]+)=(.*)$", stdout, re.M))
 
 
-def test_quality_all_presets_print_every_key(tmp_path):
-    got = _run(QUALITY, "--preset=all", "--plays=40", "--record_frames=6", "--num_frames=4", "--epochs=1",
-               "--eval_views=2", "--workers=1", "--balanced_test_plays=22", f"--work_dir={tmp_path}")
+TINY = ("--plays=40", "--record_frames=6", "--num_frames=4", "--epochs=1", "--eval_views=2",
+        "--workers=1")
+
+
+def test_quality_hard_preset_prints_every_key_and_the_tuned_settings(tmp_path):
+    # 4 games: one train, two val (the tuner scores its trials on val), one test.
+    got = _run(QUALITY, "--preset=hard", *TINY, "--splits=train=0.3,val=0.2,test=0.5",
+               "--tune_trials=1", "--tune_epochs=1", f"--work_dir={tmp_path}")
     assert got.returncode == 0, got.stderr[-3000:]
     values = _values(got.stdout)
-    keys = DEMO_KEYS + tuple("hard_" + k for k in DEMO_KEYS) + IMBALANCED_KEYS
-    assert [k for k in keys if k not in values] == []
-    assert values["minority_labels"] == "cut,putback"
-    for key in ("play_accuracy", "hard_play_accuracy", "hard_bigru128_play_accuracy",
-                "misc_transition_rnn", "macro_f1_balanced"):
+    assert [k for k in ("hard_" + k for k in DEMO_KEYS) if k not in values] == []
+    for key in ("hard_play_accuracy", "hard_bigru128_play_accuracy", "hard_tuned_play_accuracy",
+                "hard_misc_transition_rnn"):
         assert values[key] == "nan" or 0.0 <= float(values[key]) <= 1.0
-    assert 0 < int(values["test_plays"]) < 40
-    for step in ("records_s", "embed_s", "train_s_rnn", "hard_train_s_bigru128",
-                 "train_s_balanced", "load_avg_start"):
+    assert 0 < int(values["hard_test_plays"]) < 40 and int(values["hard_val_plays"]) > 0
+    assert values["hard_tune_trials"] == "1" and "--head=" in values["hard_tuned_flags"]
+    for step in ("hard_records_s", "hard_embed_s", "hard_train_s_rnn", "hard_train_s_bigru128",
+                 "hard_train_s_tuned", "hard_load_avg_start"):
         assert step in values
-    # The records are the presets' own: the demo's have every label equally often, the
-    # imbalanced ones mostly spot_up.
+    # The tuned model trained as best_flags.txt says, evaluated on the same test plays.
+    with open(os.path.join(tmp_path, "hard", "tune", "best_flags.txt")) as f:
+        assert values["hard_tuned_flags"].split()[0] in f.read()
+    assert os.path.exists(os.path.join(tmp_path, "hard", "job_tuned", "eval.json"))
+
+
+def test_quality_imbalanced_preset_prints_every_key(tmp_path):
+    got = _run(QUALITY, "--preset=imbalanced", *TINY, "--balanced_test_plays=22",
+               f"--work_dir={tmp_path}")
+    assert got.returncode == 0, got.stderr[-3000:]
+    values = _values(got.stdout)
+    assert [k for k in IMBALANCED_KEYS if k not in values] == []
+    assert values["minority_labels"] == "cut,putback"
+    assert values["macro_f1_balanced"] == "nan" or 0.0 <= float(values["macro_f1_balanced"]) <= 1
+    assert "train_s_balanced" in values and "load_avg_start" in values
+    # The records are the preset's own: mostly spot_up.
     assert "spot_up:" in values["train_label_counts"]
     # The long-tail methods are scored on the balanced test set: 2 plays of each of 11 labels.
     assert values["balanced_test_plays"] == "22" and values["minority_test_plays"] == "4"

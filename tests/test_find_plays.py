@@ -124,14 +124,15 @@ def _run(*argv):
                            f"--hop_seconds={HOP}", "--min_confidence=0", "--min_play_seconds=0"])
 
 
-def _plays_table(out):
-    shards = sorted(glob.glob(os.path.join(out, "plays-*-of-*.csv")))
+def _plays_table(out, prefix="plays"):
+    shards = sorted(glob.glob(os.path.join(out, f"{prefix}-*-of-*.csv")))
     assert shards
     rows = []
     for shard in shards:
         with open(shard) as f:
             table = list(csv.reader(f))
-        assert table[0] == list(timeline_outputs.PLAYS_COLUMNS)
+        assert table[0] == list(timeline_outputs.FALSE_PLAYS_COLUMNS if prefix == "false_plays"
+                                else timeline_outputs.PLAYS_COLUMNS)
         rows += table[1:]
     return rows
 
@@ -143,7 +144,7 @@ def test_chunked_job_equals_the_single_process_timeline(job_dir, tl_model, seaso
                 f"--chunk_seconds={CHUNK}")
     assert card["num_input"] == card["num_games"] == 2 and card["num_games_rejected"] == 0
     assert card["num_rejected"] == 0 and card["num_chunks"] >= 6
-    rows = []
+    rows, false_rows = [], []
     crossed = 0
     for name in ("game-0", "game-1"):
         expected = _reference(tl_model, os.path.join(folder, name + ".mp4"))
@@ -154,13 +155,19 @@ def test_chunked_job_equals_the_single_process_timeline(job_dir, tl_model, seaso
         assert got["truth"]["n"] == (4 if name == "game-0" else 1)
         with open(os.path.join(out, name, "plays.csv")) as f:
             rows += list(csv.reader(f))[1:]
+        with open(os.path.join(out, name, "false_plays.csv")) as f:
+            false_rows += list(csv.reader(f))[1:]
         borders = [c * CHUNK for c in range(1, 10)]
         crossed += sum(1 for p in got["plays"] for b in borders if p["start"] < b < p["end"])
     assert crossed > 0  # a chunk border inside a detected play
     assert sorted(_plays_table(out)) == sorted(rows)
+    assert sorted(_plays_table(out, "false_plays")) == sorted(false_rows)
+    assert {row[1] for row in false_rows} <= {"no_play"}
+    report = json.load(open(os.path.join(out, "eval.json")))
+    assert report["num_false_plays"] == len(false_rows)
+    assert card["false_plays_files"] == "false_plays-*-of-*.csv"
     assert card["num_plays"] == len(rows) > 0
     assert card["num_windows"] == sum(g["windows"] for g in card["games"])
-    report = json.load(open(os.path.join(out, "eval.json")))
     assert report["num_true_plays"] == 5 and report["num_games"] == 2
     assert card["eval_file"] == "eval.json" and card["chunk_seconds"] == CHUNK
     # The folder rule: a second run needs --overwrite, which replaces the game folders too.
