@@ -19,7 +19,7 @@ the play records, the run's --eval_views).
 
 The demo and hard presets also search the settings with `python -m trainer.tune`
 (--tune_trials trials of --tune_epochs epochs over the preset's train and val splits, Bayesian
-optimization) and train its best trial as its best_flags.txt says, scored on the same test plays:
+optimization, the first trial the default settings) and train its best trial as its best_flags.txt says, scored on the same test plays:
 tuned_play_accuracy (+ci), tuned_flags, tune_s, tune_trials and whether the tuned interval's low
 end clears the default settings' high end (tuned_ci_low_above_default_ci_high).
 
@@ -70,8 +70,13 @@ PRESETS: Dict[str, Dict] = {
                               "sampling": ["--balanced_sampling"],
                               "logit_adjusted": ["--class_weight=logit_adjusted"]}),
 }
-# Flags every tuning trial shares (the tuned ones, head to batch size, are the search's).
-TUNE_FIXED_FLAGS = ["--trainable_from=none", "--strategy=default", "--seed=1"]
+# Flags every tuning trial shares (the tuned ones, head to batch size, are the search's) and
+# HEAD_FLAGS' tuned ones as its first trial (with --num_frames; the trainer's dropout, 0.3).
+TUNED_NAMES = ("--rnn_units", "--learning_rate", "--batch_size")
+TUNE_FIXED_FLAGS = ["--strategy=default", "--seed=1"] + [
+    f for f in HEAD_FLAGS if f.split("=")[0] not in TUNED_NAMES]
+DEFAULT_TUNED_FLAGS = ["--head=rnn", "--dropout=0.3"] + [
+    f for f in HEAD_FLAGS if f.split("=")[0] in TUNED_NAMES]
 BALANCED_TEST_SEED = 1  # the balanced test set's --demo_seed (the preset's records use 0)
 
 
@@ -159,15 +164,17 @@ def train(job_dir: str, flags: Sequence[str]) -> tuple:
         return json.load(f), seconds
 
 
-def tune(features: str, out: str, trials: int, epochs: int) -> float:
+def tune(features: str, out: str, trials: int, epochs: int, first_trial: Sequence[str]) -> float:
     """`python -m trainer.tune` over the preset's features (train and val splits only), in this
-    process: a rerun with the same --work_dir resumes the search; its wall seconds."""
+    process, its first trial the default settings: a rerun with the same --work_dir resumes the
+    search; its wall seconds."""
     import keras  # pylint: disable=g-import-not-at-top
     from trainer import tune as tune_cli  # pylint: disable=g-import-not-at-top
     keras.backend.clear_session()
     start = time.perf_counter()
     code = tune_cli.run([f"--features_dir={features}", f"--output_dir={out}",
-                         f"--max_trials={trials}", f"--epochs={epochs}", *TUNE_FIXED_FLAGS])
+                         f"--max_trials={trials}", f"--epochs={epochs}", *TUNE_FIXED_FLAGS,
+                         f"--first_trial={' '.join(first_trial)}"])
     if code:
         raise SystemExit(code)
     return time.perf_counter() - start
@@ -187,7 +194,8 @@ def _emit_tuned(results, p: str, features: str, reports: Dict, args, work: str) 
     as the default settings (`<p>tuned_*`), and whether its interval clears theirs."""
     tune_dir = os.path.join(work, "tune")
     _emit(results, f"{p}tune_s", round(timed(tune_dir, lambda: tune(
-        features, tune_dir, args.tune_trials, args.tune_epochs)), 1))
+        features, tune_dir, args.tune_trials, args.tune_epochs or args.epochs,
+        DEFAULT_TUNED_FLAGS + [f"--num_frames={args.num_frames}"])), 1))
     with open(os.path.join(tune_dir, "trials.csv")) as f:
         _emit(results, f"{p}tune_trials", sum(1 for _ in f) - 1)
     flags = best_trial_flags(tune_dir)
@@ -374,7 +382,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--tune_trials", type=int, default=12,
                         help="demo and hard presets: trials of `python -m trainer.tune` over the "
                              "features (0: no tuned settings)")
-    parser.add_argument("--tune_epochs", type=int, default=30, help="epochs per tuning trial")
+    parser.add_argument("--tune_epochs", type=int, default=0,
+                        help="epochs per tuning trial (default: --epochs)")
     parser.add_argument("--workers", type=int, default=2,
                         help="DirectRunner worker processes of the jobs (1: in-memory, in this process)")
     parser.add_argument("--work_dir", default="",

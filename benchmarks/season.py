@@ -165,7 +165,8 @@ def main(argv=None) -> None:
     parser.add_argument("--short_plays", type=int, default=27,
                         help="plays of the short game (27: about 2 minutes)")
     parser.add_argument("--long_plays", type=int, default=800,
-                        help="plays of the long game (800: about 60 minutes)")
+                        help="plays of the long game (800: about 60 minutes; 0: skip the "
+                             "memory part)")
     parser.add_argument("--seed_seconds", type=float, default=8.0,
                         help="the 720p video at the seed's settings (0: skip)")
     parser.add_argument("--min_confidence", type=float, default=0.0,
@@ -177,7 +178,8 @@ def main(argv=None) -> None:
     model = args.model or random_demo_model(os.path.join(work, "job"))
     print(f"cpus={os.cpu_count()} load_average={os.getloadavg()[0]:.1f}")
     season_lines(args, work, model)
-    rss_lines(args, work, model)
+    if args.long_plays > 0:
+        rss_lines(args, work, model)
     if args.seed_seconds > 0:
         seed_lines(args, work)
 

@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,7 +111,8 @@ def train_split_rows(manifest: str):
     return header, rows, [r for r in rows if splits_lib.assign_split(r[game], splits) == "train"]
 
 
-def mine_false_plays(job: str, manifest: str, work: str, round_name: str):
+def mine_false_plays(job: str, manifest: str, work: str, round_name: str,
+                     find_flags: Sequence[str] = ()):
     """The detector's false plays on its own training games (train split only): the find-plays
     job over them with their true plays, its false_plays-*.csv rows (play ids made unique per
     round)."""
@@ -123,7 +125,7 @@ def mine_false_plays(job: str, manifest: str, work: str, round_name: str):
     subprocess.run([sys.executable, "beam_jobs/find_plays.py", f"--model={job}",
                     f"--input={train_manifest}", f"--output_dir={out}", "--overwrite",
                     "--runner=DirectRunner", "--direct_num_workers=2",
-                    "--direct_running_mode=multi_processing"],
+                    "--direct_running_mode=multi_processing", *find_flags],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     rows = []
     for shard in sorted(glob.glob(os.path.join(out, "false_plays-*-of-*.csv"))):
@@ -141,7 +143,8 @@ def train_mined_detector(args, work: str, first_job: str) -> str:
     header, rows, _ = train_split_rows(manifest)
     job, mined = first_job, []
     for k in range(1, args.mine_rounds + 1):
-        found, games = mine_false_plays(job, manifest, work, f"round{k}")
+        found, games = mine_false_plays(job, manifest, work, f"round{k}",
+                                        args.mine_flags.split())
         mined += found
         print(f"mined_false_plays_round{k}={len(found)} train_games={games}", flush=True)
         with_mined = os.path.join(os.path.dirname(manifest), f"with_mined_round{k}.csv")
@@ -348,6 +351,9 @@ def main(argv=None) -> None:
     parser.add_argument("--mine_rounds", type=int, default=1,
                         help="rounds of hard-negative mining: the detector's false plays on its "
                              "training games become no_play rows and it trains again (0: none)")
+    parser.add_argument("--mine_flags", default="--min_play_seconds=0 --min_confidence=0",
+                        help="find-plays job flags for mining (space-separated; default: every "
+                             "run of play windows counts, however short or unsure)")
     parser.add_argument("--train_flags", default="",
                         help="more trainer.task flags for the detector (space-separated)")
     parser.add_argument("--work_dir", default="",

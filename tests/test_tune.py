@@ -27,6 +27,9 @@ from tests.test_train_from_features import CUT  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXED = ["--strategy=default", "--seed=1"]
+# The first trial (today's settings, say): a search starts from it.
+FIRST = ("--first_trial=--head=mean_pool --rnn_units=32 --num_frames=4 --dropout=0.125 "
+         "--learning_rate=0.002 --batch_size=16")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,10 @@ def _tune(features, out, *extra):
                      "--epochs=2", *FIXED, *extra])
 
 
+def _search(features, out):  # the full test's search: its first trial given
+    return _tune(features, out, FIRST)
+
+
 def _summary(stdout):
     return dict(line.split("=", 1) for line in stdout.splitlines()
                 if "=" in line and line.split("=", 1)[0].isidentifier() and " " not in line)
@@ -74,12 +81,12 @@ def test_search_writes_its_outputs_resumes_and_never_reads_test(features_dir, tm
 
     monkeypatch.setattr(train_lib, "train", killed)
     with pytest.raises(KeyboardInterrupt):
-        _tune(features_dir, out)
+        _search(features_dir, out)
     killed_config = configs.pop()
 
     monkeypatch.setattr(train_lib, "train", counted)
     capsys.readouterr()
-    assert _tune(features_dir, out) == 0
+    assert _search(features_dir, out) == 0
     summary = _summary(capsys.readouterr().out)
     assert len(configs) == 2 and summary["trials"] == "2" and summary["trials_run"] == "2"
     # The killed trial ran again with its own values, in its own job folder.
@@ -94,6 +101,9 @@ def test_search_writes_its_outputs_resumes_and_never_reads_test(features_dir, tm
         rows = list(csv.DictReader(f))
     assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]
     assert set(space_lib.TUNED) <= set(rows[0]) and rows[0]["epochs"] == "2"
+    assert {k: rows[0][k] for k in space_lib.TUNED} == {  # the first trial: --first_trial's
+        "head": "mean_pool", "rnn_units": "32", "num_frames": "4", "dropout": "0.125",
+        "learning_rate": "0.002", "batch_size": "16"}
     accuracies = [float(row["val_accuracy"]) for row in rows]
     assert float(summary["best_val_accuracy"]) == pytest.approx(max(accuracies), abs=1e-4)
     assert (out / "trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -114,7 +124,7 @@ def test_search_writes_its_outputs_resumes_and_never_reads_test(features_dir, tm
 
     # A second run with the same OUTPUT_DIR runs no finished trial again.
     configs.clear()
-    assert _tune(features_dir, out) == 0
+    assert _search(features_dir, out) == 0
     summary = _summary(capsys.readouterr().out)
     assert configs == [] and summary["trials_run"] == "0" and summary["trials"] == "2"
     with open(out / "trials.csv") as f:
@@ -128,6 +138,12 @@ def test_search_writes_its_outputs_resumes_and_never_reads_test(features_dir, tm
     (["--features_dir={features}", "--output_dir={tmp}/out", "--head=rnn"], "--head is set by"),
     (["--features_dir={features}", "--output_dir={tmp}/out", "--epoch=3"], "unknown trainer flag"),
     (["--output_dir={tmp}/out"], "no --features_dir"),
+    (["--features_dir={features}", "--output_dir={tmp}/out", "--first_trial=--head=rnn"],
+     "--first_trial needs each tuned flag once"),
+    (["--features_dir={features}", "--output_dir={tmp}/out", FIRST.replace("=32", "=33")],
+     "--rnn_units=33 is outside the search space"),
+    (["--features_dir={features}", "--output_dir={tmp}/out", "--tuner=hyperband", FIRST],
+     "--first_trial needs --tuner=bayesian"),
 ])
 def test_usage_errors_are_one_line(features_dir, tmp_path, capsys, args, message):
     argv = [a.format(tmp=tmp_path, features=features_dir) for a in args]

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     parser.add_argument("--tuner", default="bayesian", help=f"{'|'.join(TUNERS)} "
                         "(default %(default)s)")
+    parser.add_argument("--first_trial", default="",
+                        help="the first trial's tuned flags, all six space-separated, e.g. "
+                             "today's settings: '--head=rnn --rnn_units=64 --num_frames=8 "
+                             "--dropout=0.3 --learning_rate=0.003 --batch_size=8' (bayesian; "
+                             "the search then starts from them)")
     parser.add_argument("--search_seed", type=int, default=0,
                         help="seed of the tuner's choices (default %(default)s)")
     return parser
@@ -86,7 +91,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         options = runner.SearchOptions(
             features_dir=args.features_dir, output_dir=args.output_dir,
             max_trials=args.max_trials, epochs=args.epochs, tuner=args.tuner,
-            seed=args.search_seed, fixed_flags=tuple(fixed))
+            seed=args.search_seed, fixed_flags=tuple(fixed),
+            first_trial=tuple(args.first_trial.split()))
         try:
             result = runner.run_search(options)
         except preemption.Preempted:  # the trial backed up: the same command resumes it

@@ -70,6 +70,9 @@ class SearchOptions:
     tuner: str = "bayesian"
     seed: int = 0  # of the oracle's choices
     fixed_flags: Tuple[str, ...] = ()
+    # The first trial's tuned flags (bayesian): e.g. today's settings, so that the search
+    # starts from them and its best is never below them on val.
+    first_trial: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -118,6 +121,15 @@ def prepare(options: SearchOptions) -> Tuple[space_lib.Param, ...]:
             raise UsageError(f"{flag.split('=', 1)[0]} is set by the search, not a fixed flag "
                              f"(tuned: {', '.join(space_lib.TUNED)})")
     space = space_lib.search_space(card.num_frames)
+    if options.first_trial:
+        if options.tuner != "bayesian":
+            raise UsageError("--first_trial needs --tuner=bayesian (Hyperband's brackets choose "
+                             "their own trials)")
+        try:
+            trial_config(options, space_lib.parse_values(options.first_trial, space),
+                         "trial-check")
+        except ValueError as err:
+            raise UsageError(f"--first_trial {err}") from None
     # Every value of a choice parses and validates with the fixed flags (e.g. --bidirectional
     # needs --head=rnn), so that no trial fails on a usage error.
     for param in space:
@@ -197,9 +209,24 @@ def make_oracle(options: SearchOptions,
     max_trials = options.max_trials or DEFAULT_MAX_TRIALS
     # KerasTuner's default, 3 random trials per dimension (18), would leave a 10-trial search
     # random: a third of the trials (at least 2) are random, the rest follow its Gaussian process.
-    return keras_tuner.oracles.BayesianOptimizationOracle(
+    first = space_lib.parse_values(options.first_trial, space) if options.first_trial else {}
+    return _BayesianOracle(
         objective, max_trials=max_trials, seed=options.seed, hyperparameters=hp,
-        num_initial_points=initial_points(max_trials, len(space)))
+        num_initial_points=initial_points(max_trials, len(space)), first_values=first)
+
+
+class _BayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
+    """KerasTuner's Bayesian optimization whose first trial, when given, takes `first_values`
+    (a resumed search has trials already, so it never repeats it)."""
+
+    def __init__(self, *args, first_values: Optional[Dict[str, Any]] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.first_values = dict(first_values or {})
+
+    def populate_space(self, trial_id):
+        if self.first_values and not self.trials:
+            return {"status": "RUNNING", "values": dict(self.first_values)}
+        return super().populate_space(trial_id)
 
 
 def initial_points(max_trials: int, dimensions: int) -> int:
@@ -211,11 +238,12 @@ def check_same_search(options: SearchOptions) -> None:
     """Writes OUTPUT_DIR/search.json, or checks that a search there had the same settings."""
     settings = {"features_dir": options.features_dir, "tuner": options.tuner,
                 "epochs": options.epochs, "seed": options.seed,
-                "fixed_flags": list(options.fixed_flags)}
+                "fixed_flags": list(options.fixed_flags),
+                "first_trial": list(options.first_trial)}
     path = os.path.join(options.output_dir, SEARCH_JSON)
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
-            before = json.load(f)
+            before = {"first_trial": [], **json.load(f)}  # searches from before the flag
         changed = sorted(key for key in settings if before.get(key) != settings[key])
         if changed:
             raise UsageError(f"{options.output_dir!r} holds a search with other settings "

@@ -12,7 +12,7 @@ parser reads back the very values the trial trained with.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from trainer.modeling.config import HEADS
 
@@ -83,6 +83,38 @@ def hyperparameters(space: Sequence[Param]) -> "keras_tuner.HyperParameters":
         else:
             hp.Choice(param.flag, list(param.values), ordered=not param.categorical)
     return hp
+
+
+def parse_values(flags: Sequence[str], space: Sequence[Param]) -> Dict[str, Any]:
+    """`--flag=value` of every tuned flag -> a trial's values (ValueError: a flag missing,
+    unknown, or a value outside the space)."""
+    given = {}
+    for text in flags:
+        name, _, value = text[2:].partition("=") if text.startswith("--") else (text, "", "")
+        given[name] = value
+    by_flag = {param.flag: param for param in space}
+    unknown = sorted(set(given) - set(by_flag))
+    missing = [flag for flag in by_flag if flag not in given]
+    if unknown or missing:
+        raise ValueError(f"needs each tuned flag once ({', '.join(TUNED)})"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                         + (f"; missing: {', '.join(missing)}" if missing else ""))
+    values: Dict[str, Any] = {}
+    for flag, param in by_flag.items():
+        text = given[flag]
+        try:
+            value = (float(text) if param.is_range else
+                     type(param.values[0])(text))
+        except ValueError:
+            raise ValueError(f"--{flag}={text} is not a {'number' if param.is_range else 'choice'}"
+                             ) from None
+        inside = (param.low <= value <= param.high if param.is_range else value in param.values)
+        if not inside:
+            where = (f"[{param.low:g}, {param.high:g}]" if param.is_range
+                     else ", ".join(map(str, param.values)))
+            raise ValueError(f"--{flag}={text} is outside the search space ({where})")
+        values[flag] = value
+    return values
 
 
 def format_value(value: Any) -> str:
