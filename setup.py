@@ -52,8 +52,9 @@ REQUIRED = [
 ]
 
 EXTRAS = {
-    # hypothesis 6.170.17: the newest release; tests/test_properties.py.
-    "test": ["pytest==8.3.4", "hypothesis==6.170.17"],
+    # hypothesis 6.170.17: the newest release; tests/test_properties.py. pytest-xdist 3.8.0:
+    # `make test` runs the suite on two workers.
+    "test": ["pytest==8.3.4", "hypothesis==6.170.17", "pytest-xdist==3.8.0"],
     "gcp": ["apache-beam[gcp]==2.72.0"],
     # The CUDA build of the same TensorFlow, for GPU workers and trainers: install it after
     # the package (`pip install --no-deps --force-reinstall 'tensorflow[and-cuda]==2.16.2'`
