@@ -1,6 +1,6 @@
 """The find-plays job against the timeline run game after game, and the timeline's memory by game length.
 
-    python benchmarks/season.py [--model=JOB_DIR] [--games=4] [--workers=2] [--chunk_seconds=20]
+    python benchmarks/season.py [--model=JOB_DIR] [--games=8] [--workers=2] [--chunk_seconds=20]
         [--short_plays=27] [--long_plays=800] [--seed_seconds=8] [--min_confidence=0]
         [--work_dir=DIR]
 
@@ -159,7 +159,9 @@ def seed_lines(args, work: str):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="", help="a JOB_DIR (default: a random demo model)")
-    parser.add_argument("--games", type=int, default=4)
+    parser.add_argument("--games", type=int, default=8,
+                        help="demo games of part 1 (the job pays its start once, the loop per "
+                             "game: the speedup grows with the games)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk_seconds", type=float, default=20.0)
     parser.add_argument("--short_plays", type=int, default=27,
