@@ -26,7 +26,7 @@ $(ENGINES_STAMP): $(STAMP)
 venv: $(STAMP)
 
 # Two pytest workers (pytest-xdist): many tests wait on processes, Beam or I/O, so two keep both
-# cores busy (the suite took 0.36x the wall time of one worker in one comparison, docs/setup.md).
+# cores busy (docs/setup.md: 763 s on two workers on a quiet 2-core machine, 1,144 s on one).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
