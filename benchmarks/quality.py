@@ -49,6 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from schemas.errors import UsageError  # noqa: E402
+from trainer.tuning import space as space_lib  # noqa: E402  (the tuned flags)
 
 PAIR = ("misc", "transition")  # misc is transition played backwards: only an ordered head tells them apart
 SPLITS = "train=0.45,val=0.07,test=0.48"
@@ -72,7 +73,7 @@ PRESETS: Dict[str, Dict] = {
 }
 # Flags every tuning trial shares (the tuned ones, head to batch size, are the search's) and
 # HEAD_FLAGS' tuned ones as its first trial (with --num_frames; the trainer's dropout, 0.3).
-TUNED_NAMES = ("--rnn_units", "--learning_rate", "--batch_size")
+TUNED_NAMES = tuple(f"--{name}" for name in space_lib.TUNED)
 TUNE_FIXED_FLAGS = ["--strategy=default", "--seed=1"] + [
     f for f in HEAD_FLAGS if f.split("=")[0] not in TUNED_NAMES]
 DEFAULT_TUNED_FLAGS = ["--head=rnn", "--dropout=0.3"] + [
@@ -82,12 +83,8 @@ BALANCED_TEST_SEED = 1  # the balanced test set's --demo_seed (the preset's reco
 
 def cpu_name() -> str:
     """The CPU model and core count, for quoting absolute times."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    except OSError:
-        model = "?"
-    return f"{model} x{os.cpu_count()}"
+    from backbone import precision  # pylint: disable=g-import-not-at-top
+    return f"{precision.cpu_model()} x{os.cpu_count()}"
 
 
 def load_average() -> str:

@@ -56,6 +56,7 @@ sys.path.insert(0, ROOT)
 
 from game_video import write_video  # noqa: E402  (benchmarks/game_video.py)
 from backbone import precision  # noqa: E402
+from beam_jobs import no_play  # noqa: E402  (free_spans: the dead-ball spans)
 from demo_data import games as demo_games  # noqa: E402
 from demo_data import plays as demo_plays  # noqa: E402
 from schemas.sampling import FrameSampling  # noqa: E402
@@ -210,18 +211,6 @@ def speed_lines(prefix: str, model, video: str, hop: float, sample: int = 12,
     ]
 
 
-def dead_ball_spans(plays, duration: float):
-    """The spans of a game that no true play covers."""
-    spans, position = [], 0.0
-    for play in sorted(plays, key=lambda p: p["start"]):
-        if play["start"] > position:
-            spans.append((position, play["start"]))
-        position = max(position, play["end"])
-    if duration > position:
-        spans.append((position, duration))
-    return spans
-
-
 def score_games(model, games: str, manifest: str, args):
     """The timeline of each test game, scored as `trainer.timeline --plays` scores it."""
     correct = n = inside_dead_ball = 0
@@ -235,10 +224,11 @@ def score_games(model, games: str, manifest: str, args):
         correct, n = correct + score["correct"], n + score["n"]
         duration, wall = duration + stats.duration, wall + stats.wall_seconds
         name = os.path.basename(video)
-        truth += [detection.Segment(name, p["start"], p["end"], p["label"]) for p in plays]
+        truth += timeline_outputs.true_segments(plays, name)
         detected = timeline_outputs.detected_plays(result, name)
         found += detected
-        long_spans = [(a, b) for a, b in dead_ball_spans(plays, stats.duration)
+        long_spans = [(a, b) for a, b in no_play.free_spans(
+                          stats.duration, [(p["start"], p["end"]) for p in plays])
                       if b - a > result["window_seconds"]]
         inside_dead_ball += sum(1 for d in detected for a, b in long_spans
                                 if d.start >= a - 1e-6 and d.end <= b + 1e-6)

@@ -72,6 +72,12 @@ def score_plays(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]]) -> Di
             "play_majority_accuracy": correct / len(scored) if scored else float("nan")}
 
 
+def true_segments(plays: Sequence[Dict[str, Any]], game: str) -> List[detection.Segment]:
+    """A video's true plays (`read_plays` rows) as scored segments of `game`."""
+    return [detection.Segment(game, float(p["start"]), float(p["end"]), p["label"])
+            for p in plays]
+
+
 def detected_plays(timeline: Dict[str, Any], game: str) -> List[detection.Segment]:
     """The timeline's detected plays (`plays`: neither uncertain nor no play) as scored
     segments (score: the play's confidence)."""
@@ -101,8 +107,7 @@ def false_plays_rows(timeline: Dict[str, Any],
     and game id of the video's rows in the true plays' manifest, so that appended to it they go
     back into the records job as background clips of the right game (and split)."""
     game = posixpath.basename(timeline["video"])
-    truth = [detection.Segment(game, float(p["start"]), float(p["end"]), p["label"])
-             for p in plays]
+    truth = true_segments(plays, game)
     false = detection.false_detections(truth, detected_plays(timeline, game))
     path = (plays[0].get("path") if plays else "") or timeline["video"]
     game_id = (plays[0].get("game_id") if plays else "") or game_id_of(timeline["video"])
@@ -115,8 +120,7 @@ def score_detections(timeline: Dict[str, Any], plays: Sequence[Dict[str, Any]],
                      game: str) -> Dict[str, Any]:
     """The detection report (mAP at tIoU, precision/recall/F1 at tIoU 0.5, intervals over
     games: one game here) with `play_majority_accuracy` and its n."""
-    truth = [detection.Segment(game, float(p["start"]), float(p["end"]), p["label"])
-             for p in plays]
+    truth = true_segments(plays, game)
     found = detected_plays(timeline, game)
     report = detection.detection_report(truth, found)
     report["num_false_plays"] = len(detection.false_detections(truth, found))
